@@ -1,0 +1,62 @@
+"""Small input checkers used at the public boundary.  Inner functions trust their callers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ShapeError
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def check_array(
+    owner: str, name: str, x, shape: tuple, dtype=None, finite: bool = True
+) -> np.ndarray:
+    """Check ``x`` against ``shape``; ``None`` or a letter in ``shape`` matches any size.
+
+    Raises ``ValueError`` of the form ``LSTM: expected x of shape (B, T, 32), got (4, 7, 16)``.
+    """
+    x = np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
+    want = tuple("?" if s is None else s for s in shape)
+    ok = x.ndim == len(shape) and all(
+        isinstance(w, str) or w == g for w, g in zip(want, x.shape)
+    )
+    if not ok:
+        raise ShapeError(f"{owner}: expected {name} of shape {_fmt(want)}, got {_fmt(x.shape)}")
+    if finite and x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = "NaN" if np.isnan(x).any() else "inf"
+        raise ShapeError(f"{owner}: {name} contains {bad}; expected finite values")
+    return x
+
+
+def check_lengths(owner: str, lengths, B: int, T: int) -> np.ndarray:
+    """Check per-row sequence lengths: B integers, each in 1..T."""
+    lengths = np.asarray(lengths)
+    if lengths.ndim != 1 or lengths.shape[0] != B:
+        raise ShapeError(f"{owner}: expected lengths of shape ({B},), got {_fmt(lengths.shape)}")
+    if lengths.dtype.kind not in "iu":
+        if lengths.dtype.kind == "f" and np.all(lengths == np.round(lengths)):
+            lengths = lengths.astype(np.int64)
+        else:
+            raise ShapeError(f"{owner}: expected integer lengths, got dtype {lengths.dtype}")
+    if lengths.size and (lengths.min() < 1 or lengths.max() > T):
+        raise ShapeError(
+            f"{owner}: expected every length in 1..{T}, got min {int(lengths.min())} "
+            f"and max {int(lengths.max())}"
+        )
+    return lengths.astype(np.int64)
+
+
+def check_ids(owner: str, name: str, ids, V: int) -> np.ndarray:
+    """Check integer token ids in 0..V-1."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise ShapeError(f"{owner}: expected integer {name}, got dtype {ids.dtype}")
+    if ids.size and (ids.min() < 0 or ids.max() >= V):
+        raise ShapeError(
+            f"{owner}: expected {name} in 0..{V - 1}, got values from {int(ids.min())} "
+            f"to {int(ids.max())}"
+        )
+    return ids
