@@ -1,0 +1,167 @@
+"""GRU cell, gates packed ``r, z, n`` (PyTorch order), in both placements of the reset gate.
+
+``reset_after=True`` (cuDNN / PyTorch, the default)::
+
+    r = sigma(x W_xr + h W_hr + b_r)        z = sigma(x W_xz + h W_hz + b_z)
+    n = tanh(x W_xn + b_n + r * (h W_hn + b_hn))
+    h' = (1 - z) * n + z * h  =  n + z * (h - n)
+
+``reset_after=False`` (Cho et al. 2014): ``n = tanh(x W_xn + b_n + (r * h) W_hn)``, no ``b_hn``.
+
+Backward (docs/derivations.md#gru): with ``g = dh' (+ dHs_t)``::
+
+    da_n = g (1 - z)(1 - n^2)      da_z = g (h - n) z (1 - z)
+    after:  dhn = da_n r,  da_r = da_n hn r (1 - r),   dh = g z + [da_r, da_z, dhn] W_h^T
+    before: d(rh) = da_n W_hn^T,  da_r = d(rh) h r (1 - r),
+            dh = g z + d(rh) r + [da_r, da_z] W_hrz^T
+
+Every factor that multiplies ``g`` is known after the forward pass, so they are formed for the
+whole sequence at once before the backward loop, leaving a handful of operations per step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import gate_scales
+
+
+def forward(xp, h0, p, mask=None, full=None, reset_after=True):
+    T, B, G = xp.shape
+    H = G // 3
+    full = T if full is None else full
+    W_h = p["W_h"]
+    pre, _ = gate_scales("gru", H, xp.dtype)
+    xp *= pre  # sigmoid gates via tanh(a / 2): halve their pre-activations once
+    Hs = np.empty((T + 1, B, H), dtype=xp.dtype)  # (T+1, B, H)
+    Hs[0] = h0
+    tmpH = np.empty((B, H), xp.dtype)
+    cache = {"A": xp, "Hs": Hs, "mask": mask, "full": full, "W_h": W_h, "after": reset_after}
+    if reset_after:
+        W_hs = W_h * pre  # (H, 3H)
+        b_hn = p["b_hn"]
+        HN = np.empty((T, B, H), xp.dtype)  # h W_hn + b_hn, needed by the backward
+        tmp = np.empty((B, G), xp.dtype)
+        cache["HN"] = HN
+    else:
+        W_hrz = W_h[:, : 2 * H] * 0.5  # (H, 2H)
+        W_hn = np.ascontiguousarray(W_h[:, 2 * H :])  # (H, H)
+        RH = np.empty((T, B, H), xp.dtype)  # r * h_{t-1}
+        tmp = np.empty((B, 2 * H), xp.dtype)
+        cache["RH"] = RH
+    for t in range(T):
+        a, h_prev, h = xp[t], Hs[t], Hs[t + 1]
+        rz, n = a[:, : 2 * H], a[:, 2 * H :]
+        if reset_after:
+            np.matmul(h_prev, W_hs, out=tmp)
+            rz += tmp[:, : 2 * H]
+            np.add(tmp[:, 2 * H :], b_hn, out=HN[t])
+        else:
+            np.matmul(h_prev, W_hrz, out=tmp)
+            rz += tmp
+        np.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5
+        r, z = a[:, :H], a[:, H : 2 * H]
+        if reset_after:
+            np.multiply(r, HN[t], out=tmpH)
+        else:
+            np.multiply(r, h_prev, out=RH[t])
+            np.matmul(RH[t], W_hn, out=tmpH)
+        n += tmpH
+        np.tanh(n, out=n)
+        np.subtract(h_prev, n, out=h)
+        h *= z
+        h += n
+        if t >= full:
+            np.copyto(h, h_prev, where=~mask[t])
+    return Hs, cache
+
+
+def backward(dHs, dhT, cache):
+    A, Hs, mask, full, W_h = cache["A"], cache["Hs"], cache["mask"], cache["full"], cache["W_h"]
+    T, B, H = dHs.shape
+    dt = Hs.dtype
+    R, Z, N = A[..., :H], A[..., H : 2 * H], A[..., 2 * H :]
+    Hprev = Hs[:-1]
+    # Factors that multiply the incoming gradient g_t, for all steps at once.
+    Dn = (1 - Z) * (1 - N * N)  # (T, B, H)
+    Dz = (Hprev - N) * Z * (1 - Z)
+    Zm = Z if mask is None else np.where(mask, Z, 1).astype(dt)  # padded: h passes through
+    dHt = np.empty((T, B, H), dt)  # g_t for every step
+    dh = np.zeros((B, H), dt) if dhT is None else np.array(dhT, dtype=dt)
+    tmpH = np.empty((B, H), dt)
+    dparams = {}
+    if cache["after"]:
+        HN = cache["HN"]
+        F = np.empty((T, B, 3, H), dt)  # factors of [da_r, da_z, dhn]
+        F[:, :, 0] = Dn * HN * R * (1 - R)
+        F[:, :, 1] = Dz
+        F[:, :, 2] = Dn * R
+        if mask is not None:
+            F *= mask[..., None]
+        dHP = np.empty((T, B, 3, H), dt)  # [da_r, da_z, dhn]
+        W_hT = np.ascontiguousarray(W_h.T)
+        for t in range(T - 1, -1, -1):
+            g = dHt[t]
+            np.add(dh, dHs[t], out=g)
+            np.multiply(F[t], g[:, None, :], out=dHP[t])
+            np.matmul(dHP[t].reshape(B, 3 * H), W_hT, out=dh)
+            np.multiply(g, Zm[t], out=tmpH)
+            dh += tmpH
+        dHP = dHP.reshape(T, B, 3 * H)
+        dxp = dHP.copy()
+        np.multiply(Dn, dHt, out=dxp[..., 2 * H :])
+        if mask is not None:
+            dxp[..., 2 * H :] *= mask
+        dparams["W_h"] = Hprev.reshape(T * B, H).T @ dHP.reshape(T * B, 3 * H)
+        dparams["b_hn"] = dHP[..., 2 * H :].sum(axis=(0, 1))
+    else:
+        RH = cache["RH"]
+        F = np.empty((T, B, 2, H), dt)  # factors of [da_z, da_n]
+        F[:, :, 0] = Dz
+        F[:, :, 1] = Dn
+        Drh = Hprev * R * (1 - R)
+        if mask is not None:
+            F *= mask[..., None]
+        dxp = np.empty((T, B, 3 * H), dt)
+        W_hnT = np.ascontiguousarray(W_h[:, 2 * H :].T)
+        W_hrzT = np.ascontiguousarray(W_h[:, : 2 * H].T)
+        dRH = np.empty((B, H), dt)
+        for t in range(T - 1, -1, -1):
+            g = dHt[t]
+            np.add(dh, dHs[t], out=g)
+            d = dxp[t]
+            np.multiply(F[t], g[:, None, :], out=d[:, H:].reshape(B, 2, H))
+            np.matmul(d[:, 2 * H :], W_hnT, out=dRH)
+            np.multiply(dRH, Drh[t], out=d[:, :H])
+            np.matmul(d[:, : 2 * H], W_hrzT, out=dh)
+            np.multiply(dRH, R[t], out=tmpH)
+            dh += tmpH
+            np.multiply(g, Zm[t], out=tmpH)
+            dh += tmpH
+        d2 = dxp.reshape(T * B, 3 * H)
+        dW_h = np.empty_like(W_h)
+        dW_h[:, : 2 * H] = Hprev.reshape(T * B, H).T @ d2[:, : 2 * H]
+        dW_h[:, 2 * H :] = RH.reshape(T * B, H).T @ d2[:, 2 * H :]
+        dparams["W_h"] = dW_h
+    return dxp, dh, dparams
+
+
+def step(xp_t, h, p, reset_after=True):
+    """One GRU step for generation: ``xp_t`` (B, 3H) = ``x W_x + b``; returns the new h."""
+    H = h.shape[-1]
+    hp = h @ p["W_h"]  # (B, 3H)
+    rz = xp_t[:, : 2 * H] + hp[:, : 2 * H]
+    rz *= 0.5
+    np.tanh(rz, out=rz)
+    rz *= 0.5
+    rz += 0.5
+    r, z = rz[:, :H], rz[:, H:]
+    if reset_after:
+        n = r * (hp[:, 2 * H :] + p["b_hn"])
+    else:
+        n = (r * h) @ p["W_h"][:, 2 * H :]
+    n += xp_t[:, 2 * H :]
+    np.tanh(n, out=n)
+    return n + z * (h - n)

@@ -1,0 +1,433 @@
+"""Sequence layers ``RNN``, ``GRU`` and ``LSTM``: stacked, bidirectional, variable lengths.
+
+The public API is batch-first, like ``torch.nn.LSTM(batch_first=True)``::
+
+    lstm = LSTM(32, 64, num_layers=2, bidirectional=True, rng=0)
+    out, state, cache = lstm.forward(x, lengths=lengths)   # x (B, T, 32) -> out (B, T, 128)
+    dx, dstate0 = lstm.backward(dout, cache)               # accumulates into lstm.grads()
+
+It computes the same thing as this plain loop (per layer and direction)::
+
+    for t in range(T):                      # reversed order within each row for "bwd"
+        h = cell(x[:, t] @ W_x + b, h, W_h) # state carried unchanged past a row's length
+        out[:, t] = h                       # 0 at padded steps
+
+State layout follows PyTorch: ``h`` is (L * dirs, B, H), index ``layer * dirs + direction``;
+the LSTM state is ``LSTMState(h, c)``.  Pitfall: for a bidirectional layer the final state of
+the backward direction is its state after reading the *first* step, so it is not
+``out[:, -1, H:]``; and with ``lengths`` the forward final state is the state at each row's last
+real step, not at step T.
+
+Inside, buffers are time-major so every step is a contiguous slice; the input projections of a
+layer are one multiply before the time loop and ``dW_x``, ``db``, ``dX`` one multiply each after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import init as initializers
+from .cells import gru as gru_cell
+from .cells import lstm as lstm_cell
+from .cells import rnn as rnn_cell
+from .cells.activations import gate_slice, num_gates
+from .cells.lstm import LSTMState
+from .checks import check_array, check_lengths
+from .errors import ConfigError
+from .module import Module
+
+_DIRS = ("fwd", "bwd")
+
+
+@dataclass
+class RecurrentConfig:
+    """Construction arguments of a sequence layer; saved in checkpoints as JSON."""
+
+    cell: str
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    nonlinearity: str = "tanh"  # RNN only: "tanh" | "relu"
+    reset_after: bool = True  # GRU only: PyTorch/cuDNN placement of the reset gate
+    peephole: bool = False  # LSTM only
+    init: str = "default"  # "default" | "uniform" | "pytorch" | "identity" (RNN)
+    init_scale: float = 0.1  # for "uniform" (+-a) and "identity" (scale of I)
+    forget_bias: float = 1.0  # LSTM only, with init "default"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.cell not in ("rnn", "gru", "lstm"):
+            raise ConfigError(f"cell must be 'rnn', 'gru' or 'lstm', got {self.cell!r}")
+        for name in ("input_size", "hidden_size", "num_layers"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ConfigError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
+        if self.init not in ("default", "uniform", "pytorch", "identity"):
+            raise ConfigError(
+                f"init must be 'default', 'uniform', 'pytorch' or 'identity', got {self.init!r}"
+            )
+        if self.init == "identity" and self.cell != "rnn":
+            raise ConfigError("init='identity' is for the vanilla RNN only")
+        if self.peephole and self.cell != "lstm":
+            raise ConfigError("peephole=True is for the LSTM only")
+        if np.dtype(self.dtype) not in (np.float32, np.float64):
+            raise ConfigError(f"dtype must be float32 or float64, got {self.dtype!r}")
+
+    @property
+    def dirs(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RecurrentConfig:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown recurrent config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class Direction(Module):
+    """The parameters of one layer and direction: ``W_x`` (D, G*H), ``W_h`` (H, G*H), ``b``."""
+
+    def __init__(self, cfg: RecurrentConfig, input_size: int, rng: np.random.Generator):
+        super().__init__()
+        H, G, dt = cfg.hidden_size, num_gates(cfg.cell), np.dtype(cfg.dtype)
+        D = input_size
+        if cfg.init == "uniform":
+            a = cfg.init_scale
+            W_x = initializers.uniform(rng, (D, G * H), a, dt)
+            W_h = initializers.uniform(rng, (H, G * H), a, dt)
+            b = initializers.uniform(rng, (G * H,), a, dt)
+        elif cfg.init == "pytorch":
+            a = 1.0 / np.sqrt(H)
+            W_x = initializers.uniform(rng, (D, G * H), a, dt)
+            W_h = initializers.uniform(rng, (H, G * H), a, dt)
+            b = initializers.uniform(rng, (G * H,), a, dt)
+        else:
+            W_x = np.concatenate([initializers.xavier_uniform(rng, D, H, dt) for _ in range(G)], 1)
+            if cfg.init == "identity":
+                W_h = initializers.identity(H, dt, cfg.init_scale)
+            else:
+                W_h = np.concatenate([initializers.orthogonal(rng, H, dt) for _ in range(G)], 1)
+            b = np.zeros(G * H, dt)
+            if cfg.cell == "lstm":
+                b[gate_slice("lstm", "f", H)] = cfg.forget_bias
+        self.add_param("W_x", W_x)
+        self.add_param("W_h", W_h)
+        self.add_param("b", b)
+        if cfg.cell == "gru" and cfg.reset_after:
+            if cfg.init in ("uniform", "pytorch"):
+                a = cfg.init_scale if cfg.init == "uniform" else 1.0 / np.sqrt(H)
+                b_hn = initializers.uniform(rng, (H,), a, dt)
+            else:
+                b_hn = np.zeros(H, dt)
+            self.add_param("b_hn", b_hn)
+        if cfg.peephole:
+            for k in ("p_i", "p_f", "p_o"):
+                self.add_param(k, np.zeros(H, dt))
+
+
+class Recurrent(Module):
+    """A stack of recurrent layers of one cell type.  Use :class:`RNN`, :class:`GRU`, :class:`LSTM`."""
+
+    cell = ""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
+                 bidirectional: bool = False, dropout: float = 0.0, dtype="float32",
+                 rng=None, **options):
+        super().__init__()
+        self.cfg = RecurrentConfig(
+            cell=self.cell, input_size=input_size, hidden_size=hidden_size,
+            num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
+            dtype=np.dtype(dtype).name, **options,
+        )
+        rng = initializers.as_rng(rng)
+        self.dropout_rng = rng
+        self.dirs: list[list[Direction]] = []
+        for layer in range(num_layers):
+            D = input_size if layer == 0 else hidden_size * self.cfg.dirs
+            row = []
+            for d in range(self.cfg.dirs):
+                row.append(self.add_module(f"layers.{layer}.{_DIRS[d]}",
+                                           Direction(self.cfg, D, rng)))
+            self.dirs.append(row)
+
+    @classmethod
+    def from_config(cls, cfg: RecurrentConfig | dict, rng=None) -> Recurrent:
+        cfg = cfg if isinstance(cfg, RecurrentConfig) else RecurrentConfig.from_dict(cfg)
+        klass = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cfg.cell]
+        extra = {k: v for k, v in asdict(cfg).items() if k not in (
+            "cell", "input_size", "hidden_size", "num_layers", "bidirectional", "dropout",
+            "dtype")}
+        if cfg.cell != "rnn":
+            extra.pop("nonlinearity")
+        if cfg.cell != "gru":
+            extra.pop("reset_after")
+        if cfg.cell != "lstm":
+            extra.pop("peephole")
+            extra.pop("forget_bias")
+        return klass(cfg.input_size, cfg.hidden_size, cfg.num_layers,
+                     bidirectional=cfg.bidirectional, dropout=cfg.dropout, dtype=cfg.dtype,
+                     rng=rng, **extra)
+
+    def config(self) -> dict:
+        return asdict(self.cfg)
+
+    # -- helpers ------------------------------------------------------------------------
+    @property
+    def hidden_size(self) -> int:
+        return self.cfg.hidden_size
+
+    @property
+    def output_size(self) -> int:
+        return self.cfg.hidden_size * self.cfg.dirs
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.cfg.dtype)
+
+    def initial_state(self, B: int):
+        """Zeros in the layout ``forward`` takes and returns."""
+        shape = (self.cfg.num_layers * self.cfg.dirs, B, self.cfg.hidden_size)
+        h = np.zeros(shape, self.np_dtype)
+        return LSTMState(h, np.zeros_like(h)) if self.cell == "lstm" else h
+
+    def _check_state(self, state, B: int):
+        name = type(self).__name__
+        shape = (self.cfg.num_layers * self.cfg.dirs, B, self.cfg.hidden_size)
+        if self.cell == "lstm":
+            if not (isinstance(state, tuple) and len(state) == 2):
+                raise ValueError(f"{name}: expected the state as a tuple (h, c) of arrays of "
+                                 f"shape {shape}, got {type(state).__name__}")
+            h = check_array(name, "h0", state[0], shape).astype(self.np_dtype, copy=False)
+            c = check_array(name, "c0", state[1], shape).astype(self.np_dtype, copy=False)
+            return LSTMState(h, c)
+        return check_array(name, "h0", state, shape).astype(self.np_dtype, copy=False)
+
+    def _cell_state(self, state, k: int):
+        return (state.h[k], state.c[k]) if self.cell == "lstm" else state[k]
+
+    # -- forward ------------------------------------------------------------------------
+    def forward(self, x, state=None, lengths=None, *, rng: np.random.Generator | None = None):
+        """Run the stack over ``x`` (B, T, D).
+
+        Returns ``(out, state, cache)``: ``out`` (B, T, dirs*H), zero at padded steps; the final
+        state of every layer and direction; the cache for :meth:`backward`.
+        """
+        name = type(self).__name__
+        cfg = self.cfg
+        x = check_array(name, "x", x, ("B", "T", cfg.input_size))
+        B, T, _ = x.shape
+        if T == 0 or B == 0:
+            raise ValueError(f"{name}: expected at least one step and one row, got x of shape "
+                             f"{x.shape}")
+        state = self.initial_state(B) if state is None else self._check_state(state, B)
+        mask = full = gather = None
+        if lengths is not None:
+            lengths = check_lengths(name, lengths, B, T)
+            full = int(lengths.min())
+            if full < T:
+                mask = (np.arange(T)[:, None] < lengths[None, :])[..., None]  # (T, B, 1)
+                if cfg.bidirectional:
+                    t = np.arange(T)[:, None]
+                    rev = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+                    gather = (rev, np.arange(B)[None, :])  # (T, B): an involution
+            else:
+                full = None
+        inp = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.np_dtype)  # (T, B, D)
+        rng = self.dropout_rng if rng is None else rng
+        layers, finals = [], []
+        for layer in range(cfg.num_layers):
+            if layer > 0 and cfg.dropout > 0 and self.training:
+                keep = 1.0 - cfg.dropout
+                drop = (rng.random(inp.shape) < keep).astype(self.np_dtype) / keep
+                inp = inp * drop
+            else:
+                drop = None
+            outs, caches = [], []
+            for d, unit in enumerate(self.dirs[layer]):
+                hs, final, cache = self._run_direction(unit, inp, self._cell_state(
+                    state, layer * cfg.dirs + d), d, mask, full, gather)
+                outs.append(hs)
+                finals.append(final)
+                caches.append(cache)
+            layers.append({"inp": inp, "drop": drop, "dirs": caches})
+            inp = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)  # (T, B, dirs*H)
+            if mask is not None:
+                inp = inp * mask  # never in place: outs[0] may be a view of the cache
+        out = np.ascontiguousarray(inp.transpose(1, 0, 2))  # (B, T, dirs*H), owned by caller
+        if self.cell == "lstm":
+            final_state = LSTMState(np.stack([f[0] for f in finals]),
+                                    np.stack([f[1] for f in finals]))
+        else:
+            final_state = np.stack(finals)
+        cache = {"layers": layers, "mask": mask, "gather": gather, "B": B, "T": T}
+        return out, final_state, cache
+
+    def _run_direction(self, unit: Direction, inp, state0, d, mask, full, gather):
+        T, B, D = inp.shape
+        p = unit.param
+        xp = inp.reshape(T * B, D) @ p["W_x"]  # (T*B, G*H): every input projection at once
+        xp += p["b"]
+        xp = xp.reshape(T, B, -1)  # (T, B, G*H)
+        if d == 1:
+            xp = xp[::-1] if gather is None else xp[gather]
+        Hs, final, cache = self._cell_forward(xp, state0, p, mask, full)
+        hs = Hs[1:]
+        if d == 1:
+            hs = hs[::-1] if gather is None else hs[gather]
+        return hs, final, cache
+
+    # -- backward -----------------------------------------------------------------------
+    def backward(self, dout, cache, dstate=None):
+        """Backpropagate ``dout`` (B, T, dirs*H) and optionally ``dstate`` (gradient w.r.t. the
+        final state, same layout as the state).  Accumulates parameter gradients; returns
+        ``(dx, dstate0)``: the gradients w.r.t. the input and the initial state."""
+        name = type(self).__name__
+        cfg = self.cfg
+        B, T = cache["B"], cache["T"]
+        dout = check_array(name, "dout", dout, (B, T, self.output_size))
+        dout = np.ascontiguousarray(dout.transpose(1, 0, 2), dtype=self.np_dtype)  # (T,B,dH)
+        mask, gather = cache["mask"], cache["gather"]
+        if dstate is not None:
+            dstate = self._check_state(dstate, B)
+        H = cfg.hidden_size
+        dstate0 = [None] * (cfg.num_layers * cfg.dirs)
+        for layer in range(cfg.num_layers - 1, -1, -1):
+            lc = cache["layers"][layer]
+            if mask is not None:
+                dout *= mask
+            dinp = None
+            for d in range(cfg.dirs):
+                k = layer * cfg.dirs + d
+                dT = None if dstate is None else self._cell_state(dstate, k)
+                dhs = dout[..., d * H:(d + 1) * H]
+                if d == 1:
+                    dhs = dhs[::-1] if gather is None else dhs[gather]
+                unit = self.dirs[layer][d]
+                dxp, ds0, dparams = self._cell_backward(dhs, dT, lc["dirs"][d])
+                dstate0[k] = ds0
+                if d == 1:
+                    dxp = dxp[::-1] if gather is None else dxp[gather]
+                G = dxp.shape[-1]
+                dxp2 = np.ascontiguousarray(dxp).reshape(T * B, G)
+                inp2 = lc["inp"].reshape(T * B, -1)
+                unit.grad["W_x"] += inp2.T @ dxp2
+                unit.grad["b"] += dxp2.sum(axis=0)
+                for key, g in dparams.items():
+                    unit.grad[key] += g
+                dx = dxp2 @ unit.param["W_x"].T  # (T*B, D)
+                if dinp is None:
+                    dinp = dx
+                else:
+                    dinp += dx
+            dout = dinp.reshape(T, B, -1)
+            if lc["drop"] is not None:
+                dout *= lc["drop"]
+        dx = dout.transpose(1, 0, 2)  # (B, T, D)
+        if self.cell == "lstm":
+            return dx, LSTMState(np.stack([s[0] for s in dstate0]),
+                                 np.stack([s[1] for s in dstate0]))
+        return dx, np.stack(dstate0)
+
+    # -- one step, for generation --------------------------------------------------------
+    def step(self, x_t, state):
+        """One time step of a unidirectional stack, for generation: ``x_t`` (B, D) ->
+        ``(out_t (B, H), state)``.  No cache; O(1) work per token."""
+        if self.cfg.bidirectional:
+            raise ValueError(f"{type(self).__name__}: step() needs a unidirectional layer")
+        inp = x_t
+        new = []
+        for layer in range(self.cfg.num_layers):
+            p = self.dirs[layer][0].param
+            xp = inp @ p["W_x"]
+            xp += p["b"]
+            s = self._cell_step(xp, self._cell_state(state, layer), p)
+            new.append(s)
+            inp = s[0] if self.cell == "lstm" else s
+        if self.cell == "lstm":
+            return inp, LSTMState(np.stack([s[0] for s in new]), np.stack([s[1] for s in new]))
+        return inp, np.stack(new)
+
+
+class RNN(Recurrent):
+    """Elman RNN: ``h_t = phi(x_t W_x + h_{t-1} W_h + b)``, ``nonlinearity`` "tanh" or "relu".
+
+    >>> rnn = RNN(3, 5, nonlinearity="relu", rng=0)
+    >>> out, h, cache = rnn.forward(np.ones((2, 4, 3)))
+    >>> out.shape, h.shape
+    ((2, 4, 5), (1, 2, 5))
+    """
+
+    cell = "rnn"
+
+    def _cell_forward(self, xp, h0, p, mask, full):
+        Hs, cache = rnn_cell.forward(xp, h0, p, mask, full, self.cfg.nonlinearity)
+        return Hs, Hs[-1], cache
+
+    def _cell_backward(self, dhs, dT, cache):
+        return rnn_cell.backward(dhs, dT, cache)
+
+    def _cell_step(self, xp, h, p):
+        return rnn_cell.step(xp, h, p, self.cfg.nonlinearity)
+
+
+class GRU(Recurrent):
+    """Gated recurrent unit; ``reset_after=True`` is the PyTorch/cuDNN form (weights interchange
+    with ``torch.nn.GRU``), ``False`` the original form of Cho et al. (2014).
+
+    >>> gru = GRU(3, 5, bidirectional=True, rng=0)
+    >>> out, h, cache = gru.forward(np.ones((2, 4, 3)), lengths=[4, 2])
+    >>> out.shape, h.shape, float(abs(out[1, 2:]).max())
+    ((2, 4, 10), (2, 2, 5), 0.0)
+    """
+
+    cell = "gru"
+
+    def _cell_forward(self, xp, h0, p, mask, full):
+        Hs, cache = gru_cell.forward(xp, h0, p, mask, full, self.cfg.reset_after)
+        return Hs, Hs[-1], cache
+
+    def _cell_backward(self, dhs, dT, cache):
+        return gru_cell.backward(dhs, dT, cache)
+
+    def _cell_step(self, xp, h, p):
+        return gru_cell.step(xp, h, p, self.cfg.reset_after)
+
+
+class LSTM(Recurrent):
+    """Long short-term memory, gates ``i, f, g, o``; optional diagonal ``peephole`` weights.
+
+    >>> lstm = LSTM(3, 5, num_layers=2, rng=0)
+    >>> out, (h, c), cache = lstm.forward(np.ones((2, 4, 3)))
+    >>> out.shape, h.shape, c.shape
+    ((2, 4, 5), (2, 2, 5), (2, 2, 5))
+    """
+
+    cell = "lstm"
+
+    def _cell_forward(self, xp, state0, p, mask, full):
+        Hs, Cs, cache = lstm_cell.forward(xp, state0, p, mask, full)
+        return Hs, (Hs[-1], Cs[-1]), cache
+
+    def _cell_backward(self, dhs, dT, cache):
+        return lstm_cell.backward(dhs, dT, cache)
+
+    def _cell_step(self, xp, state, p):
+        return lstm_cell.step(xp, state, p)
+
+
+def make_recurrent(cell: str, *args, **kwargs) -> Recurrent:
+    """``make_recurrent("lstm", 32, 64, num_layers=2)``: the layer class by name."""
+    try:
+        klass = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell]
+    except KeyError:
+        raise ConfigError(f"cell must be 'rnn', 'gru' or 'lstm', got {cell!r}") from None
+    return klass(*args, **kwargs)
