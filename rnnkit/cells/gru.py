@@ -79,7 +79,7 @@ def forward(xp, h0, p, mask=None, full=None, reset_after=True):
 
 
 def backward(dHs, dhT, cache):
-    A, Hs, mask, full, W_h = cache["A"], cache["Hs"], cache["mask"], cache["full"], cache["W_h"]
+    A, Hs, mask, W_h = cache["A"], cache["Hs"], cache["mask"], cache["W_h"]
     T, B, H = dHs.shape
     dt = Hs.dtype
     R, Z, N = A[..., :H], A[..., H : 2 * H], A[..., 2 * H :]

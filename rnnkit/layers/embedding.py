@@ -1,0 +1,56 @@
+"""Embedding lookup ``y = W[ids]`` with sparse gradient accumulation.
+
+Backward: ``dW[v] += sum of dy at every position where ids == v``; repeated ids are summed
+(``np.add.at`` semantics), and only the rows that occur are touched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import init as initializers
+from ..checks import check_ids
+from ..module import Module
+
+
+class Embedding(Module):
+    """``Embedding(V, E)``: ``W`` (V, E); ``forward(ids (...)) -> (..., E)``.
+
+    >>> emb = Embedding(10, 4, rng=0)
+    >>> y, cache = emb.forward(np.array([[1, 2, 1]]))
+    >>> y.shape
+    (1, 3, 4)
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, *, init: str = "normal",
+                 init_scale: float = 0.1, padding_idx: int | None = None, dtype="float32",
+                 rng=None):
+        super().__init__()
+        rng = initializers.as_rng(rng)
+        dt = np.dtype(dtype)
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.padding_idx = padding_idx
+        if init == "uniform":
+            W = initializers.uniform(rng, (num_embeddings, embedding_dim), init_scale, dt)
+        else:
+            W = rng.standard_normal((num_embeddings, embedding_dim)).astype(dt)
+        if padding_idx is not None:
+            W[padding_idx] = 0
+        self.add_param("W", W)
+
+    def forward(self, ids):
+        ids = check_ids("Embedding", "ids", ids, self.num_embeddings)
+        return self.param["W"][ids], ids
+
+    def backward(self, dy, ids):
+        """Accumulate into ``grad["W"]``; returns the touched rows (unique ids)."""
+        E = self.embedding_dim
+        flat = ids.reshape(-1)
+        dy2 = dy.reshape(-1, E)
+        rows, inverse = np.unique(flat, return_inverse=True)
+        acc = np.zeros((rows.size, E), dtype=self.grad["W"].dtype)
+        np.add.at(acc, inverse, dy2)
+        if self.padding_idx is not None:
+            acc[rows == self.padding_idx] = 0
+        self.grad["W"][rows] += acc
+        return rows

@@ -1,0 +1,1 @@
+"""Task models built from the shared layers: language model, classifier, tagger, seq2seq."""

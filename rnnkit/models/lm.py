@@ -1,0 +1,169 @@
+"""Recurrent language model: embedding -> dropout -> RNN/GRU/LSTM stack -> dropout -> linear.
+
+``logits_t = dropout(h_t) W_o + b_o`` and ``p(w_{t+1} | w_<=t) = softmax(logits_t)``.  With
+``tie_weights`` the output matrix is the embedding matrix transposed (Press & Wolf 2017;
+needs ``embed_size == hidden_size``), so its gradient is the sum of both uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .. import init as initializers
+from ..checks import check_ids
+from ..errors import ConfigError
+from ..layers import Embedding, Linear
+from ..losses import softmax_cross_entropy
+from ..module import Module
+from ..recurrent import make_recurrent
+
+
+@dataclass
+class LMConfig:
+    """Everything needed to rebuild a :class:`LanguageModel` (saved as JSON in checkpoints)."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    embed_size: int = 128
+    hidden_size: int = 256
+    num_layers: int = 2
+    dropout: float = 0.0
+    tie_weights: bool = False
+    init: str = "default"  # "default" (Xavier / orthogonal) | "uniform" (+-init_scale)
+    init_scale: float = 0.1
+    nonlinearity: str = "tanh"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.cell not in ("rnn", "gru", "lstm"):
+            raise ConfigError(f"cell must be rnn, gru or lstm, got {self.cell!r}")
+        for k in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{k} must be a positive integer, got {v!r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.tie_weights and self.embed_size != self.hidden_size:
+            raise ConfigError(
+                f"tie_weights needs embed_size == hidden_size, got {self.embed_size} and "
+                f"{self.hidden_size}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LMConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown language-model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LanguageModel(Module):
+    """Word- or character-level RNN language model.
+
+    >>> lm = LanguageModel(LMConfig(vocab_size=20, embed_size=8, hidden_size=8), rng=0)
+    >>> logits, state, cache = lm.forward(np.zeros((2, 5), dtype=np.int64))
+    >>> logits.shape
+    (2, 5, 20)
+    """
+
+    kind = "lm"
+
+    def __init__(self, cfg: LMConfig, rng=None):
+        super().__init__()
+        self.cfg = cfg
+        rng = initializers.as_rng(rng)
+        uni = cfg.init == "uniform"
+        emb_init = "uniform" if uni else "normal"
+        self.embed = self.add_module("embed", Embedding(
+            cfg.vocab_size, cfg.embed_size, init=emb_init, init_scale=cfg.init_scale,
+            dtype=cfg.dtype, rng=rng))
+        opts = {"nonlinearity": cfg.nonlinearity} if cfg.cell == "rnn" else {}
+        self.rnn = self.add_module("rnn", make_recurrent(
+            cfg.cell, cfg.embed_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
+            init="uniform" if uni else "default", init_scale=cfg.init_scale, dtype=cfg.dtype,
+            rng=rng, **opts))
+        if cfg.tie_weights:
+            self.add_param("b_out", np.zeros(cfg.vocab_size, cfg.dtype))
+            self.out = None
+        else:
+            self.out = self.add_module("out", Linear(
+                cfg.hidden_size, cfg.vocab_size, init="uniform" if uni else "xavier",
+                init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng))
+
+    def initial_state(self, B: int):
+        return self.rnn.initial_state(B)
+
+    # -- forward / backward -----------------------------------------------------------
+    def _dropout(self, x, rng):
+        p = self.cfg.dropout
+        if not self.training or p == 0.0:
+            return x, None
+        m = (rng.random(x.shape, dtype=x.dtype) < 1.0 - p).astype(x.dtype)
+        m *= 1.0 / (1.0 - p)
+        return x * m, m
+
+    def forward(self, ids, state=None, *, rng: np.random.Generator | None = None):
+        """``ids`` (B, T) -> ``(logits (B, T, V), final state, cache)``."""
+        ids = np.asarray(ids)
+        if ids.ndim != 2:
+            raise ValueError(f"LanguageModel: expected ids of shape (B, T), got {ids.shape}")
+        ids = check_ids("LanguageModel", "ids", ids, self.cfg.vocab_size)
+        rng = rng if rng is not None else np.random.default_rng()
+        emb, emb_cache = self.embed.forward(ids)
+        x, m_in = self._dropout(emb, rng)
+        h, state, rnn_cache = self.rnn.forward(x, state, rng=rng)
+        h, m_out = self._dropout(h, rng)
+        if self.out is None:
+            logits = h @ self.embed.param["W"].T
+            logits += self.param["b_out"]
+            out_cache = h
+        else:
+            logits, out_cache = self.out.forward(h)
+        return logits, state, (emb_cache, m_in, rnn_cache, m_out, out_cache)
+
+    def backward(self, dlogits, cache) -> None:
+        """Accumulate parameter gradients from ``dlogits`` (B, T, V)."""
+        emb_cache, m_in, rnn_cache, m_out, out_cache = cache
+        if self.out is None:
+            h = out_cache
+            V, H = self.cfg.vocab_size, self.cfg.hidden_size
+            d2 = dlogits.reshape(-1, V)
+            self.embed.grad["W"] += d2.T @ h.reshape(-1, H)
+            self.grad["b_out"] += d2.sum(axis=0)
+            dh = dlogits @ self.embed.param["W"]
+        else:
+            dh = self.out.backward(dlogits, out_cache)
+        if m_out is not None:
+            dh *= m_out
+        dx, _ = self.rnn.backward(dh, rnn_cache)
+        if m_in is not None:
+            dx = dx * m_in
+        self.embed.backward(dx, emb_cache)
+
+    def loss(self, ids, targets, state=None, *, mask=None, rng=None, backward: bool = True):
+        """Mean cross-entropy of predicting ``targets`` (B, T) from ``ids`` (B, T).
+
+        Returns ``(mean_loss, n_tokens, final_state)``; with ``backward`` the gradients of the
+        mean loss are accumulated into :meth:`grads`.
+        """
+        logits, state, cache = self.forward(ids, state, rng=rng)
+        loss, dlogits, n = softmax_cross_entropy(logits, np.asarray(targets), mask)
+        if backward:
+            self.backward(dlogits, cache)
+        return loss, n, state
+
+    # -- generation ---------------------------------------------------------------------
+    def step(self, token_ids, state):
+        """Next-token logits for ``token_ids`` (B,) given ``state``: O(1) per token."""
+        x = self.embed.param["W"][np.asarray(token_ids)]
+        h, state = self.rnn.step(x, state)
+        if self.out is None:
+            logits = h @ self.embed.param["W"].T + self.param["b_out"]
+        else:
+            logits = h @ self.out.param["W"] + self.out.param["b"]
+        return logits, state
