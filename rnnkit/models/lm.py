@@ -167,3 +167,24 @@ class LanguageModel(Module):
         else:
             logits = h @ self.out.param["W"] + self.out.param["b"]
         return logits, state
+
+
+def load_lm(path):
+    """Load a language-model checkpoint: ``(model, tokenizer, checkpoint)``."""
+    from ..checkpoint import load_checkpoint
+    from ..errors import CheckpointError
+    from ..text.tokenizers import tokenizer_from_dict
+
+    ck = load_checkpoint(path, kind="lm", weights_only=True)
+    try:
+        cfg = LMConfig.from_dict(ck.config["model"])
+        tokenizer = tokenizer_from_dict(ck.vocab)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ck.path}: config or vocabulary unreadable ({e})") from None
+    if len(tokenizer.vocab) != cfg.vocab_size:
+        raise CheckpointError(f"{ck.path}: vocabulary has {len(tokenizer.vocab)} tokens but the "
+                              f"model expects {cfg.vocab_size}")
+    model = LanguageModel(cfg, rng=0)
+    model.load_state_dict(ck.weights)
+    model.eval()
+    return model, tokenizer, ck
