@@ -294,7 +294,7 @@ class Recurrent(Module):
         cfg = self.cfg
         B, T = cache["B"], cache["T"]
         dout = check_array(name, "dout", dout, (B, T, self.output_size))
-        dout = np.ascontiguousarray(dout.transpose(1, 0, 2), dtype=self.np_dtype)  # (T,B,dH)
+        dout = np.array(dout.transpose(1, 0, 2), dtype=self.np_dtype, order="C")  # (T,B,dH) copy
         mask, gather = cache["mask"], cache["gather"]
         if dstate is not None:
             dstate = self._check_state(dstate, B)

@@ -43,10 +43,11 @@ class Linear(Module):
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected x of shape (..., {self.in_features}), "
                              f"got {tuple(x.shape)}")
-        y = x @ self.param["W"]
+        # always a 2-D multiply: NumPy runs a stacked (3-D) matmul as many small ones
+        y = x.reshape(-1, self.in_features) @ self.param["W"]  # (N, O)
         if "b" in self.param:
             y += self.param["b"]
-        return y, x
+        return y.reshape(*x.shape[:-1], self.out_features), x
 
     def backward(self, dy, x):
         D, O = self.in_features, self.out_features
@@ -54,4 +55,4 @@ class Linear(Module):
         self.grad["W"] += x.reshape(-1, D).T @ dy2
         if "b" in self.grad:
             self.grad["b"] += dy2.sum(axis=0)
-        return dy @ self.param["W"].T
+        return (dy2 @ self.param["W"].T).reshape(*dy.shape[:-1], D)

@@ -119,8 +119,10 @@ class LanguageModel(Module):
         h, state, rnn_cache = self.rnn.forward(x, state, rng=rng)
         h, m_out = self._dropout(h, rng)
         if self.out is None:
-            logits = h @ self.embed.param["W"].T
+            B, T, H = h.shape
+            logits = h.reshape(B * T, H) @ self.embed.param["W"].T  # (B*T, V)
             logits += self.param["b_out"]
+            logits = logits.reshape(B, T, -1)
             out_cache = h
         else:
             logits, out_cache = self.out.forward(h)
@@ -135,7 +137,7 @@ class LanguageModel(Module):
             d2 = dlogits.reshape(-1, V)
             self.embed.grad["W"] += d2.T @ h.reshape(-1, H)
             self.grad["b_out"] += d2.sum(axis=0)
-            dh = dlogits @ self.embed.param["W"]
+            dh = (d2 @ self.embed.param["W"]).reshape(*dlogits.shape[:-1], H)
         else:
             dh = self.out.backward(dlogits, out_cache)
         if m_out is not None:
