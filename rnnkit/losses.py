@@ -34,6 +34,7 @@ def softmax_cross_entropy(logits, targets, mask=None, reduction: str = "mean"):
     ``loss`` is the mean (or sum) NLL over real tokens and ``dlogits`` its gradient.
     """
     logits = np.asarray(logits)
+    targets = np.asarray(targets)
     V = logits.shape[-1]
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"softmax_cross_entropy: expected targets of shape "
