@@ -31,15 +31,20 @@ def filter_logits(logits: np.ndarray, top_k: int = 0, top_p: float = 1.0) -> np.
     return z
 
 
-def choose(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 1.0) -> int:
-    """One token id from ``logits`` (V,): greedy when ``temperature == 0``."""
-    if temperature < 0:
+def check_sampling(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> None:
+    """Raise ``ValueError`` for a temperature < 0, ``top_k`` < 0 or ``top_p`` outside (0, 1]."""
+    if not temperature >= 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
+
+
+def choose(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
+           top_k: int = 0, top_p: float = 1.0) -> int:
+    """One token id from ``logits`` (V,): greedy when ``temperature == 0``."""
+    check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return int(np.argmax(logits))
     z = filter_logits(np.asarray(logits, dtype=np.float64) / temperature, top_k, top_p)
@@ -52,13 +57,19 @@ def generate(step: Callable, state, first: int, length: int, rng: np.random.Gene
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              logits=None, stop: int | None = None) -> Iterator[int]:
     """Yield ``length`` token ids one at a time (streaming).  ``first`` is fed first unless
-    ``logits`` (already computed after a prime) are given; stops early at ``stop``."""
+    ``logits`` (already computed after a prime) are given; stops early at ``stop``.
+
+    Each token after the first costs exactly one ``step`` (none after the last token).
+    """
+    check_sampling(temperature, top_k, top_p)
+    if length <= 0:
+        return
     if logits is None:
         logits, state = step(np.array([first]), state)
-    for _ in range(length):
+    for i in range(length):
         tok = choose(logits[0], rng, temperature, top_k, top_p)
         yield tok
-        if stop is not None and tok == stop:
+        if (stop is not None and tok == stop) or i == length - 1:
             return
         logits, state = step(np.array([tok]), state)
 
@@ -98,10 +109,11 @@ def beam_search(step: Callable, state, first: int, beam: int, max_len: int, *,
     states = state
     cur = logp[None, :]  # (K, V)
     done: list[Hypothesis] = []
-    for _ in range(max_len):
+    for t in range(max_len):
         total = np.array([h.logp for h in live])[:, None] + cur  # (K, V)
         flat = total.reshape(-1)
-        n = min(beam, flat.size)
+        # 2K candidates: even if K of them end at eos, K live hypotheses remain
+        n = min(2 * beam, flat.size)
         best = np.argpartition(-flat, n - 1)[:n]
         best = best[np.argsort(-flat[best], kind="stable")]
         keep_rows, keep_tok, new_live = [], [], []
@@ -115,13 +127,25 @@ def beam_search(step: Callable, state, first: int, beam: int, max_len: int, *,
                 new_live.append(h)
                 keep_rows.append(k)
                 keep_tok.append(tok)
-        if len(done) >= beam or not new_live:
-            break
+            if len(new_live) == beam:
+                break
         live = new_live
+        if not live or t == max_len - 1 or _settled(done, live, beam, alpha):
+            break
         states = _take(states, np.array(keep_rows))
         logits, states = step(np.array(keep_tok), states)
         cur = log_softmax(np.asarray(logits, dtype=np.float64))
-    if len(done) < beam:  # hit max_len: unfinished hypotheses compete too
-        done += live[: beam - len(done)]
+    done += live  # unfinished hypotheses (cut at max_len) compete too
     done.sort(key=lambda h: -h.score(alpha))
     return done[:beam]
+
+
+def _settled(done: list[Hypothesis], live: list[Hypothesis], beam: int, alpha: float) -> bool:
+    """True when ``beam`` hypotheses have finished and (without length normalisation, where
+    log probabilities only fall) no live one can still beat the worst of the best ``beam``."""
+    if len(done) < beam:
+        return False
+    if alpha:
+        return True
+    worst = sorted(h.logp for h in done)[-beam]
+    return max(h.logp for h in live) <= worst

@@ -1,41 +1,64 @@
-"""Options and plumbing shared by every training command (the CLI conventions)."""
+"""Options and plumbing shared by every training command (the CLI conventions).
+
+Every training command takes ``--out DIR`` (default: a new folder under ``runs/``),
+``--epochs``, ``--minutes``, ``--seed`` and ``--resume``.  With ``--resume`` the run in
+``--out`` continues with the options it was started with; options written on the resuming
+command line (``--epochs 20``, ``--minutes 10``) replace the saved ones
+(:func:`resume_train_config`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 
+from ..errors import CheckpointError, ConfigError
 from ..train.trainer import TrainConfig
+
+# TrainConfig field -> the argparse dest that sets it
+_DESTS = {"plateau_patience": "plateau", "progress": "no_progress"}
 
 
 def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, lr=2e-3,
-                        optimizer="adam", clip=1.0, batch_size=32) -> None:
+                        optimizer="adam", clip=1.0, batch_size=32, epochs_help=None,
+                        minutes_help=None) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--out", type=Path, default=None,
                    help="checkpoint directory (default: a new folder under runs/)")
-    g.add_argument("--epochs", type=int, default=epochs, help="maximum number of epochs")
+    g.add_argument("--epochs", type=int, default=epochs,
+                   help=epochs_help or "maximum number of epochs")
     g.add_argument("--minutes", type=float, default=minutes,
-                   help="time budget in minutes (whichever of --epochs/--minutes ends first)")
+                   help=minutes_help or "time budget in minutes, validation included; "
+                   "whichever of --epochs/--minutes ends first (default: no limit)")
+    g.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many optimiser steps in all (default: no limit)")
     g.add_argument("--seed", type=int, default=0, help="random seed (weights, dropout, order)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out where it stopped, with its saved options")
     g.add_argument("--batch-size", type=int, default=batch_size, help="batch size B")
-    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=optimizer)
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=optimizer,
+                   help="optimiser")
     g.add_argument("--lr", type=float, default=lr, help="learning rate")
     g.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
-    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
     g.add_argument("--clip", type=float, default=clip,
                    help="clip the global gradient norm to this (0 disables)")
     g.add_argument("--lr-decay", type=float, default=1.0,
                    help="multiply the learning rate by this each epoch after --decay-after")
-    g.add_argument("--decay-after", type=int, default=0, help="first epoch to keep full lr")
+    g.add_argument("--decay-after", type=int, default=0, help="last epoch at the full lr")
     g.add_argument("--plateau", type=int, default=None, metavar="PATIENCE",
                    help="instead of step decay: multiply lr by --lr-decay (or 0.5) when "
-                        "validation stalls for PATIENCE epochs")
+                        "validation stalls for PATIENCE epochs (default: off)")
     g.add_argument("--patience", type=int, default=None,
-                   help="early stopping: epochs without validation improvement")
-    g.add_argument("--log-every", type=int, default=20, help="steps between log lines")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+                   help="early stopping: epochs without validation improvement "
+                        "(default: off)")
+    g.add_argument("--log-every", type=int, default=20,
+                   help="steps between metrics.jsonl lines")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress display (default: a bar on a terminal, else a line "
+                        "every 10 s)")
 
 
 def train_config(args) -> TrainConfig:
@@ -44,15 +67,48 @@ def train_config(args) -> TrainConfig:
         momentum=args.momentum, weight_decay=args.weight_decay, clip=args.clip or None,
         lr_decay=args.lr_decay, decay_after=args.decay_after, plateau_patience=args.plateau,
         patience=args.patience, log_every=args.log_every, seed=args.seed,
-        progress=not args.no_progress)
+        progress=not args.no_progress, max_steps=getattr(args, "max_steps", None))
+
+
+def resume_train_config(args, saved: dict) -> TrainConfig:
+    """The saved trainer options, with those given on this command line put over them.
+
+    ``args.given`` (set by :func:`rnnkit.cli.main.main`) names the options the user wrote;
+    without it every option of ``args`` counts as given.  The progress display always
+    follows this command line.
+    """
+    fresh = asdict(train_config(args))
+    given = getattr(args, "given", None)
+    if given is None:
+        return TrainConfig(**fresh)
+    try:
+        old = asdict(TrainConfig.from_dict(saved))
+    except (TypeError, ConfigError) as e:
+        raise CheckpointError(f"--resume: the saved trainer options are unreadable ({e})") from None
+    merged = {}
+    for f in fields(TrainConfig):
+        dest = _DESTS.get(f.name, f.name)
+        merged[f.name] = fresh[f.name] if (dest in given or f.name == "progress") else old[f.name]
+    return TrainConfig(**merged)
 
 
 def out_dir(args, kind: str) -> Path:
+    """``--out`` (which must hold a run for ``--resume``, and must not for a new run), or a
+    new folder ``runs/<kind>-<date>-<time>``."""
     if args.out is not None:
-        if args.resume and not (args.out / "last").exists():
-            raise FileNotFoundError(f"--resume: no run to continue in {args.out} "
-                                    f"(expected {args.out / 'last'})")
-        return args.out
+        out = Path(args.out)
+        if args.resume and not (out / "last").exists():
+            raise CheckpointError(f"--resume: no run to continue in {out} "
+                                    f"(expected a checkpoint at {out / 'last'})")
+        if not args.resume and ((out / "last").exists() or (out / "best").exists()):
+            raise ConfigError(f"{out} already holds a run; add --resume to continue it, "
+                                  "or choose another --out")
+        return out
     if args.resume:
-        raise ValueError("--resume needs --out DIR (the run to continue)")
-    return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+        raise ConfigError("--resume needs --out DIR (the run to continue)")
+    base = Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, i = base, 1
+    while out.exists():
+        i += 1
+        out = base.with_name(f"{base.name}-{i}")
+    return out

@@ -15,9 +15,11 @@ EVALUATORS: dict = {}  # kind -> function(checkpoint_path, args) -> dict of figu
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", help="checkpoint directory or run directory")
     p.add_argument("file", help="text file (.gz and directories work too)")
-    p.add_argument("--encoding", default="utf-8")
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--bptt", type=int, default=64)
+    p.add_argument("--encoding", default="utf-8", help="text encoding of the file")
+    p.add_argument("--batch-size", type=int, default=10,
+                   help="parallel streams the text is cut into (language models)")
+    p.add_argument("--bptt", type=int, default=64,
+                   help="window length; the state is carried across windows (language models)")
 
 
 def evaluate_lm_file(path, file, encoding="utf-8", batch_size=10, bptt=64) -> dict:

@@ -11,8 +11,8 @@ import importlib.util
 import sys
 
 COMMANDS = {
-    "train": ("rnnkit.cli.train", "train a language model (default: a character LSTM on the "
-              "Python standard library's source)"),
+    "train": ("rnnkit.cli.train", ("train a language model (default: a character LSTM on the "
+                                   "Python standard library's source)")),
     "eval": ("rnnkit.cli.evaluate", "evaluate a checkpoint on a file"),
     "sample": ("rnnkit.cli.sample", "generate text from a language-model checkpoint"),
 }
@@ -38,9 +38,25 @@ for _name, _mod, _help in [
     _optional(_name, _mod, _help)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, unless its help already says ``(default: ...)``."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line too: ``rnnkit train: error: ... (see --help)``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rnnkit", description="Recurrent networks (RNN, GRU, LSTM) in NumPy.")
+    parser = _Parser(prog="rnnkit", description="Recurrent networks (RNN, GRU, LSTM) in NumPy.")
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
@@ -48,36 +64,52 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_) in COMMANDS.items():
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_, description=mod.__doc__.strip().splitlines()[0],
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
         mod.add_arguments(p)
         p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         p.set_defaults(run=mod.run)
+    parser.commands = sub.choices  # name -> sub-parser
     return parser
 
 
+def given_options(sub: argparse.ArgumentParser, argv: list[str], args) -> set[str]:
+    """The ``dest`` names the user wrote on the command line (not left at their defaults):
+    ``argv`` is parsed again into a namespace pre-filled with a marker, which argparse leaves
+    alone for every option that is not given."""
+    unset = object()
+    dests = [k for k in vars(args) if k not in ("run", "command")]
+    ns = argparse.Namespace(**{k: unset for k in dests})
+    sub.parse_known_args(argv, namespace=ns)
+    return {k for k in dests if getattr(ns, k) is not unset}
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:  # bare `rnnkit`: show the commands
-        build_parser().print_help()
-        return 0
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    if not argv:  # bare `rnnkit`: show the commands
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    args.given = given_options(parser.commands[args.command], argv[argv.index(args.command) + 1:],
+                               args)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
-        print("rnnkit: interrupted", file=sys.stderr)
+        print(f"rnnkit {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # one clear line unless --debug
         if getattr(args, "debug", False):
             raise
         from ..errors import RnnkitError
 
-        kind = "" if isinstance(e, (RnnkitError, OSError, ValueError)) else \
-            f"{type(e).__name__}: "
-        print(f"rnnkit {args.command}: error: {kind}{e}", file=sys.stderr)
+        known = isinstance(e, (RnnkitError, OSError, ValueError))
+        message = " ".join(str(e).split()) or type(e).__name__  # one line, always
+        if not known:
+            message = f"{type(e).__name__}: {message} (--debug shows the traceback)"
+        print(f"rnnkit {args.command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(e, (RnnkitError, ValueError)) else 1
 
 

@@ -14,29 +14,40 @@ import numpy as np
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", help="checkpoint directory or run directory")
-    p.add_argument("--prime", default="", help="text to start from")
+    p.add_argument("--prime", default="", help="text to start from (default: none)")
     p.add_argument("--length", type=int, default=500, help="tokens to generate")
-    p.add_argument("--temperature", type=float, default=1.0, help="0 means greedy")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="divide the logits by this; 0 means greedy")
     p.add_argument("--top-k", type=int, default=0, help="sample among the K most likely (0: all)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    p.add_argument("--top-p", type=float, default=1.0,
+                   help="nucleus sampling: the smallest set of tokens with this much "
+                        "probability (1: all)")
     p.add_argument("--beam", type=int, default=0,
                    help="beam search with this width instead of sampling (0: off)")
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed (default: a different sample every time)")
 
 
-def prime_state(model, tokenizer, prime: str):
-    """Run the prime through the model once; returns (logits of the last step, state)."""
+def prime_state(model, tokenizer, prime: str, warn_prefix: str = "rnnkit sample"):
+    """Run the prime through ``model.step`` once, from the zero state; returns the logits
+    of its last step (1, V) and the state.  Without a prime a line start is fed: a newline
+    (character level) or ``<eos>`` (word level), the token that precedes a line in training.
+    Unknown characters or words become ``<unk>``, with a warning on stderr."""
     vocab = tokenizer.vocab
-    start = vocab.eos_id if tokenizer.level == "word" else vocab.bos_id
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ids = tokenizer.encode(prime) if prime else np.zeros(0, dtype=np.int64)
     for w in caught:
-        print(f"rnnkit sample: warning: {w.message}", file=sys.stderr)
+        print(f"{warn_prefix}: warning: prime: {w.message}", file=sys.stderr)
     if tokenizer.level == "word" and len(ids) and ids[-1] == vocab.eos_id and \
             not prime.endswith("\n"):
         ids = ids[:-1]  # the word tokenizer ends every line with <eos>; a prime continues it
-    ids = np.concatenate([[start], ids]).astype(np.int64)
+    if len(ids) == 0:
+        if tokenizer.level == "word":
+            start = vocab.eos_id
+        else:
+            start = vocab.index("\n") if "\n" in vocab else vocab.bos_id
+        ids = np.array([start], dtype=np.int64)
     state = model.initial_state(1)
     logits = None
     for tok in ids:  # the step function: no cache, the same path generation uses
@@ -47,21 +58,26 @@ def prime_state(model, tokenizer, prime: str):
 def sample_text(checkpoint, prime="", length=500, temperature=1.0, top_k=0, top_p=1.0,
                 seed=None, beam=0, stream=None) -> str:
     from ..models.lm import load_lm
-    from ..sampling import beam_search, generate
+    from ..sampling import beam_search, check_sampling, generate
 
     if length < 0:
         raise ValueError(f"--length must be >= 0, got {length}")
+    if beam < 0:
+        raise ValueError(f"--beam must be >= 0, got {beam}")
+    try:
+        check_sampling(temperature, top_k, top_p)
+    except ValueError as e:  # name the options as the command line spells them
+        raise ValueError("--" + str(e).replace("_", "-")) from None
     model, tokenizer, _ = load_lm(checkpoint)
     logits, state = prime_state(model, tokenizer, prime)
     vocab = tokenizer.vocab
     word = tokenizer.level == "word"
     sep = " " if word else ""
-    pieces = []
+    pieces = ["\n"] if not prime or prime[-1].isspace() else [prime[-1]]  # word spacing
 
     def emit(tok):
         text = "\n" if word and tok == vocab.eos_id else tokenizer.decode([tok])
-        piece = text if (not word or text == "\n" or not pieces or pieces[-1] == "\n") \
-            else sep + text
+        piece = text if (not word or text == "\n" or pieces[-1] == "\n") else sep + text
         pieces.append(text)
         if stream is not None:
             stream.write(piece)

@@ -1,132 +1,227 @@
 """Train a character- or word-level RNN/GRU/LSTM language model.
 
 With no arguments: a 2-layer character LSTM on the Python standard library's own source
-files (present wherever Python runs), for about three minutes, then a sample.
+files (present wherever Python runs), for about three minutes in all, then a sample.
+``--resume`` continues the run in ``--out`` with its saved data, vocabulary, model and options.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 import warnings
 
 import numpy as np
 
-from .common import add_train_arguments, out_dir, train_config
+from .common import add_train_arguments, out_dir, resume_train_config, train_config
+
+BUILTIN = "builtin:python-stdlib"
+BUILTIN_MINUTES = 3.0
+BUILTIN_VALID = 0.025  # the last ~100,000 characters: validation stays a few seconds
+MODEL_OPTIONS = ("level", "min_count", "max_vocab", "cell", "embed", "hidden", "layers",
+                 "dropout", "tie_weights", "init", "init_scale", "nonlinearity", "dtype")
+REASONS = {"epochs": "all epochs done", "time": "time budget used", "steps": "--max-steps reached",
+           "early-stopping": "early stopping"}
 
 
 def add_arguments(p) -> None:
     d = p.add_argument_group("data")
     d.add_argument("--data", default=None,
                    help="a text file, .gz file, directory, or a registry name (ptb, "
-                        "tinyshakespeare, wikitext-2); default: the built-in corpus")
+                        "tinyshakespeare, wikitext-2) (default: the built-in corpus, Python "
+                        "standard-library source)")
     d.add_argument("--level", choices=("char", "word"), default=None,
                    help="tokenizer (default: the data set's own, else char)")
     d.add_argument("--encoding", default="utf-8", help="text encoding of the files")
-    d.add_argument("--valid-fraction", type=float, default=0.1,
-                   help="for a single file: the last fraction of characters used for validation")
+    d.add_argument("--valid-fraction", type=float, default=None,
+                   help="for a single file: the last fraction of characters used for "
+                        f"validation (default: 0.1; {BUILTIN_VALID} for the built-in corpus)")
     d.add_argument("--min-count", type=int, default=1, help="words seen fewer times -> <unk>")
-    d.add_argument("--max-vocab", type=int, default=None, help="largest vocabulary size")
+    d.add_argument("--max-vocab", type=int, default=None,
+                   help="largest vocabulary size (default: no limit)")
     m = p.add_argument_group("model")
-    m.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
+    m.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm",
+                   help="recurrent cell")
     m.add_argument("--embed", type=int, default=64, help="embedding size")
     m.add_argument("--hidden", type=int, default=256, help="hidden units per layer")
     m.add_argument("--layers", type=int, default=2, help="stacked recurrent layers")
     m.add_argument("--dropout", type=float, default=0.0, help="dropout between layers")
-    m.add_argument("--tie-weights", action="store_true", help="share embedding and output")
+    m.add_argument("--tie-weights", action="store_true",
+                   help="share embedding and output weights (needs --embed == --hidden)")
     m.add_argument("--init", choices=("default", "uniform"), default="default",
-                   help="default: Xavier/orthogonal; uniform: U(-a, a) with --init-scale")
-    m.add_argument("--init-scale", type=float, default=0.1)
+                   help="Xavier/orthogonal weights, or U(-a, a) with a = --init-scale")
+    m.add_argument("--init-scale", type=float, default=0.1, help="a for --init uniform")
     m.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh",
                    help="for --cell rnn")
-    m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    m.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="floating-point type of weights and activations")
     m.add_argument("--bptt", type=int, default=64, help="window length T (truncated BPTT)")
     m.add_argument("--eval-batch-size", type=int, default=32,
                    help="parallel streams when measuring validation/test perplexity")
     m.add_argument("--sample-length", type=int, default=300,
                    help="tokens to sample at the end (0: none)")
-    add_train_arguments(p, epochs=1000, minutes=None, lr=2e-3, batch_size=32)
+    add_train_arguments(
+        p, epochs=None, minutes=None, lr=2e-3, batch_size=32,
+        epochs_help="maximum number of epochs (default: no limit with --minutes, else 10)",
+        minutes_help="time budget in minutes, validation and the final sample included "
+                     f"(default: {BUILTIN_MINUTES:g} for the built-in corpus, else no limit)")
 
 
 def load_data(args):
+    """``(texts, level, info)``: the train/valid/test texts, tokenizer level, data options."""
+    from ..errors import DataError
     from ..text.datasets import DATASETS, load_corpus
     from ..text.io import default_corpus, split_fraction
 
     if args.data is None:
-        texts = split_fraction(default_corpus(), 1 - args.valid_fraction, args.valid_fraction,
-                               at_lines=True)
+        frac = BUILTIN_VALID if args.valid_fraction is None else args.valid_fraction
+        texts = split_fraction(default_corpus(), 1 - frac, frac, at_lines=True)
         level = args.level or "char"
-        info = {"source": "builtin:python-stdlib"}
+        source = BUILTIN
     else:
-        texts = load_corpus(args.data, args.encoding,
-                            fractions=(1 - args.valid_fraction, args.valid_fraction, 0.0))
+        frac = 0.1 if args.valid_fraction is None else args.valid_fraction
+        if not 0 <= frac < 1:
+            raise DataError(f"--valid-fraction must be in [0, 1), got {frac}")
+        texts = load_corpus(args.data, args.encoding, fractions=(1 - frac, frac, 0.0))
         known = DATASETS.get(args.data)
         level = args.level or (known.level if known is not None else "char")
-        info = {"source": str(args.data)}
-    info["level"] = level
+        source = str(args.data)
+    info = {"source": source, "level": level, "encoding": args.encoding, "valid_fraction": frac}
     return texts, level, info
+
+
+def _restore_run_options(args, ck) -> None:
+    """``--resume``: take the data and batching options from the run, warn about model
+    options, which cannot change."""
+    given = getattr(args, "given", None)
+    data = ck.config.get("data", {})
+    if given is not None and "data" not in given:
+        source = data.get("source", BUILTIN)
+        args.data = None if source == BUILTIN else source
+    for key in ("encoding", "valid_fraction"):
+        if key in data and (given is None or key not in given):
+            setattr(args, key, data[key])
+    for key in ("batch_size", "bptt"):  # the data position depends on these
+        saved = ck.config.get(key, getattr(args, key))
+        if given and key in given and getattr(args, key) != saved:
+            _warn(f"--{key.replace('_', '-')} {getattr(args, key)} ignored: the run uses {saved}")
+        setattr(args, key, saved)
+    for key in sorted(set(given or ()) & set(MODEL_OPTIONS)):
+        _warn(f"--{key.replace('_', '-')} ignored with --resume: the run keeps its model and "
+              "vocabulary")
+
+
+def _warn(message: str) -> None:
+    print(f"rnnkit train: warning: {message}", file=sys.stderr)
+
+
+def _encode(tokenizer, texts: dict) -> dict:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids = {k: (tokenizer.encode(v) if v else None) for k, v in texts.items()}
+    for w in caught:
+        _warn(str(w.message))
+    return ids
 
 
 def run(args) -> int:
     from ..checkpoint import load_checkpoint
+    from ..errors import CheckpointError, DataError
     from ..models.lm import LanguageModel, LMConfig
     from ..text.tokenizers import make_tokenizer, tokenizer_from_dict
     from ..train.lm_task import LMTask
     from ..train.trainer import Trainer
 
+    t0 = time.monotonic()
     out = out_dir(args, "lm")
-    minutes = args.minutes
-    if args.data is None and args.minutes is None and not args.resume:
-        minutes = 3.0  # the main job: about three minutes on the built-in corpus
-    args.minutes = minutes
-    texts, level, info = load_data(args)
+    ck = None
     if args.resume:
         ck = load_checkpoint(out / "last", kind="lm")
+        if ck.train_meta is None:
+            raise CheckpointError(f"{ck.path}: holds weights but no training state, so the run "
+                                  "cannot be resumed; start a new run (another --out) instead")
+        _restore_run_options(args, ck)
+    elif args.data is None and args.minutes is None and args.max_steps is None:
+        args.minutes = BUILTIN_MINUTES  # the main job: about three minutes in all
+    if args.epochs is None:
+        args.epochs = 10 if args.minutes is None and args.max_steps is None else 10**6
+    texts, level, info = load_data(args)
+    if ck is not None:
         tokenizer = tokenizer_from_dict(ck.vocab)
         cfg = LMConfig.from_dict(ck.config["model"])
-        args.batch_size = ck.config.get("batch_size", args.batch_size)
-        args.bptt = ck.config.get("bptt", args.bptt)
+        info["level"] = level = tokenizer.level
+        tcfg = resume_train_config(args, ck.config.get("train", {}))
     else:
-        tokenizer = make_tokenizer(level).fit(texts["train"], min_count=args.min_count,
+        # characters: every one of the text (as char-rnn and nanoGPT do), so that a rare one
+        # in the validation part is not <unk>; words: the training part only
+        fit_on = texts["train"] if level == "word" else "".join(t or "" for t in texts.values())
+        tokenizer = make_tokenizer(level).fit(fit_on, min_count=args.min_count,
                                               max_size=args.max_vocab)
         cfg = LMConfig(vocab_size=len(tokenizer.vocab), cell=args.cell, embed_size=args.embed,
                        hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
                        tie_weights=args.tie_weights, init=args.init,
                        init_scale=args.init_scale, nonlinearity=args.nonlinearity,
                        dtype=args.dtype)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ids = {k: (tokenizer.encode(v) if v else None) for k, v in texts.items()}
-    for w in caught:
-        print(f"rnnkit train: warning: {w.message}", file=sys.stderr)
-    model = LanguageModel(cfg, rng=np.random.default_rng(args.seed))
-    task = LMTask(model, tokenizer, ids["train"], ids.get("valid"), ids.get("test"),
-                  batch_size=args.batch_size, bptt=args.bptt,
-                  eval_batch_size=args.eval_batch_size, data_info=info)
-    tcfg = train_config(args)
+        tcfg = train_config(args)
+    ids = _encode(tokenizer, texts)
+    model = LanguageModel(cfg, rng=np.random.default_rng(tcfg.seed))
+    try:
+        task = LMTask(model, tokenizer, ids["train"], ids.get("valid"), ids.get("test"),
+                      batch_size=args.batch_size, bptt=args.bptt,
+                      eval_batch_size=args.eval_batch_size, data_info=info)
+    except DataError as e:
+        raise DataError(f"{info['source']}: {e}") from None
     print(f"rnnkit train: {level}-level {cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}, "
           f"vocab {cfg.vocab_size}, {model.num_parameters():,} parameters, "
           f"{len(ids['train']):,} training tokens -> {out}", file=sys.stderr)
-    trainer = Trainer(task, tcfg, out, resume=args.resume,
+    # a time budget covers everything: setup so far, training, validation, the plot and the
+    # final sample
+    reserve = 0.0
+    if tcfg.minutes is not None:
+        reserve = time.monotonic() - t0 + 2.5 + 0.002 * max(args.sample_length, 0)
+    trainer = Trainer(task, tcfg, out, resume=args.resume, reserve_s=reserve,
                       echo=lambda s: print(s, file=sys.stderr))
+    step_before = trainer.step
     try:
         summary = trainer.fit()
     except KeyboardInterrupt:
-        print(f"rnnkit train: interrupted; checkpoint saved in {out / 'last'}; continue with "
-              f"--out {out} --resume", file=sys.stderr)
+        print(f"rnnkit train: interrupted; progress saved in {out / 'last'}; continue with: "
+              f"rnnkit train --out {out} --resume", file=sys.stderr)
         return 130
+    if args.resume and trainer.step == step_before:
+        _warn(f"the run had already stopped ({REASONS.get(summary['reason'], summary['reason'])}"
+              "); raise --epochs, --minutes or --max-steps to train further")
+    print(_summary_line(summary, out))
     if ids.get("test") is not None:
         from ..models.lm import load_lm
         from ..train.lm_task import evaluate_lm
 
         best, _, _ = load_lm(out / "best")
         r = evaluate_lm(best, ids["test"], args.eval_batch_size, args.bptt)
-        print(f"test perplexity: {r['ppl']:.2f}", file=sys.stderr)
-    print(f"checkpoint: {out / 'best'} (last: {out / 'last'})")
+        print(f"test perplexity: {r['ppl']:.2f}")
     if args.sample_length > 0:
         from .sample import sample_text
 
         print("sample:")
         sample_text(out / "best", prime="", length=args.sample_length, temperature=0.8,
-                    seed=args.seed, stream=sys.stdout)
+                    seed=tcfg.seed, stream=sys.stdout)
         print()
     return 0
+
+
+def _summary_line(summary: dict, out) -> str:
+    """``best valid loss 1.2345 | ppl 3.44 | 1.781 bits/char | 3m00s, 812 steps (time budget
+    used) | checkpoint runs/lm-.../best``"""
+    figures = summary.get("best_figures") or {}
+    parts = []
+    if "loss" in figures:
+        parts += [f"best valid loss {figures['loss']:.4f}", f"ppl {figures['ppl']:.2f}"]
+        if "bpc" in figures:
+            parts.append(f"{figures['bpc']:.3f} bits/char")
+    else:
+        parts.append("no validation text")
+    m, s = divmod(round(summary["time"]), 60)
+    reason = REASONS.get(summary["reason"], summary["reason"])
+    parts.append(f"{m}m{s:02d}s, {summary['step']} steps ({reason})")
+    parts.append(f"checkpoint {out / 'best'}")
+    return " | ".join(parts)

@@ -113,7 +113,8 @@ class LanguageModel(Module):
         if ids.ndim != 2:
             raise ValueError(f"LanguageModel: expected ids of shape (B, T), got {ids.shape}")
         ids = check_ids("LanguageModel", "ids", ids, self.cfg.vocab_size)
-        rng = rng if rng is not None else np.random.default_rng()
+        if rng is None and self.training and self.cfg.dropout > 0:
+            rng = np.random.default_rng()  # pass one for reproducible dropout
         emb, emb_cache = self.embed.forward(ids)
         x, m_in = self._dropout(emb, rng)
         h, state, rnn_cache = self.rnn.forward(x, state, rng=rng)

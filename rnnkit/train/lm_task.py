@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ..cells.lstm import LSTMState
+from ..errors import DataError
 from ..text.batching import batchify, get_window, num_windows
 
 
@@ -48,7 +49,13 @@ class LMTask:
                  data_info: dict | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.B, self.T = batch_size, bptt
-        self.streams = batchify(np.asarray(train_ids), batch_size, bptt)  # (B, N)
+        train_ids = np.asarray(train_ids)
+        if len(train_ids) < batch_size * (bptt + 1):
+            raise DataError(
+                f"the training text has {len(train_ids)} tokens, fewer than one batch window "
+                f"needs ({batch_size} streams x {bptt + 1} tokens = {batch_size * (bptt + 1)}); "
+                "use more text or a smaller --batch-size or --bptt")
+        self.streams = batchify(train_ids, batch_size, bptt)  # (B, N)
         self.valid_ids, self.test_ids = valid_ids, test_ids
         self.eval_batch_size = eval_batch_size
         self.data_info = data_info or {}
@@ -57,8 +64,12 @@ class LMTask:
     def num_batches(self) -> int:
         return num_windows(self.streams, self.T)
 
+    def eval_size(self) -> int:
+        """Tokens one validation pass reads (for the trainer's time budget)."""
+        return 0 if self.valid_ids is None else len(self.valid_ids)
+
     def start_epoch(self, epoch: int) -> None:
-        self.carry = None
+        self.carry = None  # the same windows every epoch; only the state is reset
 
     def train_batch(self, i: int, rng: np.random.Generator):
         x, y = get_window(self.streams, i, self.T)

@@ -3,7 +3,7 @@
 A *task* (language model, classifier, tagger, seq2seq) supplies the batches, the loss and the
 evaluation; the trainer supplies everything else, in named phases read top to bottom::
 
-    schedule -> (resume) -> forward/backward -> clip -> step -> log -> evaluate -> checkpoint
+    schedule -> (stop?) -> forward/backward -> clip -> step -> log -> evaluate -> checkpoint
 
 A task is any object with:
 
@@ -16,16 +16,32 @@ A task is any object with:
 ``state()`` / ``load_state(meta, arrays)``   what must survive a resume (e.g. carried state)
 ``payload()``             ``(config dict, vocab dict)`` for the checkpoint
 ``metric``                ``("loss", "min")`` or e.g. ``("accuracy", "max")`` to pick the best
+``eval_size()``           optional: how many units (as counted by ``train_batch``) one
+                          validation pass reads, so a time budget can keep room for it
 
 Checkpoints go to ``OUT/best`` (best validation figure) and ``OUT/last`` (end of every epoch,
-and wherever training stops: time budget, Ctrl-C); ``resume=True`` continues from ``OUT/last``
-with weights, optimiser, RNG, schedule and data position restored, so an interrupted run ends
-exactly where an uninterrupted one would.
+and wherever training stops: time budget, ``max_steps``, Ctrl-C); ``resume=True`` continues from
+``OUT/last`` with weights, optimiser, RNG, schedule and data position restored, so an interrupted
+run ends with exactly the weights an uninterrupted one would.  To make that hold:
+
+* stops happen only between steps (Ctrl-C sets a flag; the step in flight finishes first; a
+  second Ctrl-C quits at once without saving);
+* a resume inside an epoch calls ``start_epoch(epoch)`` again and then ``load_state``;
+* validation uses neither the training RNG nor the task's carried state, and a validation of a
+  partial epoch (a stop inside an epoch) never counts towards early stopping or the plateau
+  schedule.  It may still replace ``best`` when it is the best figure so far.
+
+A time budget (``minutes``) covers training *and* the validation that follows it: the trainer
+stops early enough to leave room for that validation (timed on the last one, or estimated from
+``eval_size()`` before the first), plus ``reserve_s`` seconds for the caller's own work.
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -37,6 +53,9 @@ from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..losses import perplexity
 from ..optim import ReduceOnPlateau, StepDecay, clip_grad_norm, clip_grad_value, make_optimizer
 from ..runlog import MetricsLog, Progress
+
+EVAL_COST = 0.4  # a validation token costs about this fraction of a training token (no backward)
+PLAIN_PROGRESS_S = 10.0  # without a terminal: a progress line at most this often
 
 
 @dataclass
@@ -57,15 +76,33 @@ class TrainConfig:
     patience: int | None = None  # early stopping: epochs without improvement
     log_every: int = 20  # steps between metrics-log lines
     seed: int = 0
-    progress: bool = True
+    progress: bool = True  # a bar on a terminal, else a plain line now and then
+    max_steps: int | None = None  # stop after this many optimiser steps in all (like minutes)
 
     def __post_init__(self):
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if self.minutes is not None and self.minutes <= 0:
+        def positive_int(name, value, allow_none=False):
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+        positive_int("epochs", self.epochs)
+        positive_int("log_every", self.log_every)
+        positive_int("patience", self.patience, allow_none=True)
+        positive_int("plateau_patience", self.plateau_patience, allow_none=True)
+        positive_int("max_steps", self.max_steps, allow_none=True)
+        if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes must be positive, got {self.minutes}")
-        if self.lr <= 0:
+        if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ConfigError(f"optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        for name in ("clip", "clip_value"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ConfigError(f"{name} must be >= 0, got {v}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -76,13 +113,24 @@ class TrainConfig:
         return cls(**d)
 
 
-class Trainer:
-    """Train ``task`` with ``cfg``, writing checkpoints, metrics and a plot under ``out``."""
+def _better(value, best, mode: str) -> bool:
+    if value is None or not math.isfinite(value):
+        return False
+    return best is None or (value < best if mode == "min" else value > best)
 
-    def __init__(self, task, cfg: TrainConfig, out, *, resume: bool = False, echo=print):
+
+class Trainer:
+    """Train ``task`` with ``cfg``, writing checkpoints, metrics and a plot under ``out``.
+
+    ``echo`` prints one-line messages (epoch summaries); ``reserve_s`` is kept free at the end
+    of a time budget; ``clock`` returns seconds (tests pass a fake one).
+    """
+
+    def __init__(self, task, cfg: TrainConfig, out, *, resume: bool = False, echo=print,
+                 reserve_s: float = 0.0, clock=time.monotonic):
         self.task, self.cfg, self.out = task, cfg, Path(out)
         self.model = task.model
-        self.echo = echo
+        self.echo, self.reserve_s, self.clock = echo, reserve_s, clock
         self.params = self.model.parameters()
         self.grads = self.model.grads()
         opt_kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
@@ -97,10 +145,17 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.epoch, self.batch, self.step = 1, 0, 0
         self.elapsed = 0.0
-        self.best: float | None = None
+        self.best: float | None = None  # best validation figure of any evaluation (in best/)
+        self.best_figures: dict | None = None
+        self.epoch_best: float | None = None  # best over whole epochs: drives early stopping
         self.bad_epochs = 0
+        self.epoch_loss, self.epoch_n = 0.0, 0  # training loss summed over the current epoch
         self.clip_count = 0
+        self.eval_seconds: float | None = None
+        self.show_bar = cfg.progress and sys.stderr.isatty()
         self.resumed = False
+        self._pending_task_state = None
+        self._interrupted = False
         if resume:
             self._resume()
 
@@ -110,7 +165,10 @@ class Trainer:
         task_meta, task_arrays = self.task.state()
         meta = {
             "epoch": self.epoch, "batch": self.batch, "step": self.step,
-            "elapsed": self.elapsed, "best": self.best, "bad_epochs": self.bad_epochs,
+            "elapsed": self.elapsed, "best": self.best, "best_figures": self.best_figures,
+            "epoch_best": self.epoch_best, "bad_epochs": self.bad_epochs,
+            "epoch_loss": self.epoch_loss, "epoch_n": self.epoch_n,
+            "clip_count": self.clip_count, "eval_seconds": self.eval_seconds,
             "rng": self.rng.bit_generator.state, "optimizer": opt_meta, "task": task_meta,
             "plateau": self.plateau.state_dict() if self.plateau else None,
             "train_config": asdict(self.cfg),
@@ -132,114 +190,202 @@ class Trainer:
     def _resume(self) -> None:
         ck = load_checkpoint(self.out / "last", kind=self.task.kind)
         if ck.train_meta is None:
-            raise CheckpointError(f"{ck.path}: holds no training state; cannot resume")
-        self.model.load_state_dict(ck.weights)
+            raise CheckpointError(
+                f"{ck.path}: holds weights but no training state, so the run cannot be "
+                "resumed exactly; start a new run (another --out) instead")
         m, a = ck.train_meta, ck.train_arrays or {}
-        self.opt.load_state_dict(m["optimizer"], {k[4:]: v for k, v in a.items()
-                                                  if k.startswith("opt.")})
-        self.task.load_state(m["task"], {k[5:]: v for k, v in a.items()
-                                         if k.startswith("task.")})
-        self.rng.bit_generator.state = m["rng"]
-        self.epoch, self.batch, self.step = m["epoch"], m["batch"], m["step"]
-        self.elapsed, self.best, self.bad_epochs = m["elapsed"], m["best"], m["bad_epochs"]
-        if self.plateau and m.get("plateau"):
-            self.plateau.load_state_dict(m["plateau"])
+        try:
+            self.model.load_state_dict(ck.weights)
+            self.opt.load_state_dict(m["optimizer"], {k[4:]: v for k, v in a.items()
+                                                      if k.startswith("opt.")})
+            self.rng.bit_generator.state = m["rng"]
+            self.epoch, self.batch, self.step = m["epoch"], m["batch"], m["step"]
+            self.elapsed, self.best, self.bad_epochs = m["elapsed"], m["best"], m["bad_epochs"]
+            self.best_figures = m.get("best_figures")
+            self.epoch_best = m.get("epoch_best", self.best)
+            self.epoch_loss, self.epoch_n = m.get("epoch_loss", 0.0), m.get("epoch_n", 0)
+            self.clip_count = m.get("clip_count", 0)
+            self.eval_seconds = m.get("eval_seconds")
+            task_state = (m["task"], {k[5:]: v for k, v in a.items() if k.startswith("task.")})
+            if self.plateau and m.get("plateau"):
+                self.plateau.load_state_dict(m["plateau"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{ck.path}: training state unreadable ({e})") from None
+        self.task.load_state(*task_state)  # now, and again after start_epoch if mid-epoch
+        self._pending_task_state = task_state if self.batch > 0 else None
         self.resumed = True
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self) -> dict:
-        cfg, task = self.cfg, self.task
-        self.out.mkdir(parents=True, exist_ok=True)
-        log = MetricsLog(self.out / "metrics.jsonl")
-        if not self.resumed:
-            log.log("start", params=self.model.num_parameters(), train=asdict(cfg))
-        budget = None if cfg.minutes is None else cfg.minutes * 60.0
-        t_start = time.monotonic() - self.elapsed
-        n_batches = task.num_batches()
-        stop_reason = None
-        summary: dict = {}
-        try:
-            while self.epoch <= cfg.epochs and stop_reason is None:
-                # schedule
-                if self.decay is not None:
-                    self.decay.apply(self.opt, self.epoch)
-                if self.batch == 0:
-                    task.start_epoch(self.epoch)
-                bar = Progress(total=n_batches, desc=f"epoch {self.epoch}", unit="batch",
-                               disable=not cfg.progress)
-                run_loss, run_n, t_last, tok_last = 0.0, 0, time.monotonic(), 0
-                while self.batch < n_batches:
-                    if budget is not None and time.monotonic() - t_start >= budget:
-                        stop_reason = "time"
-                        break
-                    # forward + backward
-                    self.model.zero_grad()
-                    loss, n = task.train_batch(self.batch, self.rng)
-                    if not math.isfinite(loss):
-                        raise NonFiniteError(
-                            f"loss became {loss} at epoch {self.epoch}, step {self.step + 1}: "
-                            "exploding gradients or a learning rate too high; lower --lr or "
-                            "clip gradients (--clip)")
-                    # clip
-                    if cfg.clip:
-                        norm = clip_grad_norm(self.grads, cfg.clip)
-                        clipped = norm > cfg.clip
-                    else:
-                        norm = clip_grad_norm(self.grads, math.inf)
-                        clipped = False
-                    if cfg.clip_value:
-                        clip_grad_value(self.grads, cfg.clip_value)
-                    self.clip_count += int(clipped)
-                    # step
-                    self.opt.step(self.grads)
-                    self.batch += 1
-                    self.step += 1
-                    run_loss += loss * n
-                    run_n += n
-                    tok_last += n
-                    # log
-                    if self.step % cfg.log_every == 0 or self.batch == n_batches:
-                        now = time.monotonic()
-                        tps = tok_last / max(now - t_last, 1e-9)
-                        mean = run_loss / max(run_n, 1)
-                        log.log("step", epoch=self.epoch, step=self.step, loss=mean,
-                                ppl=perplexity(mean), lr=self.opt.lr, grad_norm=norm,
-                                clipped=clipped, clip=cfg.clip, tokens_per_s=tps,
-                                time=now - t_start)
-                        bar.update(0, loss=mean, ppl=perplexity(mean), tokens_per_s=tps,
-                                   grad_norm=norm)
-                        t_last, tok_last = now, 0
-                    bar.update(1)
-                bar.close()
-                self.elapsed = time.monotonic() - t_start
-                train_loss = run_loss / run_n if run_n else None
-                # evaluate
-                if self.batch >= n_batches:
-                    self.epoch += 1
-                    self.batch = 0
-                    ended = self.epoch - 1
-                else:
-                    ended = self.epoch  # stopped inside this epoch
-                summary = self._end_epoch(log, ended, train_loss, partial=stop_reason == "time")
-                if summary.get("stop"):
-                    stop_reason = summary["stop"]
-        except KeyboardInterrupt:
-            self.elapsed = time.monotonic() - t_start
-            self._save("last", with_state=True)
-            log.log("interrupted", epoch=self.epoch, step=self.step)
-            log.close()
-            raise
-        log.log("end", reason=stop_reason or "epochs", epoch=self.epoch, step=self.step,
-                time=self.elapsed)
-        log.close()
-        self._plot()
-        summary["reason"] = stop_reason or "epochs"
-        summary["out"] = str(self.out)
-        return summary
+        """Train until the epochs, the time budget or ``max_steps`` run out, or early stopping.
 
-    def _end_epoch(self, log: MetricsLog, epoch: int, train_loss, partial: bool) -> dict:
+        Returns a summary dict: the last epoch record (``epoch``, ``train_loss``,
+        ``valid_<figure>``, ...) and ``reason``, ``step``, ``time``, ``best``, ``best_figures``
+        (all validation figures where ``best`` was reached), ``out``.  Raises ``KeyboardInterrupt``
+        after saving ``last`` on Ctrl-C, and :class:`NonFiniteError` on a NaN/inf loss or
+        gradient (``last`` keeps the previous good state).
+        """
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = MetricsLog(self.out / "metrics.jsonl")
+        if self.resumed:
+            self.log.log("resume", epoch=self.epoch, batch=self.batch, step=self.step)
+        else:
+            self.log.log("start", params=self.model.num_parameters(), train=asdict(self.cfg))
+        self.t_start = self.clock() - self.elapsed
+        self._train_seconds, self._train_units = 0.0, 0  # this session's throughput
+        self._record: dict = {}
+        previous = self._catch_sigint()
+        try:
+            reason = self._done_reason()
+            while reason is None:
+                reason = self._run_epoch()
+        except NonFiniteError as e:
+            self._close_log("diverged", error=str(e))
+            raise NonFiniteError(f"{e}; {self._kept()}") from None
+        except KeyboardInterrupt:  # a second Ctrl-C: quit at once, keep the last checkpoint
+            self._close_log("killed")
+            raise
+        except Exception as e:  # a full disk, ...: the log still says what happened
+            self._close_log("failed", error=str(e))
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if reason == "interrupted":
+            self._close_log("interrupted", epoch=self.epoch, step=self.step)
+            raise KeyboardInterrupt
+        self._close_log("end", reason=reason, epoch=self.epoch, step=self.step,
+                        time=self.elapsed)
+        return {"epoch": self.epoch - 1, **self._record, "reason": reason, "step": self.step,
+                "time": self.elapsed, "best": self.best, "best_figures": self.best_figures,
+                "out": str(self.out)}
+
+    def _done_reason(self) -> str | None:
+        """Why training cannot go on (epochs done, budget spent), or None."""
+        if self.epoch > self.cfg.epochs:
+            return "epochs"
+        if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps:
+            return "steps"
+        if self.cfg.minutes is not None and \
+                self.elapsed + self._reserve() >= self.cfg.minutes * 60.0:
+            return "time"
+        return None
+
+    def _run_epoch(self) -> str | None:
+        cfg, task = self.cfg, self.task
+        n_batches = task.num_batches()
+        # schedule
+        if self.decay is not None:
+            self.decay.apply(self.opt, self.epoch)
+        task.start_epoch(self.epoch)
+        if self._pending_task_state is not None:  # resumed inside this epoch
+            task.load_state(*self._pending_task_state)
+            self._pending_task_state = None
+        bar = Progress(total=n_batches, desc=f"epoch {self.epoch}", unit="batch",
+                       disable=not self.show_bar)
+        bar.update(self.batch)
+        self._interval = [0.0, 0, self.clock()]  # loss sum, units, start: since the last log
+        self._last_line = self.clock()
+        stop = None
+        while self.batch < n_batches:
+            stop = self._stop_reason()
+            if stop is not None:
+                break
+            t0 = self.clock()
+            # forward + backward
+            self.model.zero_grad()
+            loss, n = task.train_batch(self.batch, self.rng)
+            if not math.isfinite(loss):
+                raise NonFiniteError(
+                    f"loss became {loss} at epoch {self.epoch}, step {self.step + 1}: "
+                    "exploding gradients or a learning rate too high; lower --lr or "
+                    "clip gradients (--clip)")
+            # clip (a non-finite norm raises NonFiniteError before any weight changes)
+            norm = clip_grad_norm(self.grads, cfg.clip if cfg.clip else math.inf)
+            clipped = bool(cfg.clip) and norm > cfg.clip
+            if cfg.clip_value:
+                clip_grad_value(self.grads, cfg.clip_value)
+            self.clip_count += int(clipped)
+            # step
+            self.opt.step(self.grads)
+            self.batch += 1
+            self.step += 1
+            self.epoch_loss += loss * n
+            self.epoch_n += n
+            self._train_seconds += self.clock() - t0
+            self._train_units += n
+            # log
+            self._interval[0] += loss * n
+            self._interval[1] += n
+            if self.step % cfg.log_every == 0 or self.batch == n_batches:
+                self._log_step(bar, norm, clipped, n_batches)
+            bar.update(1)
+        bar.close()
+        if stop == "interrupted":
+            self.elapsed = self.clock() - self.t_start
+            self._save("last", with_state=True)
+            return stop
+        finished = self.batch >= n_batches
+        ended = self.epoch
+        train_loss = self.epoch_loss / self.epoch_n if self.epoch_n else None
+        if finished:
+            self.epoch, self.batch = self.epoch + 1, 0
+            self.epoch_loss, self.epoch_n = 0.0, 0
+        # evaluate + checkpoint
+        early = self._end_epoch(ended, train_loss, partial=not finished)
+        if stop is None and early:
+            stop = "early-stopping"
+        if stop is None:
+            stop = self._done_reason()
+        if stop is None and self._interrupted:
+            stop = "interrupted"
+        return stop
+
+    def _stop_reason(self) -> str | None:
+        if self._interrupted:
+            return "interrupted"
+        if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps:
+            return "steps"
+        if self.cfg.minutes is not None:
+            used = self.clock() - self.t_start
+            if used + self._reserve() >= self.cfg.minutes * 60.0:
+                return "time"
+        return None
+
+    def _reserve(self) -> float:
+        """Seconds to keep free in a time budget: the coming validation and ``reserve_s``."""
+        if self.eval_seconds is not None:
+            return self.eval_seconds + self.reserve_s
+        size = getattr(self.task, "eval_size", None)
+        if size is None or self._train_units == 0:
+            return self.reserve_s
+        per_unit = self._train_seconds / self._train_units
+        return size() * per_unit * EVAL_COST + self.reserve_s
+
+    def _log_step(self, bar: Progress, norm: float, clipped: bool, n_batches: int) -> None:
+        total, units, since = self._interval
+        now = self.clock()
+        mean = total / max(units, 1)
+        tps = units / max(now - since, 1e-9)
+        self.log.log("step", epoch=self.epoch, step=self.step, loss=mean, ppl=perplexity(mean),
+                     lr=self.opt.lr, grad_norm=norm, clipped=clipped, clip=self.cfg.clip,
+                     tokens_per_s=tps, time=now - self.t_start)
+        bar.update(0, loss=mean, ppl=perplexity(mean), tokens_per_s=tps, grad_norm=norm)
+        if self.cfg.progress and not self.show_bar and now - self._last_line >= PLAIN_PROGRESS_S:
+            self.echo(f"epoch {self.epoch} step {self.step} ({self.batch}/{n_batches}) | "
+                      f"loss {mean:.4f} | ppl {perplexity(mean):.2f} | {tps:,.0f} tok/s | "
+                      f"|g| {norm:.3g} | {_clock(now - self.t_start)}")
+            self._last_line = now
+        self._interval = [0.0, 0, now]
+
+    def _end_epoch(self, epoch: int, train_loss, partial: bool) -> bool:
+        """Validate, update best/early-stopping state, save checkpoints, log; returns True
+        when early stopping says to stop."""
         name, mode = self.task.metric
+        t0 = self.clock()
         figures = self.task.evaluate("valid") or {}
+        self.eval_seconds = self.clock() - t0
+        self.elapsed = self.clock() - self.t_start
         record = {"epoch": epoch, "step": self.step, "time": self.elapsed, "lr": self.opt.lr,
                   "clip_count": self.clip_count, "partial": partial}
         if train_loss is not None:
@@ -247,40 +393,69 @@ class Trainer:
             record["train_ppl"] = perplexity(train_loss)
         record.update({f"valid_{k}": v for k, v in figures.items()})
         self.clip_count = 0
-        improved = False
         value = figures.get(name)
-        if value is not None:
-            better = (self.best is None or (value < self.best if mode == "min"
-                                            else value > self.best))
-            if better:
-                self.best, improved, self.bad_epochs = float(value), True, 0
-            elif not partial:
+        improved = _better(value, self.best, mode)
+        if improved:
+            self.best, self.best_figures = float(value), dict(figures)
+        if value is not None and not partial:  # only whole epochs drive the schedule
+            if _better(value, self.epoch_best, mode):
+                self.epoch_best, self.bad_epochs = float(value), 0
+            else:
                 self.bad_epochs += 1
-            if self.plateau is not None and not partial:
+            if self.plateau is not None:
                 self.plateau.step(value if mode == "min" else -value, self.opt)
-        if improved or not (self.out / "best").exists():
+        if improved or value is None or not (self.out / "best").exists():
             self._save("best", with_state=False)
         self._save("last", with_state=True)
         record["best"] = self.best
-        log.log("epoch", **record)
-        parts = [f"epoch {epoch}" + (" (stopped early)" if partial else "")]
+        self.log.log("epoch", **record)
+        self._record = record
+        parts = [f"epoch {epoch}" + (" (partial)" if partial else "")]
         if train_loss is not None:
             parts.append(f"train loss {train_loss:.4f}")
         parts += [f"valid {k} {v:.4f}" for k, v in figures.items()
-                  if isinstance(v, (int, float))]
+                  if isinstance(v, float)]
+        parts.append(_clock(self.elapsed) + (" *" if improved else ""))
         self.echo(" | ".join(parts))
-        stop = None
-        if self.cfg.patience and self.bad_epochs >= self.cfg.patience:
-            stop = "early-stopping"
-        return {**record, "stop": stop}
+        return bool(self.cfg.patience) and self.bad_epochs >= self.cfg.patience
+
+    # -- endings --------------------------------------------------------------------------
+    def _catch_sigint(self):
+        """First Ctrl-C: finish the step in flight, save and stop; second: stop at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+            self.echo("interrupted: saving after this step (Ctrl-C again to quit at once)")
+
+        return signal.signal(signal.SIGINT, handler)
+
+    def _kept(self) -> str:
+        last = self.out / "last"
+        if last.exists():
+            return f"the last good checkpoint is kept in {last}"
+        return "no checkpoint was saved"
+
+    def _close_log(self, event: str, **fields) -> None:
+        self.log.log(event, **fields)
+        self.log.close()
+        self._plot()
 
     def _plot(self) -> None:
         try:
             from ..plotting import plot_training
             from ..runlog import read_metrics
-        except ImportError:  # matplotlib missing: the log still has everything
-            return
-        try:
+
             plot_training(read_metrics(self.out / "metrics.jsonl"), self.out / "training.png")
-        except ImportError:
+        except ImportError:  # matplotlib missing: the log still has everything
             pass
+        except Exception as e:  # noqa: BLE001 -- a plot must never lose a finished run
+            self.echo(f"warning: could not draw {self.out / 'training.png'} ({e})")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m}m{s:02d}s"

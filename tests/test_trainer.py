@@ -1,0 +1,325 @@
+"""rnnkit.train.trainer with the language-model task: resume equality, stopping, schedules,
+checkpoints, logs and failures."""
+
+from __future__ import annotations
+
+import errno
+import json
+import signal
+
+import numpy as np
+import pytest
+
+from rnnkit import checkpoint as checkpoint_module
+from rnnkit.checkpoint import load_checkpoint, save_checkpoint
+from rnnkit.errors import CheckpointError, ConfigError, NonFiniteError
+from rnnkit.models.lm import LanguageModel, LMConfig
+from rnnkit.runlog import read_metrics
+from rnnkit.text.tokenizers import CharTokenizer
+from rnnkit.train.lm_task import LMTask
+from rnnkit.train.trainer import TrainConfig, Trainer
+
+TEXT = "the quick brown fox jumps over the lazy dog\n" * 3
+N_BATCHES = 13  # windows per epoch of the task below: ceil((66 - 1) / 5)
+
+
+class FakeClock:
+    """Seconds that pass only when the test says so (training batches, evaluations)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class Task(LMTask):
+    """The LM task with hooks: a clock that batches and evaluations advance, a step that
+    sends SIGINT or returns NaN, scripted validation figures."""
+
+    def __init__(self, *, cell="lstm", dropout=0.0, seed=0, clock=None, batch_cost=1.0,
+                 eval_cost=0.0, sigint_at=None, nan_at=None, inf_grad_at=None, scripted=None):
+        tok = CharTokenizer().fit(TEXT)
+        cfg = LMConfig(vocab_size=len(tok.vocab), cell=cell, embed_size=6, hidden_size=8,
+                       num_layers=2, dropout=dropout, dtype="float64")
+        ids = tok.encode(TEXT)
+        super().__init__(LanguageModel(cfg, rng=np.random.default_rng(seed)), tok, ids[:132],
+                         ids[100:], batch_size=2, bptt=5, eval_batch_size=2)
+        self.clock, self.batch_cost, self.eval_cost = clock, batch_cost, eval_cost
+        self.sigint_at, self.nan_at, self.inf_grad_at = sigint_at, nan_at, inf_grad_at
+        self.scripted, self.calls = scripted, 0
+
+    def train_batch(self, i, rng):
+        self.calls += 1
+        if self.clock is not None:
+            self.clock.now += self.batch_cost
+        if self.calls == self.sigint_at:
+            signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came in the middle of a step
+        loss, n = super().train_batch(i, rng)
+        if self.calls == self.inf_grad_at:
+            self.model.grads()["out.W"][0, 0] = np.inf
+        return (float("nan"), n) if self.calls == self.nan_at else (loss, n)
+
+    def evaluate(self, split):
+        if self.clock is not None:
+            self.clock.now += self.eval_cost
+        if self.scripted is not None:
+            value = self.scripted[min(len(self.scripted), self.calls_eval()) - 1]
+            return {"loss": value, "ppl": float(np.exp(value))}
+        return super().evaluate(split)
+
+    def calls_eval(self):
+        self._evals = getattr(self, "_evals", 0) + 1
+        return self._evals
+
+
+@pytest.fixture(autouse=True)
+def no_plot(monkeypatch):
+    """Drawing training.png takes most of a tiny run's time; one test draws it."""
+    monkeypatch.setattr(Trainer, "_plot", lambda self: None)
+
+
+def _cfg(**kw):
+    base = {"epochs": 3, "progress": False, "seed": 3, "log_every": 4}
+    return TrainConfig(**{**base, **kw})
+
+
+def _train(out, cfg, task=None, resume=False, clock=None, **task_kw):
+    task = task or Task(clock=clock, **task_kw)
+    kw = {} if clock is None else {"clock": clock}
+    trainer = Trainer(task, cfg, out, resume=resume, echo=lambda s: None, **kw)
+    return trainer, trainer.fit()
+
+
+def _weights(trainer):
+    return {k: v.copy() for k, v in trainer.model.parameters().items()}
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+SETUPS = {
+    "sgd-decay": ({"optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "lr_decay": 0.5,
+                   "decay_after": 1}, {"cell": "gru"}),
+    "adam-dropout": ({"optimizer": "adam", "lr": 0.01}, {"cell": "lstm", "dropout": 0.3}),
+}
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+@pytest.mark.parametrize("stop_after", [5, N_BATCHES, N_BATCHES + 7])
+def test_resume_after_max_steps_equals_an_uninterrupted_run(tmp_path, setup, stop_after):
+    cfg_kw, task_kw = SETUPS[setup]
+    full, summary = _train(tmp_path / "a", _cfg(**cfg_kw), **task_kw)
+    assert summary["reason"] == "epochs" and summary["step"] == 3 * N_BATCHES
+
+    first, s1 = _train(tmp_path / "b", _cfg(max_steps=stop_after, **cfg_kw), **task_kw)
+    assert s1["reason"] == "steps" and first.step == stop_after
+    second, s2 = _train(tmp_path / "b", _cfg(**cfg_kw), resume=True, **task_kw)
+    assert s2["reason"] == "epochs" and second.step == 3 * N_BATCHES
+    _assert_same(_weights(full), _weights(second))
+    _assert_same(full.opt.state_dict()[1], second.opt.state_dict()[1])
+    assert full.rng.bit_generator.state == second.rng.bit_generator.state
+    assert full.opt.lr == second.opt.lr
+    # the epoch records of whole epochs match too (a partial one sits in between)
+    whole = [[(r["epoch"], r["train_loss"], r["valid_loss"]) for r in read_metrics(d)
+              if r["event"] == "epoch" and not r["partial"]] for d in
+             (tmp_path / "a" / "metrics.jsonl", tmp_path / "b" / "metrics.jsonl")]
+    assert whole[0] == whole[1]
+
+
+def test_resume_after_time_budget_equals_an_uninterrupted_run(tmp_path):
+    cfg_kw, task_kw = SETUPS["adam-dropout"]
+    full, _ = _train(tmp_path / "a", _cfg(**cfg_kw), clock=FakeClock(), **task_kw)
+    clock = FakeClock()  # one second per batch: a 0.3-minute budget stops inside epoch 2
+    first, s1 = _train(tmp_path / "b", _cfg(minutes=0.3, **cfg_kw), clock=clock, **task_kw)
+    assert s1["reason"] == "time" and first.epoch == 2 and 0 < first.batch < N_BATCHES
+    second, _ = _train(tmp_path / "b", _cfg(**cfg_kw), resume=True, clock=clock, **task_kw)
+    _assert_same(_weights(full), _weights(second))
+
+
+def test_ctrl_c_saves_last_and_resume_equals_an_uninterrupted_run(tmp_path):
+    cfg_kw, task_kw = SETUPS["adam-dropout"]
+    full, _ = _train(tmp_path / "a", _cfg(**cfg_kw), **task_kw)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "b", _cfg(**cfg_kw), sigint_at=N_BATCHES + 4, **task_kw)
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    meta = load_checkpoint(tmp_path / "b" / "last").train_meta
+    assert (meta["epoch"], meta["batch"]) == (2, 4)  # the step in flight was finished
+    assert read_metrics(tmp_path / "b" / "metrics.jsonl")[-1]["event"] == "interrupted"
+    second, _ = _train(tmp_path / "b", _cfg(**cfg_kw), resume=True, **task_kw)
+    _assert_same(_weights(full), _weights(second))
+
+
+def test_time_budget_leaves_room_for_validation(tmp_path):
+    """One second per batch, seven per validation, a 30-second budget: epoch 1 ends at 13 s
+    and validates until 20 s; epoch 2 must stop at 23 s so its validation ends by 30 s."""
+    clock = FakeClock()
+    trainer, summary = _train(tmp_path, _cfg(minutes=0.5, epochs=10), clock=clock,
+                              eval_cost=7.0)
+    assert summary["reason"] == "time" and clock.now <= 30.0
+    assert (trainer.epoch, trainer.batch) == (2, 3)
+    clock = FakeClock()
+    trainer = Trainer(Task(clock=clock, eval_cost=7.0), _cfg(minutes=0.5, epochs=10),
+                      tmp_path / "r", echo=lambda s: None, clock=clock, reserve_s=2.0)
+    trainer.fit()
+    assert clock.now <= 28.0
+
+
+def test_a_spent_budget_or_finished_run_does_nothing_on_resume(tmp_path):
+    first, _ = _train(tmp_path, _cfg(epochs=1))
+    again, summary = _train(tmp_path, _cfg(epochs=1), resume=True)
+    assert summary["reason"] == "epochs" and again.step == first.step == N_BATCHES
+    _assert_same(_weights(first), _weights(again))
+
+
+def test_early_stopping(tmp_path):
+    # whole-epoch validation losses 3, 2, 2.5, 2.6, ...: patience 2 stops after epoch 4
+    trainer, summary = _train(tmp_path, _cfg(epochs=10, patience=2),
+                              scripted=[3.0, 2.0, 2.5, 2.6, 2.7, 1.0])
+    assert summary["reason"] == "early-stopping" and trainer.epoch == 5
+    assert summary["best"] == 2.0 and trainer.bad_epochs == 2
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["event"] == "epoch"]
+    assert [r["valid_loss"] for r in records] == [3.0, 2.0, 2.5, 2.6]
+    best = load_checkpoint(tmp_path / "best")
+    assert best.train_meta is None  # best is for inference only; last carries the state
+    assert load_checkpoint(tmp_path / "last").train_meta["epoch"] == 5
+
+
+def test_partial_epochs_do_not_count_for_early_stopping(tmp_path):
+    """A stop inside epoch 2 validates (scripted 1.0, the best) but must not reset the
+    patience count that the uninterrupted run keeps: both stop after the same epoch."""
+    kw = {"epochs": 10, "patience": 1}
+    full, s_full = _train(tmp_path / "a", _cfg(**kw), scripted=[2.0, 2.5])
+    assert s_full["reason"] == "early-stopping" and full.epoch == 3
+    _train(tmp_path / "b", _cfg(max_steps=N_BATCHES + 2, **kw), scripted=[2.0, 1.0])
+    second, s2 = _train(tmp_path / "b", _cfg(**kw), resume=True, scripted=[2.5])
+    assert s2["reason"] == "early-stopping" and second.epoch == 3
+    _assert_same(_weights(full), _weights(second))
+    assert s2["best"] == 1.0  # ... while best/ keeps the better mid-epoch snapshot
+
+
+def test_lr_decay_schedule_per_epoch(tmp_path):
+    _train(tmp_path, _cfg(epochs=5, optimizer="sgd", lr=1.0, lr_decay=0.5, decay_after=2))
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["event"] == "epoch"]
+    assert [r["lr"] for r in records] == [1.0, 1.0, 0.5, 0.25, 0.125]
+    steps = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["event"] == "step"]
+    assert all(r["lr"] == 1.0 * 0.5 ** max(0, r["epoch"] - 2) for r in steps)
+
+
+def test_plateau_schedule(tmp_path):
+    _train(tmp_path, _cfg(epochs=4, optimizer="sgd", lr=1.0, lr_decay=0.1, plateau_patience=1),
+           scripted=[2.0, 3.0, 3.0, 3.0])
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["event"] == "epoch"]
+    # patience 1: the second bad epoch (3) lowers the lr, from epoch 4 on
+    assert [r["lr"] for r in records] == pytest.approx([1.0, 1.0, 1.0, 0.1])
+
+
+@pytest.mark.parametrize("where", ["nan_at", "inf_grad_at"])
+def test_non_finite_loss_or_gradient_keeps_the_last_checkpoint(tmp_path, where):
+    _train(tmp_path, _cfg(epochs=1))
+    saved = load_checkpoint(tmp_path / "last")
+    with pytest.raises(NonFiniteError) as info:
+        _train(tmp_path, _cfg(epochs=3), resume=True, **{where: 3})
+    message = str(info.value)
+    assert ("loss became nan" in message) if where == "nan_at" else ("exploding" in message)
+    assert f"last good checkpoint is kept in {tmp_path / 'last'}" in message
+    assert "\n" not in message
+    after = load_checkpoint(tmp_path / "last")
+    assert after.train_meta == saved.train_meta
+    _assert_same(after.weights, saved.weights)
+    assert read_metrics(tmp_path / "metrics.jsonl")[-1]["event"] == "diverged"
+
+
+def test_nan_before_any_checkpoint(tmp_path):
+    with pytest.raises(NonFiniteError, match="no checkpoint was saved"):
+        _train(tmp_path, _cfg(), nan_at=2)
+    assert not (tmp_path / "last").exists()
+
+
+def test_full_disk_while_saving_keeps_the_previous_checkpoints(tmp_path, monkeypatch):
+    _train(tmp_path, _cfg(epochs=1))
+    before = {w: load_checkpoint(tmp_path / w) for w in ("best", "last")}
+    real = checkpoint_module._write_npz
+
+    def full(path, arrays):
+        real(path, arrays)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "_write_npz", full)
+    with pytest.raises(CheckpointError, match="the disk is full; the previous checkpoint was kept"):
+        _train(tmp_path, _cfg(epochs=2), resume=True)
+    monkeypatch.undo()
+    for which, ck in before.items():
+        now = load_checkpoint(tmp_path / which)
+        _assert_same(now.weights, ck.weights)
+        assert now.train_meta == ck.train_meta
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_checkpoints_metrics_and_plot(tmp_path, monkeypatch):
+    monkeypatch.undo()  # draw the plot here
+    trainer, summary = _train(tmp_path, _cfg(epochs=2))
+    assert {"best", "last", "metrics.jsonl", "training.png"} <= {p.name for p in
+                                                                 tmp_path.iterdir()}
+    assert (tmp_path / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    events = [r["event"] for r in read_metrics(tmp_path / "metrics.jsonl")]
+    assert events[0] == "start" and events[-1] == "end" and events.count("epoch") == 2
+    steps = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["event"] == "step"]
+    assert {"loss", "ppl", "lr", "grad_norm", "tokens_per_s", "clipped"} <= set(steps[0])
+    assert [r["step"] for r in steps] == [4, 8, 12, 13, 16, 20, 24, 26]
+    last = load_checkpoint(tmp_path / "last")
+    assert last.kind == "lm" and (last.train_meta["epoch"], last.train_meta["batch"]) == (3, 0)
+    _assert_same(last.weights, _weights(trainer))
+    assert summary["best_figures"]["loss"] == summary["best"]
+    assert set(summary["best_figures"]) == {"loss", "ppl", "bpc"}
+    cfg = json.loads((tmp_path / "last" / "config.json").read_text())
+    assert cfg["train"]["epochs"] == 2 and cfg["bptt"] == 5 and cfg["model"]["cell"] == "lstm"
+
+
+def test_without_validation_best_follows_the_latest_weights(tmp_path):
+    class NoValid(Task):
+        def evaluate(self, split):
+            return None
+
+    trainer, summary = _train(tmp_path, _cfg(epochs=2), task=NoValid())
+    _assert_same(load_checkpoint(tmp_path / "best").weights, _weights(trainer))
+    assert summary["best"] is None
+
+
+def test_plain_progress_lines_without_a_terminal(tmp_path):
+    lines = []
+    clock = FakeClock()
+    trainer = Trainer(Task(clock=clock, batch_cost=3.0), _cfg(epochs=1, progress=True),
+                      tmp_path, echo=lines.append, clock=clock)
+    trainer.show_bar = False
+    trainer.fit()
+    progress = [s for s in lines if s.startswith("epoch 1 step")]
+    assert len(progress) == 3  # every 4 steps logged, 12 s apart: at steps 4, 8, 12
+    assert "loss" in progress[0] and "tok/s" in progress[0] and "|g|" in progress[0]
+
+
+def test_resume_refusals(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        Trainer(Task(), _cfg(), tmp_path, resume=True)
+    task = Task()
+    save_checkpoint(tmp_path / "last", kind="lm", config={"model": task.model.cfg.to_dict()},
+                    weights=task.model.state_dict(), vocab=task.tokenizer.to_dict())
+    with pytest.raises(CheckpointError, match="no training state"):
+        Trainer(task, _cfg(), tmp_path, resume=True)
+    save_checkpoint(tmp_path / "last", kind="classifier", config={},
+                    weights=task.model.state_dict())
+    with pytest.raises(CheckpointError, match="is a 'classifier' checkpoint; expected 'lm'"):
+        Trainer(task, _cfg(), tmp_path, resume=True)
+
+
+def test_train_config_checks():
+    with pytest.raises(ConfigError, match="unknown trainer config keys"):
+        TrainConfig.from_dict({"epochs": 2, "warmup": 3})
+    for bad in ({"epochs": 0}, {"minutes": 0}, {"lr": -1}, {"optimizer": "rmsprop"},
+                {"lr_decay": 1.5}, {"patience": 0}, {"max_steps": 0}, {"clip": -1}):
+        with pytest.raises(ConfigError):
+            TrainConfig(**bad)
