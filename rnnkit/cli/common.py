@@ -56,6 +56,9 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
                         "(default: off)")
     g.add_argument("--log-every", type=int, default=20,
                    help="steps between metrics.jsonl lines")
+    g.add_argument("--inspect-every", type=int, default=None, metavar="N",
+                   help="every N steps log the singular values of each W_h and the gate "
+                        "saturation to metrics.jsonl (default: off)")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress display (default: a bar on a terminal, else a line "
                         "every 10 s)")
@@ -67,7 +70,8 @@ def train_config(args) -> TrainConfig:
         momentum=args.momentum, weight_decay=args.weight_decay, clip=args.clip or None,
         lr_decay=args.lr_decay, decay_after=args.decay_after, plateau_patience=args.plateau,
         patience=args.patience, log_every=args.log_every, seed=args.seed,
-        progress=not args.no_progress, max_steps=getattr(args, "max_steps", None))
+        progress=not args.no_progress, max_steps=getattr(args, "max_steps", None),
+        inspect_every=getattr(args, "inspect_every", None))
 
 
 def resume_train_config(args, saved: dict) -> TrainConfig:

@@ -70,6 +70,16 @@ def sample_text(checkpoint, prime="", length=500, temperature=1.0, top_k=0, top_
         raise ValueError("--" + str(e).replace("_", "-")) from None
     model, tokenizer, _ = load_lm(checkpoint)
     logits, state = prime_state(model, tokenizer, prime)
+    # <pad> and <bos> are never training targets: never emit them
+    banned = [i for i in (tokenizer.vocab.pad_id, tokenizer.vocab.bos_id) if i is not None]
+
+    def step(ids, state):
+        out, state = model.step(ids, state)
+        out[:, banned] = -np.inf
+        return out, state
+
+    logits = logits.copy()
+    logits[:, banned] = -np.inf
     vocab = tokenizer.vocab
     word = tokenizer.level == "word"
     sep = " " if word else ""
@@ -88,12 +98,12 @@ def sample_text(checkpoint, prime="", length=500, temperature=1.0, top_k=0, top_
         stream.write(prime)
     out = []
     if beam:
-        hyps = beam_search(model.step, state, 0, beam, length, logits=logits, alpha=0.0)
+        hyps = beam_search(step, state, 0, beam, length, logits=logits, alpha=0.0)
         for tok in hyps[0].tokens:
             out.append(emit(tok))
     else:
         rng = np.random.default_rng(seed)
-        for tok in generate(model.step, state, 0, length, rng, temperature=temperature,
+        for tok in generate(step, state, 0, length, rng, temperature=temperature,
                             top_k=top_k, top_p=top_p, logits=logits):
             out.append(emit(tok))
     return prime + "".join(out)

@@ -78,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True  # a bar on a terminal, else a plain line now and then
     max_steps: int | None = None  # stop after this many optimiser steps in all (like minutes)
+    inspect_every: int | None = None  # log W_h spectra and gate saturation every N steps
 
     def __post_init__(self):
         def positive_int(name, value, allow_none=False):
@@ -91,6 +92,7 @@ class TrainConfig:
         positive_int("patience", self.patience, allow_none=True)
         positive_int("plateau_patience", self.plateau_patience, allow_none=True)
         positive_int("max_steps", self.max_steps, allow_none=True)
+        positive_int("inspect_every", self.inspect_every, allow_none=True)
         if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes must be positive, got {self.minutes}")
         if not self.lr > 0:
@@ -294,7 +296,14 @@ class Trainer:
             t0 = self.clock()
             # forward + backward
             self.model.zero_grad()
-            loss, n = task.train_batch(self.batch, self.rng)
+            watch = bool(cfg.inspect_every) and (self.step + 1) % cfg.inspect_every == 0
+            if watch:
+                from ..inspect.gates import GateMonitor
+
+                with GateMonitor(self.model, enabled=True) as gates:
+                    loss, n = task.train_batch(self.batch, self.rng)
+            else:
+                loss, n = task.train_batch(self.batch, self.rng)
             if not math.isfinite(loss):
                 raise NonFiniteError(
                     f"loss became {loss} at epoch {self.epoch}, step {self.step + 1}: "
@@ -310,6 +319,11 @@ class Trainer:
             self.opt.step(self.grads)
             self.batch += 1
             self.step += 1
+            if watch:
+                from ..inspect.spectrum import spectrum_record
+
+                self.log.log("inspect", epoch=self.epoch, step=self.step,
+                             **spectrum_record(self.model, radius=False), **gates.record())
             self.epoch_loss += loss * n
             self.epoch_n += n
             self._train_seconds += self.clock() - t0
