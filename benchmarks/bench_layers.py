@@ -1,0 +1,425 @@
+"""Speed of rnnkit's RNN, GRU and LSTM layers against ``torch.nn`` on the CPU, side by side.
+
+What it measures, in one process, float32, batch-first, one direction:
+
+* **inference**: ``layer.forward(x)`` with ``layer.eval()`` against ``module(x)`` under
+  ``torch.no_grad()``;
+* **training**: forward plus backward with an upstream gradient of ones on the output; rnnkit
+  ``zero_grad(); forward(x); backward(ones, cache)``, torch ``zero_grad(); module(x)[0]
+  .backward(ones)`` with the weights and the input requiring gradients (the input's gradient
+  is cleared each iteration too);
+
+both reported as tokens per second, ``B * T / seconds``, at the sizes in ``SIZES``; and
+
+* **generation**: one step at batch 1 with the state carried from the previous step, rnnkit
+  ``layer.step(x_t, state)`` against ``module(x[None, None], state)`` under ``no_grad``,
+  reported as microseconds per step.
+
+The ratio column is rnnkit / torch in speed (tokens/s, or torch's us per step over rnnkit's):
+above 1 means rnnkit is faster.  Both libraries get the same weights (copied from rnnkit into
+the torch module; a one-time check confirms their outputs agree) and the same number of
+threads: NumPy's BLAS thread count, which ``torch.set_num_threads`` is set to (``--threads N``
+sets both).  NumPy's element-wise operations always run on one thread.
+
+Method: each case is warmed up (at least two calls per library, more for cheap calls), then
+timed in interleaved rounds: a round times a batch of rnnkit calls and a batch of torch calls
+back to back (alternating which goes first), each batch lasting about ``target`` seconds, with
+``time.perf_counter`` and the garbage collector paused; 11 rounds (3 with ``--quick``), fewer
+(never under 3) where a case would take more than about 10 s.  The time per call is the median
+over the rounds, and interleaving makes the ratio robust to slow drift in machine speed.
+``spread`` is the larger of the two libraries' (max - min) / median over the rounds: a large
+value means the machine was busy or unsteady and the row deserves a second run.  The 1-minute
+load average before and after the run is printed, since other processes distort timings.
+
+    .venv/bin/python benchmarks/bench_layers.py                 # full run, a few minutes
+    .venv/bin/python benchmarks/bench_layers.py --quick --cells lstm --threads 1 --json r.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+# (B, T, D, H, layers) for the inference and training rows.
+SIZES = [(16, 50, 32, 32, 1), (32, 100, 64, 128, 1), (64, 100, 256, 512, 1), (20, 35, 200, 200, 2)]
+GEN_SIZE = 256  # D = H for step-by-step generation at batch 1, one layer
+CELLS = ("lstm", "gru", "rnn")
+
+
+# -- threads -----------------------------------------------------------------------------
+def _openblas():
+    """The OpenBLAS library NumPy loaded (with its symbol prefix), or ``(None, "")``."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln})
+    except OSError:
+        return None, ""
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get, set_ in (
+            ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+            ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+            ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+            ("openblas_get_num_threads", "openblas_set_num_threads"),
+        ):
+            if hasattr(lib, get) and hasattr(lib, set_):
+                return (getattr(lib, get), getattr(lib, set_)), path
+    return None, ""
+
+
+def setup_threads(n: int | None):
+    """Set NumPy's BLAS and torch to ``n`` threads (default: what NumPy's BLAS uses now)."""
+    import numpy as np
+    import torch
+
+    np.ones((64, 64)) @ np.ones((64, 64))  # make sure the BLAS is loaded
+    funcs, path = _openblas()
+    if funcs is not None:
+        get, set_ = funcs
+        if n is not None:
+            set_(int(n))
+        blas_threads = int(get())
+    else:  # another BLAS: --threads was already put in the environment before importing NumPy
+        blas_threads = n if n is not None else (os.cpu_count() or 1)
+    torch.set_num_threads(blas_threads)
+    return blas_threads, torch.get_num_threads(), os.path.basename(path) or "unknown"
+
+
+# -- models ------------------------------------------------------------------------------
+def make_pair(cell: str, D: int, H: int, L: int):
+    """An rnnkit layer and a torch module with the same float32 weights."""
+    import numpy as np
+    import torch
+
+    from rnnkit.recurrent import make_recurrent
+
+    ours = make_recurrent(cell, D, H, num_layers=L, init="pytorch", rng=np.random.default_rng(0))
+    klass = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    theirs = klass(D, H, num_layers=L, batch_first=True)
+
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+    with torch.no_grad():
+        for k in range(L):
+            p = ours.dirs[k][0].param
+            getattr(theirs, f"weight_ih_l{k}").copy_(t(p["W_x"].T))
+            getattr(theirs, f"weight_hh_l{k}").copy_(t(p["W_h"].T))
+            b_ih, b_hh = getattr(theirs, f"bias_ih_l{k}"), getattr(theirs, f"bias_hh_l{k}")
+            b_ih.copy_(t(p["b"]))
+            b_hh.zero_()
+            if cell == "gru":  # rnnkit's b_hn sits inside r * (h W_hn + b_hn), like b_hh_n
+                b_hh[2 * H :] = t(p["b_hn"])
+    return ours, theirs
+
+
+def check_same(cell, ours, theirs, D: int) -> float:
+    """Largest |difference| of the two outputs on a small random input (must be ~1e-6)."""
+    import numpy as np
+    import torch
+
+    x = np.random.default_rng(1).standard_normal((3, 5, D)).astype(np.float32)
+    ours.eval()
+    out, _, _ = ours.forward(x)
+    with torch.no_grad():
+        ref, _ = theirs(torch.from_numpy(x))
+    err = float(np.abs(out - ref.numpy()).max())
+    if not err < 1e-4:
+        raise SystemExit(f"bench_layers: {cell} outputs of rnnkit and torch differ by {err:.2e}")
+    return err
+
+
+# -- one case per function: each returns {"rnnkit": callable, "torch": callable} ----------
+def inference_fns(cell, B, T, D, H, L):
+    import numpy as np
+    import torch
+
+    ours, theirs = make_pair(cell, D, H, L)
+    check_same(cell, ours, theirs, D)
+    x = np.random.default_rng(2).standard_normal((B, T, D)).astype(np.float32)
+    xt = torch.from_numpy(x.copy())
+    ours.eval()
+    theirs.eval()
+
+    def run_ours():
+        ours.forward(x)
+
+    def run_theirs():
+        with torch.no_grad():
+            theirs(xt)
+
+    return {"rnnkit": run_ours, "torch": run_theirs}
+
+
+def training_fns(cell, B, T, D, H, L):
+    import numpy as np
+    import torch
+
+    ours, theirs = make_pair(cell, D, H, L)
+    check_same(cell, ours, theirs, D)
+    x = np.random.default_rng(2).standard_normal((B, T, D)).astype(np.float32)
+    dout = np.ones((B, T, H), np.float32)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    doutt = torch.ones(B, T, H)
+    ours.train()
+    theirs.train()
+
+    def run_ours():
+        ours.zero_grad()
+        _, _, cache = ours.forward(x)
+        ours.backward(dout, cache)
+
+    def run_theirs():
+        theirs.zero_grad()
+        xt.grad = None
+        out, _ = theirs(xt)
+        out.backward(doutt)
+
+    return {"rnnkit": run_ours, "torch": run_theirs}
+
+
+def generation_fns(cell, H):
+    import numpy as np
+    import torch
+
+    ours, theirs = make_pair(cell, H, H, 1)
+    check_same(cell, ours, theirs, H)
+    ours.eval()
+    theirs.eval()
+    x = np.random.default_rng(2).standard_normal((1, H)).astype(np.float32)
+    xt = torch.from_numpy(x.copy()).reshape(1, 1, H)
+    box = {"ours": ours.initial_state(1), "theirs": None}
+    if cell == "lstm":
+        box["theirs"] = (torch.zeros(1, 1, H), torch.zeros(1, 1, H))
+    else:
+        box["theirs"] = torch.zeros(1, 1, H)
+
+    def run_ours():
+        _, box["ours"] = ours.step(x, box["ours"])
+
+    def run_theirs():
+        with torch.no_grad():
+            _, box["theirs"] = theirs(xt, box["theirs"])
+
+    return {"rnnkit": run_ours, "torch": run_theirs}
+
+
+# -- timing ------------------------------------------------------------------------------
+def measure(fns: dict, repeats: int, target: float, budget: float, clock=time.perf_counter) -> dict:
+    """Median seconds per call of each function over interleaved rounds.
+
+    A round runs each function ``inner`` times back to back (about ``target`` seconds each);
+    ``repeats`` rounds, or fewer (at least 3) where they would take over ``budget`` seconds.
+    """
+    inner, per_round = {}, 0.0
+    for name, fn in fns.items():
+        fn()  # warm-up: first-call costs (allocator, BLAS buffers, torch's kernel choice)
+        t0 = time.perf_counter()
+        fn()  # warm-up that also sizes the batch of calls
+        est = max(time.perf_counter() - t0, 1e-7)
+        if est < target / 10:  # cheap calls: warm up longer, and re-estimate
+            n = max(1, round(target / 2 / est))
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            est = max((time.perf_counter() - t0) / n, 1e-7)
+        inner[name] = max(1, round(target / est))
+        per_round += inner[name] * est
+    rounds = max(3, min(repeats, int(budget / per_round)))
+    names = list(fns)
+    times = {name: [] for name in names}
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                fn, n = fns[name], inner[name]
+                t0 = clock()
+                for _ in range(n):
+                    fn()
+                times[name].append((clock() - t0) / n)
+    finally:
+        gc.enable()
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    spread = max((max(ts) - min(ts)) / med[name] for name, ts in times.items())
+    return {"median_s": med, "spread": spread, "inner": inner, "rounds": rounds, "all_s": times}
+
+
+# -- report ------------------------------------------------------------------------------
+def machine_info(blas_threads, torch_threads, blas_lib) -> dict:
+    import numpy as np
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "numpy_blas": blas_lib,
+        "numpy_blas_threads": blas_threads,
+        "torch_threads": torch_threads,
+        "dtype": "float32",
+    }
+
+
+def load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return float("nan")
+
+
+def print_header(info: dict) -> None:
+    print(f"CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs); Python {info['python']}")
+    print(
+        f"numpy {info['numpy']} (BLAS {info['numpy_blas']}, {info['numpy_blas_threads']} "
+        f"threads); torch {info['torch']} ({info['torch_threads']} threads); float32"
+    )
+
+
+def print_rows(rows: list) -> None:
+    seq = [r for r in rows if r["mode"] != "generation"]
+    gen = [r for r in rows if r["mode"] == "generation"]
+    if seq:
+        print()
+        print(
+            f"{'cell':<5} {'mode':<9} {'B':>3} {'T':>4} {'D':>4} {'H':>4} {'L':>2} "
+            f"{'rnnkit tok/s':>13} {'torch tok/s':>13} {'ratio':>6} {'spread':>7}"
+        )
+        for r in seq:
+            print(
+                f"{r['cell']:<5} {r['mode']:<9} {r['B']:>3} {r['T']:>4} {r['D']:>4} "
+                f"{r['H']:>4} {r['L']:>2} {r['rnnkit_tok_s']:>13,.0f} "
+                f"{r['torch_tok_s']:>13,.0f} {r['ratio']:>6.2f} {r['spread']:>6.0%}"
+            )
+    if gen:
+        print()
+        print(
+            f"{'cell':<5} generation, B=1, D=H={GEN_SIZE}, 1 layer   "
+            f"{'rnnkit us/step':>14} {'torch us/step':>14} {'ratio':>6} {'spread':>7}"
+        )
+        for r in gen:
+            print(
+                f"{r['cell']:<5} {'':<37}{r['rnnkit_us']:>14.1f} {r['torch_us']:>14.1f} "
+                f"{r['ratio']:>6.2f} {r['spread']:>6.0%}"
+            )
+    sys.stdout.flush()
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(
+        description="rnnkit vs torch.nn layer speed on the CPU (float32, one process)."
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 shorter rounds per case instead of 11 (about a minute in all)",
+    )
+    ap.add_argument(
+        "--cells",
+        default=",".join(CELLS),
+        help=f"comma-separated subset of {','.join(CELLS)} (default: all)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads for NumPy's BLAS and torch (default: as many as NumPy's BLAS uses)",
+    )
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: time.perf_counter (default); cpu: time.process_time, this process's CPU "
+        "time, which leaves out time spent waiting for a CPU when other processes are busy "
+        "(meaningful with --threads 1 only)",
+    )
+    ap.add_argument(
+        "--json",
+        metavar="FILE",
+        default=None,
+        help="also write the results and the machine description as JSON",
+    )
+    args = ap.parse_args(argv)
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    bad = [c for c in cells if c not in CELLS]
+    if bad or not cells:
+        ap.error(f"--cells must be a subset of {','.join(CELLS)}, got {args.cells!r}")
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads must be at least 1, got {args.threads}")
+    args.cells = cells
+    return args
+
+
+def timed_row(m: dict, **sizes) -> dict:
+    """One result row from a :func:`measure` result."""
+    med = m["median_s"]
+    return {**sizes, "ratio": med["torch"] / med["rnnkit"], "spread": m["spread"],
+            "rnnkit_s": med["rnnkit"], "torch_s": med["torch"], "rounds": m["rounds"],
+            "rounds_s": m["all_s"]}  # fmt: skip
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads is not None:  # for BLAS libraries the ctypes route below cannot reach
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    info = machine_info(*setup_threads(args.threads))
+    if args.clock == "cpu" and info["numpy_blas_threads"] > 1:
+        print("bench_layers: warning: --clock cpu with more than one thread counts every "
+              "thread's CPU time, spin-waiting included", file=sys.stderr)  # fmt: skip
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    repeats, target, budget = (3, 0.03, 2.0) if args.quick else (11, 0.1, 10.0)
+    info.update(repeats=repeats, target_s=target, case_budget_s=budget, clock=args.clock,
+                load_before=load_average())  # fmt: skip
+    print_header(info)
+    print(f"median of {repeats} interleaved rounds (at least 3, at most ~{budget:g} s per case) "
+          f"of ~{target:g} s per library, {args.clock} clock; ratio > 1: rnnkit faster")  # fmt: skip
+
+    rows = []
+    for mode, make in (("inference", inference_fns), ("training", training_fns)):
+        for cell in args.cells:
+            for B, T, D, H, L in SIZES:
+                m = measure(make(cell, B, T, D, H, L), repeats, target, budget, clock)
+                row = timed_row(m, cell=cell, mode=mode, B=B, T=T, D=D, H=H, L=L)
+                row["rnnkit_tok_s"] = B * T / row["rnnkit_s"]
+                row["torch_tok_s"] = B * T / row["torch_s"]
+                rows.append(row)
+                print(f"  {mode} {cell} {(B, T, D, H, L)}: ratio {row['ratio']:.2f}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+    for cell in args.cells:
+        m = measure(generation_fns(cell, GEN_SIZE), repeats, target, budget, clock)
+        row = timed_row(m, cell=cell, mode="generation", B=1, T=1, D=GEN_SIZE, H=GEN_SIZE, L=1)
+        row["rnnkit_us"], row["torch_us"] = row["rnnkit_s"] * 1e6, row["torch_s"] * 1e6
+        rows.append(row)
+    info["load_after"] = load_average()
+    print_rows(rows)
+    print(f"\n1-minute load average: {info['load_before']:.2f} before, "
+          f"{info['load_after']:.2f} after ({info['logical_cpus']} logical CPUs)")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Train a sequence classifier (embedding -> (bi)RNN/GRU/LSTM -> pooling -> softmax).
+
+Data: one example per line, ``label<TAB>text`` or ``label text`` (SST), or CSV with a header
+(``--label-column``, ``--text-column``).  The best checkpoint (by validation accuracy) is
+tested on ``--test`` at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from .common import add_train_arguments, out_dir, resume_train_config, train_config
+
+
+def add_model_arguments(p, *, embed=128, hidden=128, bidirectional=True):
+    """The model options shared by train-classifier and train-tagger; returns the group."""
+    m = p.add_argument_group("model")
+    m.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm")
+    m.add_argument("--embed", type=int, default=embed, help="word embedding size")
+    m.add_argument("--hidden", type=int, default=hidden, help="hidden units per direction")
+    m.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
+    m.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
+                   default=bidirectional, help="bidirectional recurrent layers")
+    m.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout between recurrent layers and before the output layer")
+    m.add_argument("--embed-dropout", type=float, default=0.0, help="dropout on embeddings")
+    m.add_argument("--word-dropout", type=float, default=0.0,
+                   help="replace training words by <unk> with this probability")
+    m.add_argument("--vectors", default=None,
+                   help="pre-trained word vectors (GloVe or word2vec text format, .gz too); "
+                        "--embed must match their size")
+    m.add_argument("--freeze-vectors", action="store_true",
+                   help="keep the embeddings fixed during training")
+    m.add_argument("--embed-init", choices=("uniform", "normal"), default="uniform",
+                   help="random embeddings: U(-0.1, 0.1) or N(0, 1) (PyTorch's)")
+    m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    return m
+
+
+def add_arguments(p) -> None:
+    d = p.add_argument_group("data")
+    d.add_argument("--train", required=True, help="training file")
+    d.add_argument("--valid", default=None, help="validation file (picks the best epoch)")
+    d.add_argument("--test", default=None, help="test file (evaluated with the best model)")
+    d.add_argument("--format", choices=("auto", "tsv", "space", "csv"), default="auto",
+                   help="auto: .csv -> csv, .tsv -> tsv, else tsv if the first line has a tab, "
+                        "else 'label text'")
+    d.add_argument("--label-column", default="label", help="CSV column holding the label")
+    d.add_argument("--text-column", default="text", help="CSV column holding the text")
+    d.add_argument("--encoding", default="utf-8")
+    d.add_argument("--lowercase", action="store_true", help="lowercase words")
+    d.add_argument("--min-count", type=int, default=1, help="rarer words -> <unk>")
+    d.add_argument("--max-vocab", type=int, default=None, help="largest vocabulary size")
+    d.add_argument("--min-label-count", type=int, default=2,
+                   help="refuse labels seen fewer times in training (catches lines whose label "
+                        "is missing); 1 accepts any")
+    d.add_argument("--skip-bad", action="store_true",
+                   help="skip malformed lines with a warning instead of stopping")
+    m = add_model_arguments(p)
+    m.add_argument("--pooling", choices=("last", "mean", "max"), default="max",
+                   help="last: final states (fwd ⊕ bwd); mean/max over real steps")
+    add_train_arguments(p, epochs=10, lr=2e-3, batch_size=32)
+
+
+def echo(s: str) -> None:
+    print(s, file=sys.stderr)
+
+
+def print_warnings(caught, command: str) -> None:
+    for w in caught:
+        print(f"rnnkit {command}: warning: {w.message}", file=sys.stderr)
+
+
+def trainer_options(args, out):
+    """This command line's trainer options; with ``--resume``, the run's saved ones with those
+    written on this command line put over them."""
+    if not args.resume:
+        return train_config(args)
+    from ..checkpoint import load_checkpoint
+
+    saved = load_checkpoint(out / "last", weights_only=True).config.get("train", {})
+    return resume_train_config(args, saved)
+
+
+def run(args) -> int:
+    from ..train.classify_task import train_classifier
+
+    out = out_dir(args, "classifier")
+    model_config = {
+        "cell": args.cell, "embed_size": args.embed, "hidden_size": args.hidden,
+        "num_layers": args.layers, "bidirectional": args.bidirectional,
+        "pooling": args.pooling, "dropout": args.dropout, "embed_dropout": args.embed_dropout,
+        "word_dropout": args.word_dropout, "freeze_embeddings": args.freeze_vectors,
+        "embed_init": args.embed_init, "dtype": args.dtype}
+    echo(f"rnnkit train-classifier: {'bi' if args.bidirectional else ''}"
+         f"{args.cell.upper()} {args.layers}x{args.hidden}, {args.pooling} pooling -> {out}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            _, _, summary = train_classifier(
+                args.train, args.valid, args.test, model_config=model_config,
+                train_config=trainer_options(args, out), out=out, fmt=args.format,
+                encoding=args.encoding, label_column=args.label_column,
+                text_column=args.text_column, lowercase=args.lowercase,
+                min_count=args.min_count, max_vocab=args.max_vocab,
+                min_label_count=args.min_label_count, vectors=args.vectors,
+                batch_size=args.batch_size, resume=args.resume,
+                on_error="skip" if args.skip_bad else "raise", echo=echo)
+        except KeyboardInterrupt:
+            print_warnings(caught, "train-classifier")
+            echo(f"rnnkit train-classifier: interrupted; checkpoint saved in {out / 'last'}; "
+                 f"continue with --out {out} --resume")
+            return 130
+    print_warnings(caught, "train-classifier")
+    test = summary.get("test")
+    if test:
+        print(f"test accuracy: {test['accuracy']:.4f}  macro-F1: {test['macro_f1']:.4f}")
+    print(f"checkpoint: {out / 'best'} (last: {out / 'last'})")
+    return 0

@@ -1,0 +1,137 @@
+"""n-gram language models from the command line: ``rnnkit train --model ngram`` and ``rnnkit eval``.
+
+``rnnkit train`` builds its parser as usual and, for ``--model ngram``, hands its arguments to
+:func:`train_ngram_cli`, which reads the same data options (``--data``, ``--level``,
+``--min-count``, ``--max-vocab``, ``--valid-fraction``, ``--encoding``, ``--out``, ``--seed``,
+``--sample-length``) plus those :func:`add_ngram_arguments` adds.  ``rnnkit eval`` finds
+:func:`evaluate_checkpoint` here by the checkpoint's kind, ``"ngram"``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+
+import numpy as np
+
+
+def add_ngram_arguments(p) -> None:
+    """The options of ``rnnkit train --model ngram`` (an argument group of its own)."""
+    g = p.add_argument_group("n-gram model (--model ngram)")
+    g.add_argument("--order", type=int, default=5, help="n: the longest n-gram counted")
+    g.add_argument("--smoothing", choices=("mkn", "kn", "addk"), default="mkn",
+                   help="mkn: modified Kneser-Ney (3 discounts per order); kn: interpolated "
+                        "Kneser-Ney (1 discount per order); addk: add-k on the full context")
+    g.add_argument("--add-k", type=float, default=1.0, help="k for --smoothing addk")
+    g.add_argument("--discount", type=float, default=None,
+                   help="--smoothing kn: a fixed discount for every order (default: estimated)")
+
+
+def load_texts(args):
+    """``(texts, level, info)`` from the data options, by the same rules as ``rnnkit train``."""
+    from ..text.datasets import DATASETS, load_corpus
+    from ..text.io import default_corpus, split_fraction
+
+    valid = getattr(args, "valid_fraction", None)
+    valid = 0.1 if valid is None else valid
+    data = getattr(args, "data", None)
+    if data is None:
+        texts = split_fraction(default_corpus(), 1 - valid, valid, at_lines=True)
+        level = getattr(args, "level", None) or "char"
+        info = {"source": "builtin:python-stdlib"}
+    else:
+        texts = load_corpus(data, getattr(args, "encoding", "utf-8"),
+                            fractions=(1 - valid, valid, 0.0))
+        known = DATASETS.get(data)
+        level = getattr(args, "level", None) or (known.level if known is not None else "char")
+        info = {"source": str(data)}
+    info["level"] = level
+    return texts, level, info
+
+
+def _encode(tokenizer, text, who: str):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids = tokenizer.encode(text)
+    for w in caught:
+        print(f"{who}: warning: {w.message}", file=sys.stderr)
+    return ids
+
+
+def fit_ngram(train_ids, vocab_size: int, *, order: int = 5, smoothing: str = "mkn",
+              k: float = 1.0, discount: float | None = None):
+    """An :class:`~rnnkit.models.ngram.NGramLM` fitted on ``train_ids``."""
+    from ..models.ngram import NGramConfig, NGramLM
+
+    cfg = NGramConfig(vocab_size=vocab_size, order=order, smoothing=smoothing, k=k,
+                      discount=discount)
+    return NGramLM(cfg).fit(train_ids)
+
+
+def train_ngram_cli(args, data=None) -> int:
+    """``rnnkit train --model ngram``: count, report valid/test perplexity, save, sample.
+
+    ``data`` is ``(texts, level, info)`` as ``rnnkit train`` loads it; ``None``: loaded here
+    by :func:`load_texts`.
+    """
+    from ..cli.common import out_dir
+    from ..models.ngram import save_ngram
+    from ..text.tokenizers import make_tokenizer
+
+    who = "rnnkit train"
+    if getattr(args, "resume", False):
+        raise ValueError("--resume: an n-gram model is counted in one pass; there is nothing "
+                         "to resume")
+    out = out_dir(args, "ngram")
+    texts, level, info = load_texts(args) if data is None else data
+    tokenizer = make_tokenizer(level).fit(texts["train"],
+                                          min_count=getattr(args, "min_count", 1),
+                                          max_size=getattr(args, "max_vocab", None))
+    ids = {name: _encode(tokenizer, text, who) for name, text in texts.items() if text}
+    t0 = time.perf_counter()
+    model = fit_ngram(ids["train"], len(tokenizer.vocab), order=args.order,
+                      smoothing=getattr(args, "smoothing", "mkn"),
+                      k=getattr(args, "add_k", 1.0), discount=getattr(args, "discount", None))
+    seconds = time.perf_counter() - t0
+    sizes = model.num_ngrams()
+    print(f"{who}: {level}-level {args.order}-gram ({model.cfg.smoothing}), vocab "
+          f"{model.cfg.vocab_size}, {sum(sizes):,} n-grams ({', '.join(map(str, sizes))}) from "
+          f"{len(ids['train']):,} training tokens in {seconds:.1f}s -> {out}", file=sys.stderr)
+    for split in ("valid", "test"):
+        if split in ids and len(ids[split]) >= 2:
+            print(f"{split} perplexity: {model.perplexity(ids[split]):.2f}", file=sys.stderr)
+    path = save_ngram(out / "best", model, tokenizer, info)
+    print(f"checkpoint: {path}")
+    length = getattr(args, "sample_length", 0) or 0
+    if length > 0:
+        rng = np.random.default_rng(getattr(args, "seed", 0))
+        print("sample:")
+        print(tokenizer.decode(model.sample([], length, rng, temperature=0.8)))
+    return 0
+
+
+def evaluate_file(path, file, encoding: str = "utf-8") -> dict:
+    """Figures of the n-gram checkpoint ``path`` on a text file (perplexity, bits per char)."""
+    import math
+
+    from ..models.ngram import load_ngram
+    from ..text.io import read_text
+
+    model, tokenizer, _ = load_ngram(path)
+    if tokenizer is None:
+        raise ValueError(f"{path}: the checkpoint has no vocabulary; cannot read text with it")
+    ids = _encode(tokenizer, read_text(file, encoding), "rnnkit eval")
+    if len(ids) < 2:
+        raise ValueError(f"{file}: needs at least 2 tokens to evaluate, got {len(ids)}")
+    loss = -float(model.logprobs(ids).mean())
+    figures = {"loss": loss, "perplexity": math.exp(loss) if loss < 700 else math.inf}
+    if tokenizer.level == "char":
+        figures["bits per char"] = loss / math.log(2)
+    figures["tokens"] = len(ids) - 1
+    return figures
+
+
+def evaluate_checkpoint(path, args) -> dict:
+    """Entry point of ``rnnkit eval`` for checkpoints of kind ``"ngram"``."""
+    return evaluate_file(path, args.file, getattr(args, "encoding", "utf-8"))

@@ -1,0 +1,71 @@
+"""Tagger checkpoints: loading, prediction and evaluation.
+
+>>> # model, vocab = load_tagger("runs/upos")[:2]
+>>> # tag_sentences(model, vocab, [["I", "saw", "her"]])       # [["PRON", "VERB", "PRON"]]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import CheckpointError
+from ..models.tagger import SequenceTagger, TaggerConfig
+from ..text.labeled import read_tagged
+from ..train.tag_task import Encoded, TaggerVocab, evaluate_tagger, predict_tags
+
+
+def load_tagger(path):
+    """``(model, vocab, checkpoint)`` from a tagger checkpoint or run directory."""
+    from ..checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path, kind="tagger", weights_only=True)
+    try:
+        cfg = TaggerConfig.from_dict(ck.config["model"])
+        vocab = TaggerVocab.from_dict(ck.vocab)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ck.path}: config or vocabulary unreadable ({e})") from None
+    n_chars = 0 if vocab.chars is None else len(vocab.chars)
+    if (len(vocab.words), len(vocab.tags), n_chars) != (
+            cfg.vocab_size, cfg.num_tags, cfg.char_vocab_size):
+        raise CheckpointError(f"{ck.path}: vocabulary does not match the model")
+    model = SequenceTagger(cfg, rng=0)
+    model.load_state_dict(ck.weights)
+    model.eval()
+    return model, vocab, ck
+
+
+def tag_sentences(model: SequenceTagger, vocab: TaggerVocab, sentences,
+                  batch_size: int = 64) -> list[list[str]]:
+    """The predicted tags of each sentence (a list of words, none empty)."""
+    enc = Encoded(vocab, vocab.char_table(), sentences)
+    preds, _, _ = predict_tags(model, enc, batch_size)
+    return [[vocab.tags[k] for k in p] for p in preds]
+
+
+def evaluate_file(path, file, *, encoding: str = "utf-8", fmt: str | None = None,
+                  batch_size: int = 64) -> dict:
+    """Token accuracy (and span P/R/F1 for BIO tags) of a checkpoint on a tagged file; the
+    tag column is the one the model was trained on.  A tag the model never saw is an error
+    naming the file and line."""
+    model, vocab, ck = load_tagger(path)
+    info = ck.config.get("data", {})
+    data = read_tagged(Path(file), fmt or "auto", column=info.get("column", "upos"),
+                       encoding=encoding, tags=vocab.tags)
+    enc = Encoded(vocab, vocab.char_table(), data.sentences, vocab.encode_tags(data))
+    r = evaluate_tagger(model, vocab, enc, batch_size)
+    figures = {"sentences": len(data), "tokens": r["tokens"], "accuracy": r["accuracy"]}
+    figures["oov tokens"] = r["oov_tokens"]
+    if "oov_accuracy" in r:
+        figures["oov accuracy"] = r["oov_accuracy"]
+    figures["loss"] = r["loss"]
+    for k in ("span_precision", "span_recall", "span_f1"):
+        if k in r:
+            figures[k.replace("_", " ")] = r[k]
+    return figures
+
+
+def evaluate_checkpoint(path, args) -> dict:
+    """The ``rnnkit eval`` entry point for checkpoints of kind "tagger"."""
+    return evaluate_file(path, args.file, encoding=getattr(args, "encoding", "utf-8"),
+                         fmt=getattr(args, "format", None),
+                         batch_size=max(int(getattr(args, "batch_size", 64) or 64), 64))

@@ -1,0 +1,122 @@
+"""Training task of the output-recurrent language model, with scheduled sampling.
+
+The same streams and windows as :class:`~rnnkit.train.lm_task.LMTask`.  With ``ss_prob = 0``
+every window is teacher-forced and nothing is carried; with ``ss_prob > 0`` each step feeds
+back the model's own prediction with that probability (Bengio et al. 2015, with a constant
+probability instead of a schedule), and the prediction made at the last step of a window is
+carried to the first step of the next one.
+
+Validation reports the teacher-forced figures (``loss``, ``ppl``, which pick the best
+checkpoint) and, with ``free_eval``, the free-running ones (``free_loss``, ``free_ppl``):
+every step fed back the model's own prediction, drawn with a fixed seed so that every
+evaluation draws the same way, and the truth still read through ``x_t``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..text.batching import batchify, get_window, num_windows
+from .lm_task import LMTask
+
+EVAL_SEED = 1234  # free-running validation: the same draws every time, not the training RNG
+
+
+def evaluate_free_running(model, ids: np.ndarray, batch_size: int = 10, bptt: int = 64, *,
+                          feedback: str = "sample", seed: int = EVAL_SEED) -> dict:
+    """Mean NLL (nats per token), perplexity and bits of ``model`` on ``ids`` when every step
+    feeds back the model's own previous prediction (``ss_prob = 1``).  The layout of streams
+    and windows is that of :func:`~rnnkit.train.lm_task.evaluate_lm`, so the two losses are
+    over the same tokens."""
+    was_training = model.training
+    model.eval()
+    rng = np.random.default_rng(seed)
+    B = max(1, min(batch_size, len(ids) // (bptt + 1) or 1))
+    if len(ids) < B * 2:
+        B = 1
+    streams = batchify(np.asarray(ids), B, min(bptt, max(1, len(ids) // B - 1)))
+    state, total, n = None, 0.0, 0
+    for i in range(num_windows(streams, bptt)):
+        x, y = get_window(streams, i, bptt)
+        loss, k, state = model.loss(x, y, state, rng=rng, backward=False, ss_prob=1.0,
+                                    feedback=feedback)
+        total += loss * k
+        n += k
+    model.train(was_training)
+    mean = total / max(n, 1)
+    return {"loss": mean, "ppl": math.exp(mean) if mean < 700 else math.inf,
+            "bits": mean / math.log(2), "tokens": n}
+
+
+class OutputRecurrentTask(LMTask):
+    """:class:`LMTask` for :class:`~rnnkit.models.output_recurrent.OutputRecurrentLM`."""
+
+    def __init__(self, model, tokenizer, train_ids, valid_ids=None, test_ids=None, *,
+                 ss_prob: float = 0.0, feedback: str = "sample", free_eval: bool = True,
+                 **kwargs):
+        if not 0.0 <= ss_prob <= 1.0:
+            raise ValueError(f"ss_prob must be in [0, 1], got {ss_prob}")
+        super().__init__(model, tokenizer, train_ids, valid_ids, test_ids, **kwargs)
+        self.ss_prob, self.feedback, self.free_eval = ss_prob, feedback, free_eval
+
+    def train_batch(self, i: int, rng: np.random.Generator):
+        x, y = get_window(self.streams, i, self.T)
+        loss, n, self.carry = self.model.loss(x, y, self.carry, rng=rng, ss_prob=self.ss_prob,
+                                              feedback=self.feedback)
+        return loss, n
+
+    def evaluate(self, split: str):
+        out = super().evaluate(split)
+        if out is None or not self.free_eval:
+            return out
+        ids = self.valid_ids if split == "valid" else self.test_ids
+        r = evaluate_free_running(self.model, ids, self.eval_batch_size, self.T,
+                                  feedback=self.feedback)
+        out["free_loss"], out["free_ppl"] = r["loss"], r["ppl"]
+        return out
+
+    def payload(self):
+        config, vocab = super().payload()
+        config.update(ss_prob=self.ss_prob, feedback=self.feedback)
+        return config, vocab
+
+
+def add_output_recurrent_arguments(p) -> None:
+    """The options of ``rnnkit train --cell output-recurrent`` (an argument group)."""
+    g = p.add_argument_group("output-recurrent model (--cell output-recurrent)")
+    g.add_argument("--ss-prob", type=float, default=0.0,
+                   help="scheduled sampling: probability of feeding back the model's own "
+                        "prediction instead of the previous target (0: teacher forcing)")
+    g.add_argument("--feedback", choices=("sample", "argmax"), default="sample",
+                   help="how the model's own prediction is chosen when fed back")
+
+
+def build_from_args(args, tokenizer, ids: dict, info: dict, config: dict | None = None,
+                    seed: int | None = None):
+    """``(model, task)`` for ``rnnkit train --cell output-recurrent``.
+
+    ``config`` is the checkpoint config of a run being resumed (its model and feedback options
+    win); otherwise the model comes from ``--hidden``, ``--nonlinearity``, ``--dropout``,
+    ``--init-scale``, ``--dtype``; the weights are drawn with ``seed`` (default ``--seed``).
+    """
+    from ..models.output_recurrent import ORConfig, OutputRecurrentLM
+
+    if config is not None:
+        cfg = ORConfig.from_dict(config["model"])
+        ss_prob = config.get("ss_prob", 0.0)
+        feedback = config.get("feedback", "sample")
+    else:
+        cfg = ORConfig(vocab_size=len(tokenizer.vocab), hidden_size=args.hidden,
+                       nonlinearity=args.nonlinearity, dropout=args.dropout,
+                       init_scale=args.init_scale, dtype=args.dtype)
+        ss_prob = getattr(args, "ss_prob", 0.0)
+        feedback = getattr(args, "feedback", "sample")
+    seed = args.seed if seed is None else seed
+    model = OutputRecurrentLM(cfg, rng=np.random.default_rng(seed))
+    task = OutputRecurrentTask(model, tokenizer, ids["train"], ids.get("valid"), ids.get("test"),
+                               ss_prob=ss_prob, feedback=feedback, batch_size=args.batch_size,
+                               bptt=args.bptt, eval_batch_size=args.eval_batch_size,
+                               data_info=info)
+    return model, task

@@ -1,0 +1,281 @@
+"""Sequence-to-sequence training task: length-bucketed batches, scheduled sampling, evaluation.
+
+Each epoch the pairs are shuffled (seeded by ``seed`` and the epoch, so a resumed run repeats
+the order), cut into pools of 50 batches, each pool sorted by source length and cut into
+batches (little padding), and the batches shuffled.  Targets become ``tgt_in = <bos> y`` and
+``tgt_out = y <eos>`` (:func:`make_batch`).
+
+Scheduled sampling (Bengio et al. 2015): at training step ``i`` each decoder input is the
+reference token with probability ``eps_i`` (teacher forcing) and the model's own previous
+argmax otherwise::
+
+    linear           eps_i = max(min_tf, k - c i)
+    exponential      eps_i = max(min_tf, k^i)                 0 < k < 1
+    inverse-sigmoid  eps_i = max(min_tf, k / (k + exp(i / k)))  k >= 1
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..models.seq2seq import BOS_ID, EOS_ID, PAD_ID
+
+SCHEDULES = ("none", "linear", "exponential", "inverse-sigmoid")
+
+
+@dataclass(frozen=True)
+class SamplingSchedule:
+    """Teacher-forcing probability as a function of the training step (see module docstring)."""
+
+    kind: str = "none"
+    k: float = 1.0
+    c: float = 1e-4
+    min_tf: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in SCHEDULES:
+            raise ConfigError(f"scheduled-sampling schedule must be one of {list(SCHEDULES)}, "
+                              f"got {self.kind!r}")
+        if self.kind == "exponential" and not 0 < self.k < 1:
+            raise ConfigError(f"the exponential schedule needs 0 < k < 1, got {self.k}")
+        if self.kind == "inverse-sigmoid" and self.k < 1:
+            raise ConfigError(f"the inverse-sigmoid schedule needs k >= 1, got {self.k}")
+        if self.kind == "linear" and self.c < 0:
+            raise ConfigError(f"the linear schedule needs c >= 0, got {self.c}")
+        if not 0 <= self.min_tf <= 1:
+            raise ConfigError(f"min_tf must be in [0, 1], got {self.min_tf}")
+
+    def teacher_forcing(self, step: int) -> float:
+        """Probability of feeding the reference token at training step ``step`` (from 0)."""
+        if self.kind == "none":
+            return 1.0
+        if self.kind == "linear":
+            eps = self.k - self.c * step
+        elif self.kind == "exponential":
+            eps = self.k ** step
+        else:
+            eps = self.k / (self.k + math.exp(min(step / self.k, 700.0)))
+        return float(min(1.0, max(self.min_tf, eps)))
+
+    def sample_prob(self, step: int) -> float:
+        """Probability of feeding the model's own prediction instead."""
+        return 1.0 - self.teacher_forcing(step)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SamplingSchedule:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown scheduled-sampling keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def make_batch(srcs, tgts=None):
+    """Id sequences -> ``(src (B, S), lengths (B,), tgt_in (B, T), tgt_out (B, T))``, padded
+    with ``<pad>`` 0; ``tgt_in = <bos> y``, ``tgt_out = y <eos>``, ``T = max len(y) + 1``."""
+    B = len(srcs)
+    lengths = np.array([len(s) for s in srcs], np.int64)
+    src = np.full((B, int(lengths.max())), PAD_ID, np.int64)  # (B, S)
+    for b, s in enumerate(srcs):
+        src[b, : len(s)] = s
+    if tgts is None:
+        return src, lengths, None, None
+    T = max(len(t) for t in tgts) + 1
+    tgt_in = np.full((B, T), PAD_ID, np.int64)  # (B, T)
+    tgt_out = np.full((B, T), PAD_ID, np.int64)
+    for b, t in enumerate(tgts):
+        n = len(t)
+        tgt_in[b, 0] = BOS_ID
+        tgt_in[b, 1 : n + 1] = t
+        tgt_out[b, :n] = t
+        tgt_out[b, n] = EOS_ID
+    return src, lengths, tgt_in, tgt_out
+
+
+def length_batches(lengths, B: int, rng: np.random.Generator, pool: int = 50) -> list:
+    """Index batches of similar length: shuffle, sort pools of ``pool * B``, shuffle batches."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    for lo in range(0, len(order), pool * B):
+        chunk = order[lo : lo + pool * B]
+        chunk = chunk[np.argsort(np.asarray(lengths)[chunk], kind="stable")]
+        batches += [chunk[i : i + B] for i in range(0, len(chunk), B)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+def decode_all(model, srcs, *, beam: int = 1, max_len: int = 50, alpha: float = 1.0,
+               batch_size: int = 128):
+    """Greedy (``beam == 1``, batched) or beam-search outputs for every source id sequence:
+    ``(outputs, finished)``, lists of token-id lists and of bools (ended with ``<eos>``)."""
+    outputs: list = [None] * len(srcs)
+    finished: list = [None] * len(srcs)
+    if beam == 1:
+        order = np.argsort([len(s) for s in srcs], kind="stable")
+        for lo in range(0, len(order), batch_size):
+            idx = order[lo : lo + batch_size]
+            src, lengths, _, _ = make_batch([srcs[i] for i in idx])
+            tokens, _ = model.generate(src, lengths, max_len=max_len)
+            for i, toks in zip(idx, tokens):
+                outputs[i] = toks
+                finished[i] = len(toks) < max_len  # <eos> came (generate drops it)
+    else:
+        for i, s in enumerate(srcs):
+            h = model.beam_search(np.asarray(s), beam=beam, max_len=max_len, alpha=alpha)[0]
+            outputs[i], finished[i] = h.tokens, h.finished
+    return outputs, finished
+
+
+def sequence_scores(hyps, refs, finished) -> tuple[float, float]:
+    """``(exact match, token accuracy)`` of token sequences (lists of strings or ids).  Token
+    accuracy compares ``hyp <eos>`` with ``ref <eos>`` position by position over the longer of
+    the two, so missing and extra tokens both count as errors; a hypothesis cut at the length
+    limit has no ``<eos>``."""
+    exact = correct = total = 0
+    end = object()
+    for h, r, done in zip(hyps, refs, finished):
+        h = list(h) + ([end] if done else [])
+        r = list(r) + [end]
+        exact += h == r
+        correct += sum(a is b or a == b for a, b in zip(h, r))
+        total += max(len(h), len(r))
+    return exact / max(1, len(hyps)), correct / max(1, total)
+
+
+def corpus_bleu(hyps: list[str], refs: list[str], level: str = "word") -> float | None:
+    """Corpus BLEU (sacrebleu; characters as tokens at char level); None without sacrebleu."""
+    try:
+        import sacrebleu
+    except ImportError:
+        return None
+    tokenize = "char" if level == "char" else "13a"
+    # force: our texts are tokenized on purpose (normalised, punctuation split off)
+    return float(sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize, force=True).score)
+
+
+def teacher_forced_loss(model, pairs, batch_size: int = 128) -> tuple[float, int]:
+    """Mean NLL per target token (``<eos>`` included) with the reference fed."""
+    was = model.training
+    model.eval()
+    total, n = 0.0, 0
+    try:
+        for lo in range(0, len(pairs), batch_size):
+            chunk = pairs[lo : lo + batch_size]
+            src, lengths, tgt_in, tgt_out = make_batch([s for s, _ in chunk],
+                                                       [t for _, t in chunk])
+            loss, k = model.loss(src, lengths, tgt_in, tgt_out, backward=False)
+            total += loss * k
+            n += k
+    finally:
+        model.train(was)
+    return total / max(n, 1), n
+
+
+def evaluate_pairs(model, tgt_tok, pairs, refs=None, *, beam: int = 1, max_len: int = 50,
+                   alpha: float = 1.0, batch_size: int = 128, loss: bool = True) -> dict:
+    """Loss, exact match, token accuracy and BLEU of ``model`` on encoded ``pairs`` (lists of
+    ``(src_ids, tgt_ids)``), decoding greedily or with a beam.
+
+    ``refs`` are the reference target texts (default: the decoded target ids); outputs are
+    scored against their tokens, so a reference word outside the vocabulary counts as missed
+    even if the model writes ``<unk>``.  ``unfinished`` counts outputs cut at ``max_len``.
+    """
+    out: dict = {}
+    if loss:
+        out["loss"], _ = teacher_forced_loss(model, pairs, batch_size)
+    hyps, finished = decode_all(model, [s for s, _ in pairs], beam=beam, max_len=max_len,
+                                alpha=alpha, batch_size=batch_size)
+    if refs is None:
+        refs = [tgt_tok.decode(t) for _, t in pairs]
+    hyp_text = [tgt_tok.decode(h) for h in hyps]
+    out["exact"], out["token_acc"] = sequence_scores(
+        [tgt_tok.tokenize(h) for h in hyp_text], [tgt_tok.tokenize(r) for r in refs], finished)
+    bleu = corpus_bleu(hyp_text, list(refs), tgt_tok.level)
+    if bleu is not None:
+        out["bleu"] = bleu
+    out["unfinished"] = int(sum(not f for f in finished))
+    return out
+
+
+class Seq2SeqTask:
+    """Glue between :class:`~rnnkit.models.seq2seq.Seq2Seq` and the trainer.
+
+    ``train`` and ``valid`` are lists of ``(src_ids, tgt_ids)`` pairs of int arrays;
+    ``valid_refs`` the validation target texts (for exact match and BLEU).
+    """
+
+    kind = "seq2seq"
+
+    def __init__(self, model, src_tok, tgt_tok, train, valid=None, valid_refs=None, *,
+                 batch_size: int = 64,
+                 seed: int = 0, schedule: SamplingSchedule | None = None, max_len: int = 50,
+                 alpha: float = 1.0, data_info: dict | None = None, select: str = "loss",
+                 decode_valid: bool = True):
+        if not train:
+            raise ValueError("Seq2SeqTask: no training pairs")
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        self.model, self.src_tok, self.tgt_tok = model, src_tok, tgt_tok
+        self.train, self.valid, self.valid_refs = train, valid, valid_refs
+        self.B, self.seed = batch_size, seed
+        self.schedule = schedule or SamplingSchedule()
+        self.max_len, self.alpha = max_len, alpha
+        self.data_info = data_info or {}
+        if select not in ("loss", "exact", "bleu"):
+            raise ValueError(f"select must be loss, exact or bleu, got {select!r}")
+        self.metric = ("loss", "min") if select == "loss" else (select, "max")
+        self.decode_valid = decode_valid or select != "loss"
+        self.src_lengths = np.array([len(s) for s, _ in train])
+        self.epoch = 1
+        self.batches = None
+
+    def num_batches(self) -> int:
+        return -(-len(self.train) // self.B)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        rng = np.random.default_rng([self.seed, epoch])
+        self.batches = length_batches(self.src_lengths, self.B, rng)
+
+    def train_batch(self, i: int, rng: np.random.Generator):
+        if self.batches is None:
+            self.start_epoch(self.epoch)
+        idx = self.batches[i]
+        src, lengths, tgt_in, tgt_out = make_batch([self.train[j][0] for j in idx],
+                                                   [self.train[j][1] for j in idx])
+        step = (self.epoch - 1) * self.num_batches() + i
+        return self.model.loss(src, lengths, tgt_in, tgt_out, rng=rng,
+                               sample_prob=self.schedule.sample_prob(step))
+
+    def evaluate(self, split: str):
+        if split != "valid" or not self.valid:
+            return None
+        if not self.decode_valid:
+            loss, _ = teacher_forced_loss(self.model, self.valid)
+            return {"loss": loss}
+        r = evaluate_pairs(self.model, self.tgt_tok, self.valid, self.valid_refs,
+                           max_len=self.max_len)
+        r.pop("unfinished")
+        return r
+
+    def eval_size(self) -> int:
+        # teacher-forced loss plus greedy decoding: about two forward passes per token
+        return 2 * sum(len(t) + 1 for _, t in self.valid or ())
+
+    def state(self):
+        return {"epoch": self.epoch}, {}
+
+    def load_state(self, meta: dict, arrays: dict) -> None:
+        self.start_epoch(int(meta.get("epoch", 1)))
+
+    def payload(self):
+        config = {"model": self.model.cfg.to_dict(), "data": self.data_info,
+                  "batch_size": self.B, "schedule": self.schedule.to_dict(),
+                  "max_len": self.max_len, "alpha": self.alpha}
+        return config, {"source": self.src_tok.to_dict(), "target": self.tgt_tok.to_dict()}
