@@ -55,7 +55,8 @@ class RecurrentConfig:
     reset_after: bool = True  # GRU only: PyTorch/cuDNN placement of the reset gate
     peephole: bool = False  # LSTM only
     init: str = "default"  # "default" | "uniform" | "pytorch" | "identity" (RNN)
-    init_scale: float = 0.1  # for "uniform" (+-a) and "identity" (scale of I)
+    init_scale: float | None = None  # "uniform": a of U(-a, a), default 0.1;
+    # "identity": the scale of I, default 1.0 (Le, Jaitly & Hinton 2015)
     forget_bias: float = 1.0  # LSTM only, with init "default"
     dtype: str = "float32"
 
@@ -101,7 +102,7 @@ class Direction(Module):
         H, G, dt = cfg.hidden_size, num_gates(cfg.cell), np.dtype(cfg.dtype)
         D = input_size
         if cfg.init == "uniform":
-            a = cfg.init_scale
+            a = 0.1 if cfg.init_scale is None else cfg.init_scale
             W_x = initializers.uniform(rng, (D, G * H), a, dt)
             W_h = initializers.uniform(rng, (H, G * H), a, dt)
             b = initializers.uniform(rng, (G * H,), a, dt)
@@ -113,7 +114,8 @@ class Direction(Module):
         else:
             W_x = np.concatenate([initializers.xavier_uniform(rng, D, H, dt) for _ in range(G)], 1)
             if cfg.init == "identity":
-                W_h = initializers.identity(H, dt, cfg.init_scale)
+                W_h = initializers.identity(
+                    H, dt, 1.0 if cfg.init_scale is None else cfg.init_scale)
             else:
                 W_h = np.concatenate([initializers.orthogonal(rng, H, dt) for _ in range(G)], 1)
             b = np.zeros(G * H, dt)
@@ -124,7 +126,8 @@ class Direction(Module):
         self.add_param("b", b)
         if cfg.cell == "gru" and cfg.reset_after:
             if cfg.init in ("uniform", "pytorch"):
-                a = cfg.init_scale if cfg.init == "uniform" else 1.0 / np.sqrt(H)
+                a = (0.1 if cfg.init_scale is None else cfg.init_scale) if cfg.init == "uniform" \
+                    else 1.0 / np.sqrt(H)
                 b_hn = initializers.uniform(rng, (H,), a, dt)
             else:
                 b_hn = np.zeros(H, dt)

@@ -71,7 +71,10 @@ def sample_text(checkpoint, prime="", length=500, temperature=1.0, top_k=0, top_
     model, tokenizer, _ = load_lm(checkpoint)
     logits, state = prime_state(model, tokenizer, prime)
     # <pad> and <bos> are never training targets: never emit them
+    # (a character vocabulary is built from the whole text, so <unk> never was one either)
     banned = [i for i in (tokenizer.vocab.pad_id, tokenizer.vocab.bos_id) if i is not None]
+    if tokenizer.level == "char":
+        banned.append(tokenizer.vocab.unk_id)
 
     def step(ids, state):
         out, state = model.step(ids, state)

@@ -40,8 +40,13 @@ def add_arguments(p) -> None:
     d.add_argument("--max-vocab", type=int, default=None,
                    help="largest vocabulary size (default: no limit)")
     m = p.add_argument_group("model")
-    m.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm",
-                   help="recurrent cell")
+    m.add_argument("--model", choices=("rnn", "ngram"), default="rnn",
+                   help="rnn: a recurrent network (--cell); ngram: a counted n-gram model "
+                        "(--order, --smoothing)")
+    m.add_argument("--cell", choices=("rnn", "gru", "lstm", "output-recurrent"),
+                   default="lstm",
+                   help="recurrent cell; output-recurrent feeds the previous target/output "
+                        "back instead of the hidden state")
     m.add_argument("--embed", type=int, default=64, help="embedding size")
     m.add_argument("--hidden", type=int, default=256, help="hidden units per layer")
     m.add_argument("--layers", type=int, default=2, help="stacked recurrent layers")
@@ -60,6 +65,11 @@ def add_arguments(p) -> None:
                    help="parallel streams when measuring validation/test perplexity")
     m.add_argument("--sample-length", type=int, default=300,
                    help="tokens to sample at the end (0: none)")
+    from ..tasks.ngram import add_ngram_arguments
+    from ..train.output_recurrent_task import add_output_recurrent_arguments
+
+    add_ngram_arguments(p)
+    add_output_recurrent_arguments(p)
     add_train_arguments(
         p, epochs=None, minutes=None, lr=2e-3, batch_size=32,
         epochs_help="maximum number of epochs (default: no limit with --minutes, else 10)",
@@ -132,6 +142,10 @@ def run(args) -> int:
     from ..train.lm_task import LMTask
     from ..train.trainer import Trainer
 
+    if getattr(args, "model", "rnn") == "ngram":
+        from ..tasks.ngram import train_ngram_cli
+
+        return train_ngram_cli(args, load_data(args))
     t0 = time.monotonic()
     out = out_dir(args, "lm")
     ck = None
@@ -146,9 +160,11 @@ def run(args) -> int:
     if args.epochs is None:
         args.epochs = 10 if args.minutes is None and args.max_steps is None else 10**6
     texts, level, info = load_data(args)
+    is_or = (ck.config["model"].get("cell") if ck is not None else args.cell) == \
+        "output-recurrent"
     if ck is not None:
         tokenizer = tokenizer_from_dict(ck.vocab)
-        cfg = LMConfig.from_dict(ck.config["model"])
+        cfg = None if is_or else LMConfig.from_dict(ck.config["model"])
         info["level"] = level = tokenizer.level
         tcfg = resume_train_config(args, ck.config.get("train", {}))
     else:
@@ -157,18 +173,27 @@ def run(args) -> int:
         fit_on = texts["train"] if level == "word" else "".join(t or "" for t in texts.values())
         tokenizer = make_tokenizer(level).fit(fit_on, min_count=args.min_count,
                                               max_size=args.max_vocab)
-        cfg = LMConfig(vocab_size=len(tokenizer.vocab), cell=args.cell, embed_size=args.embed,
+        cfg = None if is_or else LMConfig(
+                       vocab_size=len(tokenizer.vocab), cell=args.cell, embed_size=args.embed,
                        hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
                        tie_weights=args.tie_weights, init=args.init,
                        init_scale=args.init_scale, nonlinearity=args.nonlinearity,
                        dtype=args.dtype)
         tcfg = train_config(args)
     ids = _encode(tokenizer, texts)
-    model = LanguageModel(cfg, rng=np.random.default_rng(tcfg.seed))
     try:
-        task = LMTask(model, tokenizer, ids["train"], ids.get("valid"), ids.get("test"),
-                      batch_size=args.batch_size, bptt=args.bptt,
-                      eval_batch_size=args.eval_batch_size, data_info=info)
+        if is_or:
+            from ..train.output_recurrent_task import build_from_args
+
+            model, task = build_from_args(args, tokenizer, ids, info,
+                                          config=ck.config if ck is not None else None,
+                                          seed=tcfg.seed)
+            cfg = model.cfg
+        else:
+            model = LanguageModel(cfg, rng=np.random.default_rng(tcfg.seed))
+            task = LMTask(model, tokenizer, ids["train"], ids.get("valid"), ids.get("test"),
+                          batch_size=args.batch_size, bptt=args.bptt,
+                          eval_batch_size=args.eval_batch_size, data_info=info)
     except DataError as e:
         raise DataError(f"{info['source']}: {e}") from None
     print(f"rnnkit train: {level}-level {cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}, "

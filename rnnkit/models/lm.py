@@ -179,6 +179,10 @@ def load_lm(path):
     from ..text.tokenizers import tokenizer_from_dict
 
     ck = load_checkpoint(path, kind="lm", weights_only=True)
+    if ck.config.get("model", {}).get("cell") == "output-recurrent":
+        from .output_recurrent import load_output_recurrent
+
+        return load_output_recurrent(ck)
     try:
         cfg = LMConfig.from_dict(ck.config["model"])
         tokenizer = tokenizer_from_dict(ck.vocab)
