@@ -24,7 +24,8 @@ sets both).  NumPy's element-wise operations always run on one thread.
 Method: each case is warmed up (at least two calls per library, more for cheap calls), then
 timed in interleaved rounds: a round times a batch of rnnkit calls and a batch of torch calls
 back to back (alternating which goes first), each batch lasting about ``target`` seconds, with
-``time.perf_counter`` and the garbage collector paused; 11 rounds (3 with ``--quick``), fewer
+``time.perf_counter`` (``--clock cpu``: ``time.process_time``, which leaves out time spent
+waiting for a CPU on a shared machine) and the garbage collector paused; 11 rounds (3 with ``--quick``), fewer
 (never under 3) where a case would take more than about 10 s.  The time per call is the median
 over the rounds, and interleaving makes the ratio robust to slow drift in machine speed.
 ``spread`` is the larger of the two libraries' (max - min) / median over the rounds: a large
@@ -32,6 +33,7 @@ value means the machine was busy or unsteady and the row deserves a second run. 
 load average before and after the run is printed, since other processes distort timings.
 
     .venv/bin/python benchmarks/bench_layers.py                 # full run, a few minutes
+    .venv/bin/python benchmarks/bench_layers.py --threads 1 --clock cpu   # on a shared machine
     .venv/bin/python benchmarks/bench_layers.py --quick --cells lstm --threads 1 --json r.json
 """
 
