@@ -276,6 +276,7 @@ def test_float32_model_trains():
     ({"cell": "tcn"}, "cell must be"),
     ({"dropout": 1.0}, "dropout"),
     ({"hidden_size": 0}, "hidden_size"),
+    ({"embed_init": "zeros"}, "embed_init"),
 ])
 def test_config_rejects_bad_values(bad, match):
     kw = {"vocab_size": 5, "num_classes": 2, **bad}

@@ -78,7 +78,7 @@ def test_gradcheck_scheduled_sampling(kw):
 
 
 def test_gradcheck_dropout():
-    model = make(attention="additive", dropout=0.3, num_layers=2, bidirectional=True)
+    model = make(attention="additive", dropout=0.3, num_layers=2)
     gradcheck_model(model)
     gradcheck_model(model, sample_prob=0.3)
 
