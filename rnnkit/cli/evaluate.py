@@ -20,6 +20,14 @@ def add_arguments(p) -> None:
                    help="parallel streams the text is cut into (language models)")
     p.add_argument("--bptt", type=int, default=64,
                    help="window length; the state is carried across windows (language models)")
+    p.add_argument("--beam", type=int, default=None,
+                   help="seq2seq: beam width for the beam-search figures (default: 5; greedy "
+                        "figures are always reported)")
+    p.add_argument("--max-len", type=int, default=None,
+                   help="seq2seq: longest output (default: the checkpoint's own)")
+    p.add_argument("--format", default=None,
+                   help="classifier/tagger: file format (default: from the file; see "
+                        "train-classifier/train-tagger --help)")
 
 
 def evaluate_lm_file(path, file, encoding="utf-8", batch_size=10, bptt=64) -> dict:
