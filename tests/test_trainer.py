@@ -323,3 +323,22 @@ def test_train_config_checks():
                 {"lr_decay": 1.5}, {"patience": 0}, {"max_steps": 0}, {"clip": -1}):
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
+
+
+def test_eval_every_validates_inside_epochs_without_changing_training(tmp_path):
+    cfg_kw, task_kw = SETUPS["adam-dropout"]
+    plain, _ = _train(tmp_path / "a", _cfg(**cfg_kw), **task_kw)
+    often, summary = _train(tmp_path / "b", _cfg(eval_every=3, **cfg_kw), **task_kw)
+    _assert_same(_weights(plain), _weights(often))  # validation consumes no training state
+    records = read_metrics(tmp_path / "b" / "metrics.jsonl")
+    between = [r for r in records if r["event"] == "valid"]
+    assert len(between) == sum(1 for s in range(1, 3 * N_BATCHES + 1)
+                               if s % 3 == 0 and s % N_BATCHES != 0)
+    every = [r["valid_loss"] for r in records if r["event"] in ("valid", "epoch")]
+    assert summary["best_figures"]["loss"] == pytest.approx(min(every))
+    best = load_checkpoint(tmp_path / "b" / "best")
+    model = LanguageModel(LMConfig.from_dict(best.config["model"]))
+    model.load_state_dict(best.weights)
+    task = Task(**task_kw)
+    task.model = model
+    assert task.evaluate("valid")["loss"] == pytest.approx(min(every), rel=1e-6)

@@ -56,6 +56,9 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
                         "(default: off)")
     g.add_argument("--log-every", type=int, default=20,
                    help="steps between metrics.jsonl lines")
+    g.add_argument("--eval-every", type=int, default=None, metavar="N",
+                   help="also validate every N steps inside an epoch; best/ keeps the best "
+                        "weights seen (default: once per epoch)")
     g.add_argument("--inspect-every", type=int, default=None, metavar="N",
                    help="every N steps log the singular values of each W_h and the gate "
                         "saturation to metrics.jsonl (default: off)")
@@ -71,7 +74,8 @@ def train_config(args) -> TrainConfig:
         lr_decay=args.lr_decay, decay_after=args.decay_after, plateau_patience=args.plateau,
         patience=args.patience, log_every=args.log_every, seed=args.seed,
         progress=not args.no_progress, max_steps=getattr(args, "max_steps", None),
-        inspect_every=getattr(args, "inspect_every", None))
+        inspect_every=getattr(args, "inspect_every", None),
+        eval_every=getattr(args, "eval_every", None))
 
 
 def resume_train_config(args, saved: dict) -> TrainConfig:

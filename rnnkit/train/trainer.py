@@ -79,6 +79,7 @@ class TrainConfig:
     progress: bool = True  # a bar on a terminal, else a plain line now and then
     max_steps: int | None = None  # stop after this many optimiser steps in all (like minutes)
     inspect_every: int | None = None  # log W_h spectra and gate saturation every N steps
+    eval_every: int | None = None  # also validate every N steps (best/ follows the best)
 
     def __post_init__(self):
         def positive_int(name, value, allow_none=False):
@@ -93,6 +94,7 @@ class TrainConfig:
         positive_int("plateau_patience", self.plateau_patience, allow_none=True)
         positive_int("max_steps", self.max_steps, allow_none=True)
         positive_int("inspect_every", self.inspect_every, allow_none=True)
+        positive_int("eval_every", self.eval_every, allow_none=True)
         if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes must be positive, got {self.minutes}")
         if not self.lr > 0:
@@ -333,6 +335,8 @@ class Trainer:
             self._interval[1] += n
             if self.step % cfg.log_every == 0 or self.batch == n_batches:
                 self._log_step(bar, norm, clipped, n_batches)
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.batch < n_batches:
+                self._validate_between()
             bar.update(1)
         bar.close()
         if stop == "interrupted":
@@ -432,6 +436,25 @@ class Trainer:
         parts.append(_clock(self.elapsed) + (" *" if improved else ""))
         self.echo(" | ".join(parts))
         return bool(self.cfg.patience) and self.bad_epochs >= self.cfg.patience
+
+    def _validate_between(self) -> None:
+        """Validation inside an epoch (``eval_every``): keeps ``best/`` at the best weights
+        seen, without touching early stopping, the schedule or anything a resume restores."""
+        name, mode = self.task.metric
+        t0 = self.clock()
+        figures = self.task.evaluate("valid") or {}
+        self.eval_seconds = self.clock() - t0
+        value = figures.get(name)
+        improved = _better(value, self.best, mode)
+        if improved:
+            self.best, self.best_figures = float(value), dict(figures)
+            self._save("best", with_state=False)
+        self.log.log("valid", epoch=self.epoch, step=self.step,
+                     time=self.clock() - self.t_start, best=self.best,
+                     **{f"valid_{k}": v for k, v in figures.items()})
+        parts = [f"step {self.step}"] + [f"valid {k} {v:.4f}" for k, v in figures.items()
+                                          if isinstance(v, float)]
+        self.echo(" | ".join(parts) + (" *" if improved else ""))
 
     # -- endings --------------------------------------------------------------------------
     def _catch_sigint(self):
