@@ -175,23 +175,30 @@ class LanguageModel(Module):
 def load_lm(path):
     """Load a language-model checkpoint: ``(model, tokenizer, checkpoint)``."""
     from ..checkpoint import load_checkpoint
-    from ..errors import CheckpointError
-    from ..text.tokenizers import tokenizer_from_dict
 
     ck = load_checkpoint(path, kind="lm", weights_only=True)
     if ck.config.get("model", {}).get("cell") == "output-recurrent":
         from .output_recurrent import load_output_recurrent
 
         return load_output_recurrent(ck)
+    return build_from_checkpoint(ck, LMConfig, LanguageModel)
+
+
+def build_from_checkpoint(ck, config_cls, model_cls):
+    """``(model, tokenizer, ck)`` from a loaded ``"lm"`` checkpoint, the model in evaluation
+    mode; shared by every language-model class."""
+    from ..errors import CheckpointError
+    from ..text.tokenizers import tokenizer_from_dict
+
     try:
-        cfg = LMConfig.from_dict(ck.config["model"])
+        cfg = config_cls.from_dict(ck.config["model"])
         tokenizer = tokenizer_from_dict(ck.vocab)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{ck.path}: config or vocabulary unreadable ({e})") from None
     if len(tokenizer.vocab) != cfg.vocab_size:
         raise CheckpointError(f"{ck.path}: vocabulary has {len(tokenizer.vocab)} tokens but the "
                               f"model expects {cfg.vocab_size}")
-    model = LanguageModel(cfg, rng=0)
+    model = model_cls(cfg, rng=0)
     model.load_state_dict(ck.weights)
     model.eval()
     return model, tokenizer, ck

@@ -316,21 +316,9 @@ def load_output_recurrent(path_or_checkpoint):
     """Load an output-recurrent ``"lm"`` checkpoint (a path, or one already loaded):
     ``(model, tokenizer, checkpoint)``, the model in evaluation mode (as ``load_lm``)."""
     from ..checkpoint import Checkpoint, load_checkpoint
-    from ..errors import CheckpointError
-    from ..text.tokenizers import tokenizer_from_dict
+    from .lm import build_from_checkpoint
 
     ck = path_or_checkpoint
     if not isinstance(ck, Checkpoint):
         ck = load_checkpoint(ck, kind="lm", weights_only=True)
-    try:
-        cfg = ORConfig.from_dict(ck.config["model"])
-        tokenizer = tokenizer_from_dict(ck.vocab)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{ck.path}: config or vocabulary unreadable ({e})") from None
-    if len(tokenizer.vocab) != cfg.vocab_size:
-        raise CheckpointError(f"{ck.path}: vocabulary has {len(tokenizer.vocab)} tokens but the "
-                              f"model expects {cfg.vocab_size}")
-    model = OutputRecurrentLM(cfg, rng=0)
-    model.load_state_dict(ck.weights)
-    model.eval()
-    return model, tokenizer, ck
+    return build_from_checkpoint(ck, ORConfig, OutputRecurrentLM)

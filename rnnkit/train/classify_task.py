@@ -42,6 +42,7 @@ from ..text.labeled import (
     read_classification,
 )
 from ..text.vocab import Vocab
+from .epoch_task import EpochOrderTask
 from .trainer import TrainConfig, Trainer
 
 
@@ -106,7 +107,7 @@ def evaluate_classifier(model: SequenceClassifier, ids: list[np.ndarray], labels
             "confusion": confusion_matrix(labels, preds, C), "predictions": preds}
 
 
-class ClassifyTask:
+class ClassifyTask(EpochOrderTask):
     """Glue between :class:`SequenceClassifier` and the trainer (see the trainer's protocol)."""
 
     kind = "classifier"
@@ -147,18 +148,6 @@ class ClassifyTask:
 
     def eval_size(self) -> int:
         return len(self.splits["valid"][1]) if "valid" in self.splits else 0
-
-    def state(self):
-        return {"epoch": self.epoch}, {}
-
-    def load_state(self, meta: dict, arrays: dict) -> None:
-        if meta.get("epoch"):
-            self.start_epoch(int(meta["epoch"]))
-
-    def payload(self):
-        config = {"model": self.model.cfg.to_dict(), "data": self.data_info,
-                  "batch_size": self.B}
-        return config, self.vocab.to_dict()
 
 
 def _read(data, fmt, encoding, columns, lowercase, on_error):

@@ -40,6 +40,7 @@ from ..text.labeled import (
     read_tagged,
 )
 from ..text.vocab import Vocab
+from .epoch_task import EpochOrderTask
 from .trainer import TrainConfig, Trainer
 
 
@@ -168,7 +169,7 @@ def evaluate_tagger(model: SequenceTagger, vocab: TaggerVocab, enc: Encoded,
     return out
 
 
-class TagTask:
+class TagTask(EpochOrderTask):
     """Glue between :class:`SequenceTagger` and the trainer (see the trainer's protocol)."""
 
     kind = "tagger"
@@ -208,18 +209,6 @@ class TagTask:
 
     def eval_size(self) -> int:
         return int(self.splits["valid"].lengths.sum()) if "valid" in self.splits else 0
-
-    def state(self):
-        return {"epoch": self.epoch}, {}
-
-    def load_state(self, meta: dict, arrays: dict) -> None:
-        if meta.get("epoch"):
-            self.start_epoch(int(meta["epoch"]))
-
-    def payload(self):
-        config = {"model": self.model.cfg.to_dict(), "data": self.data_info,
-                  "batch_size": self.B}
-        return config, self.vocab.to_dict()
 
 
 def train_tagger(train, valid=None, test=None, *, model_config: dict | None = None,
