@@ -1,0 +1,171 @@
+"""Helpers shared by the benchmarks that race rnnkit against torch: thread control, interleaved
+timing, the machine description.
+
+``measure(fns, ...)`` times a dict of callables (``{"rnnkit": f, "torch": g}``) in interleaved
+rounds and returns the median seconds per call of each, so that the *ratio* stays honest when
+the machine's speed drifts (see the method in ``bench_layers.py``'s docstring).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+
+
+# -- threads -----------------------------------------------------------------------------
+def _openblas():
+    """The OpenBLAS library NumPy loaded (with its symbol prefix), or ``(None, "")``."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln})
+    except OSError:
+        return None, ""
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get, set_ in (
+            ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+            ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+            ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+            ("openblas_get_num_threads", "openblas_set_num_threads"),
+        ):
+            if hasattr(lib, get) and hasattr(lib, set_):
+                return (getattr(lib, get), getattr(lib, set_)), path
+    return None, ""
+
+
+def setup_threads(n: int | None):
+    """Set NumPy's BLAS and torch to ``n`` threads (default: what NumPy's BLAS uses now)."""
+    import numpy as np
+    import torch
+
+    np.ones((64, 64)) @ np.ones((64, 64))  # make sure the BLAS is loaded
+    funcs, path = _openblas()
+    if funcs is not None:
+        get, set_ = funcs
+        if n is not None:
+            set_(int(n))
+        blas_threads = int(get())
+    else:  # another BLAS: --threads was already put in the environment before importing NumPy
+        blas_threads = n if n is not None else (os.cpu_count() or 1)
+    torch.set_num_threads(blas_threads)
+    return blas_threads, torch.get_num_threads(), os.path.basename(path) or "unknown"
+
+
+def threads_env(n: int | None) -> None:
+    """Put ``n`` in the thread variables of BLAS libraries the ctypes route cannot reach
+    (must run before NumPy is imported to have any effect on those)."""
+    if n is not None:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(n)
+
+
+# -- timing ------------------------------------------------------------------------------
+def measure(fns: dict, repeats: int, target: float, budget: float, clock=time.perf_counter) -> dict:
+    """Median seconds per call of each function over interleaved rounds.
+
+    A round runs each function ``inner`` times back to back (about ``target`` seconds each);
+    ``repeats`` rounds, or fewer (at least 3) where they would take over ``budget`` seconds.
+    """
+    inner, per_round = {}, 0.0
+    for name, fn in fns.items():
+        fn()  # warm-up: first-call costs (allocator, BLAS buffers, torch's kernel choice)
+        t0 = time.perf_counter()
+        fn()  # warm-up that also sizes the batch of calls
+        est = max(time.perf_counter() - t0, 1e-7)
+        if est < target / 10:  # cheap calls: warm up longer, and re-estimate
+            n = max(1, round(target / 2 / est))
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            est = max((time.perf_counter() - t0) / n, 1e-7)
+        inner[name] = max(1, round(target / est))
+        per_round += inner[name] * est
+    rounds = max(3, min(repeats, int(budget / per_round)))
+    names = list(fns)
+    times = {name: [] for name in names}
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                fn, n = fns[name], inner[name]
+                t0 = clock()
+                for _ in range(n):
+                    fn()
+                times[name].append((clock() - t0) / n)
+    finally:
+        gc.enable()
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    spread = max((max(ts) - min(ts)) / med[name] for name, ts in times.items())
+    return {"median_s": med, "spread": spread, "inner": inner, "rounds": rounds, "all_s": times}
+
+
+# -- report ------------------------------------------------------------------------------
+def machine_info(blas_threads, torch_threads, blas_lib) -> dict:
+    import numpy as np
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "numpy_blas": blas_lib,
+        "numpy_blas_threads": blas_threads,
+        "torch_threads": torch_threads,
+        "dtype": "float32",
+    }
+
+
+def load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return float("nan")
+
+
+def print_header(info: dict) -> None:
+    print(f"CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs); Python {info['python']}")
+    print(
+        f"numpy {info['numpy']} (BLAS {info['numpy_blas']}, {info['numpy_blas_threads']} "
+        f"threads); torch {info['torch']} ({info['torch_threads']} threads); float32"
+    )
+
+
+def timed_row(m: dict, **sizes) -> dict:
+    """One result row from a :func:`measure` result."""
+    med = m["median_s"]
+    return {**sizes, "ratio": med["torch"] / med["rnnkit"], "spread": m["spread"],
+            "rnnkit_s": med["rnnkit"], "torch_s": med["torch"], "rounds": m["rounds"],
+            "rounds_s": m["all_s"]}  # fmt: skip
+
+
+def start(prog: str, threads: int | None, clock: str):
+    """Common start of a benchmark: threads set, rnnkit importable, the machine described.
+
+    Returns ``(info, clock function)``; ``clock`` is "wall" (``time.perf_counter``) or "cpu"
+    (``time.process_time``).
+    """
+    threads_env(threads)  # for BLAS libraries the ctypes route cannot reach
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    info = machine_info(*setup_threads(threads))
+    if clock == "cpu" and info["numpy_blas_threads"] > 1:
+        print(f"{prog}: warning: --clock cpu with more than one thread counts every thread's "
+              "CPU time, spin-waiting included", file=sys.stderr)
+    info["load_before"] = load_average()
+    return info, time.perf_counter if clock == "wall" else time.process_time
