@@ -27,11 +27,34 @@ def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     return e
 
 
-def softmax_cross_entropy(logits, targets, mask=None, reduction: str = "mean"):
+_BLOCK = 1 << 18  # elements per block of rows (1 MB of float32): the passes stay in L2 cache
+
+
+def softmax_cross_entropy(logits, targets, mask=None, reduction: str = "mean", *,
+                          grad: bool = True, overwrite: bool = False):
     """Cross-entropy of ``logits`` (..., V) against integer ``targets`` (...).
 
     ``mask`` (...) is 1/True for real tokens.  Returns ``(loss, dlogits, n_tokens)`` where
-    ``loss`` is the mean (or sum) NLL over real tokens and ``dlogits`` its gradient.
+    ``loss`` is the mean (or sum) NLL over real tokens and ``dlogits`` its gradient
+    (``None`` with ``grad=False``).
+
+    One pass per step over each block of rows, fused:  ``m = max z``, ``p = exp(z - m)``,
+    ``s = sum p``, ``nll = log s - (z_y - m)``, then ``dz = p * (w / (s n))`` and
+    ``dz_y -= w / n`` (``n`` = real tokens for the mean, 1 for the sum).  Rows go in blocks of
+    about 1 MB so that these passes read the cache rather than memory.
+
+    ``overwrite=True`` lets the function use ``logits`` as its work buffer, when it is a
+    writeable floating-point array with rows contiguous (as a fresh output layer's are): then
+    with ``grad`` the returned ``dlogits`` *is* ``logits`` reshaped (same memory, now holding
+    the gradient), and with ``grad=False`` ``logits`` is left holding ``exp(z - max z)`` row by
+    row.  Otherwise, and by default, ``logits`` is not modified and ``dlogits`` is a new array.
+
+    >>> z = np.array([[2.0, 0.0, 0.0]]); loss, dz, n = softmax_cross_entropy(z, [0])
+    >>> round(loss, 4), n, float(z[0, 0])               # z unchanged
+    (0.2395, 1, 2.0)
+    >>> _, dz, _ = softmax_cross_entropy(z, [0], overwrite=True)
+    >>> np.shares_memory(dz, z), round(float(z[0, 0]), 4)   # z now holds the gradient
+    (True, -0.213)
     """
     logits = np.asarray(logits)
     targets = np.asarray(targets)
@@ -40,37 +63,44 @@ def softmax_cross_entropy(logits, targets, mask=None, reduction: str = "mean"):
         raise ValueError(f"softmax_cross_entropy: expected targets of shape "
                          f"{logits.shape[:-1]}, got {targets.shape}")
     targets = check_ids("softmax_cross_entropy", "targets", targets, V)
-    z = logits.reshape(-1, V)
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    z = logits.reshape(-1, V)  # (N, V)
     y = targets.reshape(-1)
     N = y.size
-    p = z - z.max(axis=1, keepdims=True)  # (N, V), fresh buffer reused for the gradient
-    np.exp(p, out=p)
-    s = p.sum(axis=1, keepdims=True)
-    rows = np.arange(N)
-    # -log softmax at the target, from the same shifted logits
-    nll = np.log(s[:, 0]) - (z[rows, y] - z.max(axis=1))
-    p /= s
-    p[rows, y] -= 1.0
+    dt = z.dtype if z.dtype.kind == "f" else np.dtype(np.float64)
+    w = None
     if mask is not None:
-        w = np.asarray(mask, dtype=p.dtype).reshape(-1)
+        w = np.asarray(mask, dtype=dt).reshape(-1)  # (N,)
         if w.shape[0] != N:
             raise ValueError(f"softmax_cross_entropy: expected mask of shape {targets.shape}, "
                              f"got {np.shape(mask)}")
-        n = float(w.sum())
-        total = float((nll * w).sum())
-        p *= w[:, None]
-    else:
-        n = float(N)
-        total = float(nll.sum())
-    if reduction == "mean":
-        scale = 1.0 / max(n, 1.0)
-        p *= scale
-        loss = total * scale
-    elif reduction == "sum":
-        loss = total
-    else:
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    return loss, p.reshape(logits.shape), int(n)
+    n = float(N) if w is None else float(w.sum())
+    scale = 1.0 / max(n, 1.0) if reduction == "mean" else 1.0
+    rows = np.arange(N)
+    zy = z[rows, y]  # (N,) a copy, taken before z may be overwritten
+    in_place = overwrite and z.dtype == dt and z.flags.writeable and z.flags.c_contiguous
+    p = z if in_place else np.empty(z.shape, dt)  # (N, V)
+    nll = np.empty(N, dt)  # (N,)
+    step = max(1, _BLOCK // max(V, 1))
+    for a in range(0, N, step):  # blocks of rows, for the cache (see above)
+        zb, pb, nb = z[a : a + step], p[a : a + step], nll[a : a + step]
+        m = zb.max(axis=1, keepdims=True)  # (b, 1)
+        np.subtract(zb, m, out=pb)
+        np.exp(pb, out=pb)
+        s = pb.sum(axis=1)  # (b,)
+        np.log(s, out=nb)
+        nb -= zy[a : a + step] - m[:, 0]  # -log softmax at the target
+        if grad:
+            r = np.divide(scale, s, out=s)  # w / (s n), one multiply per element below
+            if w is not None:
+                r *= w[a : a + step]
+            pb *= r[:, None]
+    total = float(nll.sum()) if w is None else float((nll * w).sum())
+    if not grad:
+        return total * scale, None, int(n)
+    p[rows, y] -= scale if w is None else w * scale
+    return total * scale, p.reshape(logits.shape), int(n)
 
 
 def perplexity(mean_nll: float) -> float:

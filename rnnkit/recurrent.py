@@ -218,11 +218,14 @@ class Recurrent(Module):
         return (state.h[k], state.c[k]) if self.cell == "lstm" else state[k]
 
     # -- forward ------------------------------------------------------------------------
-    def forward(self, x, state=None, lengths=None, *, rng: np.random.Generator | None = None):
+    def forward(self, x, state=None, lengths=None, *, rng: np.random.Generator | None = None,
+                grad: bool = True):
         """Run the stack over ``x`` (B, T, D).
 
         Returns ``(out, state, cache)``: ``out`` (B, T, dirs*H), zero at padded steps; the final
-        state of every layer and direction; the cache for :meth:`backward`.
+        state of every layer and direction; the cache for :meth:`backward`.  ``grad=False``
+        says no backward will follow (evaluation): the LSTM then keeps no history for one, and
+        the cache is ``None``; outputs and states are the same.
         """
         name = type(self).__name__
         cfg = self.cfg
@@ -257,7 +260,7 @@ class Recurrent(Module):
             outs, caches = [], []
             for d, unit in enumerate(self.dirs[layer]):
                 hs, final, cache = self._run_direction(unit, inp, self._cell_state(
-                    state, layer * cfg.dirs + d), d, mask, full, gather)
+                    state, layer * cfg.dirs + d), d, mask, full, gather, grad)
                 outs.append(hs)
                 finals.append(final)
                 caches.append(cache)
@@ -271,10 +274,12 @@ class Recurrent(Module):
                                     np.stack([f[1] for f in finals]))
         else:
             final_state = np.stack(finals)
+        if not grad:
+            return out, final_state, None
         cache = {"layers": layers, "mask": mask, "gather": gather, "B": B, "T": T}
         return out, final_state, cache
 
-    def _run_direction(self, unit: Direction, inp, state0, d, mask, full, gather):
+    def _run_direction(self, unit: Direction, inp, state0, d, mask, full, gather, grad=True):
         T, B, D = inp.shape
         p = unit.param
         xp = inp.reshape(T * B, D) @ p["W_x"]  # (T*B, G*H): every input projection at once
@@ -282,17 +287,21 @@ class Recurrent(Module):
         xp = xp.reshape(T, B, -1)  # (T, B, G*H)
         if d == 1:
             xp = xp[::-1] if gather is None else xp[gather]
-        Hs, final, cache = self._cell_forward(xp, state0, p, mask, full)
+        Hs, final, cache = self._cell_forward(xp, state0, p, mask, full, grad)
         hs = Hs[1:]
         if d == 1:
             hs = hs[::-1] if gather is None else hs[gather]
         return hs, final, cache
 
     # -- backward -----------------------------------------------------------------------
-    def backward(self, dout, cache, dstate=None):
+    def backward(self, dout, cache, dstate=None, *, consume_cache: bool = False):
         """Backpropagate ``dout`` (B, T, dirs*H) and optionally ``dstate`` (gradient w.r.t. the
         final state, same layout as the state).  Accumulates parameter gradients; returns
-        ``(dx, dstate0)``: the gradients w.r.t. the input and the initial state."""
+        ``(dx, dstate0)``: the gradients w.r.t. the input and the initial state.
+
+        ``consume_cache=True`` lets the cells work inside the cache's arrays instead of new
+        ones (the LSTM does); the cache must not be used again.  By default it is left intact,
+        so a second call with it gives the same gradients."""
         name = type(self).__name__
         cfg = self.cfg
         B, T = cache["B"], cache["T"]
@@ -315,7 +324,7 @@ class Recurrent(Module):
                 if d == 1:
                     dhs = dhs[::-1] if gather is None else dhs[gather]
                 unit = self.dirs[layer][d]
-                dxp, ds0, dparams = self._cell_backward(dhs, dT, lc["dirs"][d])
+                dxp, ds0, dparams = self._cell_backward(dhs, dT, lc["dirs"][d], consume_cache)
                 dstate0[k] = ds0
                 if d == 1:
                     dxp = dxp[::-1] if gather is None else dxp[gather]
@@ -371,11 +380,11 @@ class RNN(Recurrent):
 
     cell = "rnn"
 
-    def _cell_forward(self, xp, h0, p, mask, full):
+    def _cell_forward(self, xp, h0, p, mask, full, grad=True):
         Hs, cache = rnn_cell.forward(xp, h0, p, mask, full, self.cfg.nonlinearity)
         return Hs, Hs[-1], cache
 
-    def _cell_backward(self, dhs, dT, cache):
+    def _cell_backward(self, dhs, dT, cache, consume=False):
         return rnn_cell.backward(dhs, dT, cache)
 
     def _cell_step(self, xp, h, p):
@@ -394,11 +403,11 @@ class GRU(Recurrent):
 
     cell = "gru"
 
-    def _cell_forward(self, xp, h0, p, mask, full):
+    def _cell_forward(self, xp, h0, p, mask, full, grad=True):
         Hs, cache = gru_cell.forward(xp, h0, p, mask, full, self.cfg.reset_after)
         return Hs, Hs[-1], cache
 
-    def _cell_backward(self, dhs, dT, cache):
+    def _cell_backward(self, dhs, dT, cache, consume=False):
         return gru_cell.backward(dhs, dT, cache)
 
     def _cell_step(self, xp, h, p):
@@ -416,12 +425,12 @@ class LSTM(Recurrent):
 
     cell = "lstm"
 
-    def _cell_forward(self, xp, state0, p, mask, full):
-        Hs, Cs, cache = lstm_cell.forward(xp, state0, p, mask, full)
+    def _cell_forward(self, xp, state0, p, mask, full, grad=True):
+        Hs, Cs, cache = lstm_cell.forward(xp, state0, p, mask, full, grad)
         return Hs, (Hs[-1], Cs[-1]), cache
 
-    def _cell_backward(self, dhs, dT, cache):
-        return lstm_cell.backward(dhs, dT, cache)
+    def _cell_backward(self, dhs, dT, cache, consume=False):
+        return lstm_cell.backward(dhs, dT, cache, consume)
 
     def _cell_step(self, xp, state, p):
         return lstm_cell.step(xp, state, p)

@@ -107,8 +107,11 @@ class LanguageModel(Module):
         m *= 1.0 / (1.0 - p)
         return x * m, m
 
-    def forward(self, ids, state=None, *, rng: np.random.Generator | None = None):
-        """``ids`` (B, T) -> ``(logits (B, T, V), final state, cache)``."""
+    def forward(self, ids, state=None, *, rng: np.random.Generator | None = None,
+                grad: bool = True):
+        """``ids`` (B, T) -> ``(logits (B, T, V), final state, cache)``; ``grad=False``: no
+        backward will follow, so the recurrent stack keeps no history (the cache cannot be
+        used for :meth:`backward`)."""
         ids = np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"LanguageModel: expected ids of shape (B, T), got {ids.shape}")
@@ -117,7 +120,7 @@ class LanguageModel(Module):
             rng = np.random.default_rng()  # pass one for reproducible dropout
         emb, emb_cache = self.embed.forward(ids)
         x, m_in = self._dropout(emb, rng)
-        h, state, rnn_cache = self.rnn.forward(x, state, rng=rng)
+        h, state, rnn_cache = self.rnn.forward(x, state, rng=rng, grad=grad)
         h, m_out = self._dropout(h, rng)
         if self.out is None:
             B, T, H = h.shape
@@ -129,8 +132,9 @@ class LanguageModel(Module):
             logits, out_cache = self.out.forward(h)
         return logits, state, (emb_cache, m_in, rnn_cache, m_out, out_cache)
 
-    def backward(self, dlogits, cache) -> None:
-        """Accumulate parameter gradients from ``dlogits`` (B, T, V)."""
+    def backward(self, dlogits, cache, *, consume_cache: bool = False) -> None:
+        """Accumulate parameter gradients from ``dlogits`` (B, T, V).  ``consume_cache``: the
+        layers may work inside the cache's arrays (it must not be used again)."""
         emb_cache, m_in, rnn_cache, m_out, out_cache = cache
         if self.out is None:
             h = out_cache
@@ -143,7 +147,10 @@ class LanguageModel(Module):
             dh = self.out.backward(dlogits, out_cache)
         if m_out is not None:
             dh *= m_out
-        dx, _ = self.rnn.backward(dh, rnn_cache)
+        if consume_cache:
+            dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=True)
+        else:  # the plain call, which inspect.gradflow's recording() replaces
+            dx, _ = self.rnn.backward(dh, rnn_cache)
         if m_in is not None:
             dx = dx * m_in
         self.embed.backward(dx, emb_cache)
@@ -154,10 +161,12 @@ class LanguageModel(Module):
         Returns ``(mean_loss, n_tokens, final_state)``; with ``backward`` the gradients of the
         mean loss are accumulated into :meth:`grads`.
         """
-        logits, state, cache = self.forward(ids, state, rng=rng)
-        loss, dlogits, n = softmax_cross_entropy(logits, np.asarray(targets), mask)
+        logits, state, cache = self.forward(ids, state, rng=rng, grad=backward)
+        # the logits are a fresh array no one else sees: the loss turns them into dlogits
+        loss, dlogits, n = softmax_cross_entropy(logits, np.asarray(targets), mask,
+                                                 grad=backward, overwrite=True)
         if backward:
-            self.backward(dlogits, cache)
+            self.backward(dlogits, cache, consume_cache=True)  # the cache is used once
         return loss, n, state
 
     # -- generation ---------------------------------------------------------------------
