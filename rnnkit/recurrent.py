@@ -253,7 +253,9 @@ class Recurrent(Module):
         for layer in range(cfg.num_layers):
             if layer > 0 and cfg.dropout > 0 and self.training:
                 keep = 1.0 - cfg.dropout
-                drop = (rng.random(inp.shape) < keep).astype(self.np_dtype) / keep
+                drop = np.empty(inp.shape, self.np_dtype)  # (T, B, dirs*H)
+                np.less(rng.random(inp.shape), keep, out=drop)  # 1 where kept, else 0
+                drop /= keep
                 inp = inp * drop
             else:
                 drop = None

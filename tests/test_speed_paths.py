@@ -13,6 +13,7 @@ import doctest
 import numpy as np
 import pytest
 
+import rnnkit.cells.lstm
 import rnnkit.losses
 from rnnkit.losses import softmax_cross_entropy
 from rnnkit.models.lm import LanguageModel, LMConfig
@@ -160,6 +161,32 @@ def test_lstm_backward_consuming_the_cache_is_identical(opts, lengths, dtype):
         np.testing.assert_array_equal(a, b)
     for k, g in layer.grads().items():
         np.testing.assert_array_equal(g, plain[k])
+
+
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]], ids=["full", "lengths"])
+@pytest.mark.parametrize("opts", [{}, {"peephole": True}], ids=["plain", "peephole"])
+def test_lstm_backward_blocks_of_steps_change_nothing(opts, lengths, monkeypatch):
+    """The backward forms its factors for blocks of steps; 1, 2 or 3 steps per block (the last
+    block shorter) give exactly the one-block gradients."""
+    layer = _layer("lstm", opts, np.float64, bidirectional=True)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 5, 3))
+    out, _, cache = layer.forward(x, None, lengths)
+    dout = rng.standard_normal(out.shape)
+    layer.zero_grad()
+    dx, ds0 = layer.backward(dout, cache)
+    want = {k: g.copy() for k, g in layer.grads().items()}
+    for steps in (1, 2, 3):
+        monkeypatch.setattr(rnnkit.cells.lstm, "_BLOCK", 3 * 4 * steps)  # B * H * steps
+        for consume in (False, True):
+            _, _, cache = layer.forward(x, None, lengths)
+            layer.zero_grad()
+            dx2, ds02 = layer.backward(dout, cache, consume_cache=consume)
+            np.testing.assert_array_equal(dx2, dx)
+            for a, b in zip(ds02, ds0):
+                np.testing.assert_array_equal(a, b)
+            for k, g in layer.grads().items():
+                np.testing.assert_array_equal(g, want[k])
 
 
 # -- the language model -------------------------------------------------------------------------

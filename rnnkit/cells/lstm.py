@@ -123,27 +123,17 @@ def forward(xp, state0, p, mask=None, full=None, grad=True):
     return Hs, Cs, cache
 
 
-def backward(dHs, dstateT, cache, consume=False):
-    """Backpropagate ``dHs`` (T, B, H) (and ``dstateT``, the gradient of the final state).
+_BLOCK = 1 << 16  # elements (B*H per step) in a block of steps whose factors are formed at once
 
-    Returns ``(dA (T, B, 4H), dstate0, {"W_h": ...[, peepholes]})``.  With ``consume`` the
-    cache is spent: ``dA`` is formed in the cache's own ``A`` and ``TC`` is overwritten, which
-    saves the two largest allocations of the pass (and their page faults); the caller must not
-    use that cache again.  By default the cache is left as it was.
-    """
-    A, Hs, Cs, TC = cache["A"], cache["Hs"], cache["Cs"], cache["TC"]
-    mask, full, p = cache["mask"], cache["full"], cache["p"]
-    T, B, H = dHs.shape
-    dt = Hs.dtype
-    peep = "p_i" in p
+
+def _factors(A, TC, Cprev, dA, Q, F):
+    """The factors of one block of steps: in ``dA`` those that multiply ``gc`` (for i, f, g)
+    and ``gh`` (for o), in ``Q`` the ``c' -> h'`` path ``o (1 - tanh(c')^2)``, in ``F`` the
+    forget gate.  ``dA`` may be ``A`` and ``Q`` may be ``TC``: the order below allows that."""
+    H = Cprev.shape[-1]
     I, Fg, Gc, O = (A[..., k * H : (k + 1) * H] for k in range(4))
-    Cprev = Cs[:-1]
-    # dA starts as the factors that multiply gc (for i, f, g) and gh (for o), all steps at once,
-    # block by block; the order below also works when dA is A itself.  W is scratch, then f.
-    dA = A if consume else np.empty_like(A)  # (T, B, 4H)
-    Q = TC if consume else np.empty_like(TC)  # (T, B, H) d c' / d h' path: o (1 - tanh(c)^2)
     dI, dF, dG, dO = (dA[..., k * H : (k + 1) * H] for k in range(4))
-    W = np.empty((T, B, H), dt)  # (T, B, H)
+    W = F  # scratch until the end
     np.multiply(Gc, Gc, out=W)
     np.subtract(1, W, out=W)
     W *= I  # (1 - g^2) i
@@ -157,15 +147,34 @@ def backward(dHs, dstateT, cache, consume=False):
     np.subtract(1, Q, out=Q)
     Q *= O
     np.multiply(O, W, out=dO)  # o (1 - o) tanh(c)
-    Fm = W  # f, for dc = gc f in the loop
-    np.copyto(Fm, Fg)
+    np.copyto(F, Fg)
     np.subtract(1, Fg, out=dF)
-    dF *= Fm
+    dF *= F
     dF *= Cprev  # f (1 - f) c_prev
-    if mask is not None:
-        dA *= mask
-        Q *= mask
-        np.copyto(Fm, 1, where=~mask)  # padded: c passes through
+
+
+def backward(dHs, dstateT, cache, consume=False):
+    """Backpropagate ``dHs`` (T, B, H) (and ``dstateT``, the gradient of the final state).
+
+    Returns ``(dA (T, B, 4H), dstate0, {"W_h": ...[, peepholes]})``.  With ``consume`` the
+    cache is spent: ``dA`` is formed in the cache's own ``A`` and ``TC`` is overwritten, which
+    saves the largest allocation of the pass (and its page faults); the caller must not use
+    that cache again.  By default the cache is left as it was.
+
+    The step loop runs over blocks of steps, latest first; each block's factors are formed
+    just before its steps, while they are still in cache (whole-sequence passes would stream
+    the (T, B, H) arrays through memory a dozen times).
+    """
+    A, Hs, Cs, TC = cache["A"], cache["Hs"], cache["Cs"], cache["TC"]
+    mask, full, p = cache["mask"], cache["full"], cache["p"]
+    T, B, H = dHs.shape
+    dt = Hs.dtype
+    peep = "p_i" in p
+    Cprev = Cs[:-1]
+    dA = A if consume else np.empty_like(A)  # (T, B, 4H)
+    K = max(1, min(T, _BLOCK // (B * H)))  # steps per block
+    Qb = np.empty((K, B, H), dt)  # (K, B, H) unless formed in TC
+    Fb = np.empty((K, B, H), dt)  # (K, B, H) f, or 1 at padded steps: c passes through
     if dstateT is None:
         dh, dc = np.zeros((B, H), dt), np.zeros((B, H), dt)
     else:
@@ -174,29 +183,39 @@ def backward(dHs, dstateT, cache, consume=False):
     tmpH = np.empty((B, H), dt)
     if peep:
         p_i, p_f, p_o = p["p_i"], p["p_f"], p["p_o"]
-    for t in range(T - 1, -1, -1):
-        dh += dHs[t]
-        np.multiply(dh, Q[t], out=tmpH)
-        dc += tmpH
-        da = dA[t]
-        da[:, 3 * H :] *= dh
-        if peep:
-            np.multiply(da[:, 3 * H :], p_o, out=tmpH)
+    for t1 in range(T, 0, -K):
+        t0 = max(0, t1 - K)
+        blk = slice(t0, t1)
+        Q, Fm = (TC[blk] if consume else Qb[: t1 - t0]), Fb[: t1 - t0]
+        _factors(A[blk], TC[blk], Cprev[blk], dA[blk], Q, Fm)
+        if mask is not None:
+            dA[blk] *= mask[blk]
+            Q *= mask[blk]
+            np.copyto(Fm, 1, where=~mask[blk])
+        for t in range(t1 - 1, t0 - 1, -1):
+            dh += dHs[t]
+            np.multiply(dh, Q[t - t0], out=tmpH)
             dc += tmpH
-        da[:, : 3 * H].reshape(B, 3, H)[...] *= dc[:, None, :]
-        dc *= Fm[t]
-        if peep:
-            np.multiply(da[:, :H], p_i, out=tmpH)
-            dc += tmpH
-            np.multiply(da[:, H : 2 * H], p_f, out=tmpH)
-            dc += tmpH
-        if t >= full:
-            np.matmul(da, W_hT, out=tmpH)
-            np.copyto(dh, tmpH, where=mask[t])
-        else:
-            np.matmul(da, W_hT, out=dh)
+            da = dA[t]
+            da[:, 3 * H :] *= dh
+            if peep:
+                np.multiply(da[:, 3 * H :], p_o, out=tmpH)
+                dc += tmpH
+            da[:, : 3 * H].reshape(B, 3, H)[...] *= dc[:, None, :]
+            dc *= Fm[t - t0]
+            if peep:
+                np.multiply(da[:, :H], p_i, out=tmpH)
+                dc += tmpH
+                np.multiply(da[:, H : 2 * H], p_f, out=tmpH)
+                dc += tmpH
+            if t >= full:
+                np.matmul(da, W_hT, out=tmpH)
+                np.copyto(dh, tmpH, where=mask[t])
+            else:
+                np.matmul(da, W_hT, out=dh)
     dparams = {"W_h": Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, 4 * H)}
     if peep:
+        dI, dF, dO = (dA[..., k * H : (k + 1) * H] for k in (0, 1, 3))
         dparams["p_i"] = np.einsum("tbh,tbh->h", dI, Cprev)
         dparams["p_f"] = np.einsum("tbh,tbh->h", dF, Cprev)
         dparams["p_o"] = np.einsum("tbh,tbh->h", dO, Cs[1:])

@@ -103,7 +103,8 @@ class LanguageModel(Module):
         p = self.cfg.dropout
         if not self.training or p == 0.0:
             return x, None
-        m = (rng.random(x.shape, dtype=x.dtype) < 1.0 - p).astype(x.dtype)
+        m = rng.random(x.shape, dtype=x.dtype)
+        np.less(m, 1.0 - p, out=m)  # 1 where kept, else 0, in place
         m *= 1.0 / (1.0 - p)
         return x * m, m
 
