@@ -106,7 +106,7 @@ def test_classifier_reads_tsv_and_csv(tmp_path, capsys, fmt):
 def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path, sst, capsys, midway):
     train, dev = sst
     opts = ["--train", train, "--valid", dev, *TINY, "--dropout", 0.3, "--word-dropout", 0.1,
-            "--embed-dropout", 0.2]
+            "--embed-dropout", 0.2, "--ema", 0.9]
     code, _, err = run(["train-classifier", *opts, "--epochs", 2, "--out", tmp_path / "a"],
                        capsys)
     assert code == 0, err
@@ -118,10 +118,13 @@ def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path, sst, caps
     code, _, err = run(["train-classifier", *opts, *more, "--out", tmp_path / "b",
                         "--resume"], capsys)
     assert code == 0, err
-    a = load_checkpoint(tmp_path / "a" / "last").weights
-    b = load_checkpoint(tmp_path / "b" / "last").weights
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    a = load_checkpoint(tmp_path / "a" / "last")
+    b = load_checkpoint(tmp_path / "b" / "last")
+    assert b.config["train"]["ema"] == 0.9  # the saved option survives the resume
+    for k in a.weights:
+        np.testing.assert_array_equal(a.weights[k], b.weights[k], err_msg=k)
+    for k in a.train_arrays:  # the weight averages too
+        np.testing.assert_array_equal(a.train_arrays[k], b.train_arrays[k], err_msg=k)
 
 
 def test_eval_with_an_unseen_label_is_a_one_line_error(tmp_path, sst, capsys):

@@ -320,7 +320,8 @@ def test_train_config_checks():
     with pytest.raises(ConfigError, match="unknown trainer config keys"):
         TrainConfig.from_dict({"epochs": 2, "warmup": 3})
     for bad in ({"epochs": 0}, {"minutes": 0}, {"lr": -1}, {"optimizer": "rmsprop"},
-                {"lr_decay": 1.5}, {"patience": 0}, {"max_steps": 0}, {"clip": -1}):
+                {"lr_decay": 1.5}, {"patience": 0}, {"max_steps": 0}, {"clip": -1},
+                {"ema": 1.0}, {"ema": 0.0}):
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
 
@@ -342,3 +343,59 @@ def test_eval_every_validates_inside_epochs_without_changing_training(tmp_path):
     task = Task(**task_kw)
     task.model = model
     assert task.evaluate("valid")["loss"] == pytest.approx(min(every), rel=1e-6)
+
+
+def test_weight_average_follows_the_formula():
+    from rnnkit.train.trainer import WeightAverage
+
+    w = {"a": np.array([0.0, 1.0]), "b": np.array([[2.0]])}
+    ema = WeightAverage(w, 0.9)
+    expect = {k: v.copy() for k, v in w.items()}
+    rng = np.random.default_rng(0)
+    for n in range(30):
+        for v in w.values():
+            v += rng.normal(size=v.shape)  # the optimiser's step, in place
+        d = min(0.9, (1 + n) / (10 + n))
+        for k, v in w.items():
+            expect[k] = d * expect[k] + (1 - d) * v
+        ema.update()
+    for k, v in expect.items():
+        np.testing.assert_allclose(ema.avg[k], v, rtol=1e-12)
+    live = {k: v.copy() for k, v in w.items()}
+    with ema.swapped():
+        for k, v in w.items():
+            np.testing.assert_array_equal(v, ema.avg[k])
+    _assert_same(w, live)  # the raw weights are back, in the same arrays
+
+
+def test_ema_validates_and_saves_best_with_the_average(tmp_path):
+    cfg_kw, task_kw = SETUPS["adam-dropout"]
+    plain, _ = _train(tmp_path / "a", _cfg(**cfg_kw), **task_kw)
+    averaged, summary = _train(tmp_path / "b", _cfg(ema=0.9, **cfg_kw), **task_kw)
+    _assert_same(_weights(plain), _weights(averaged))  # training itself is unchanged
+    last = load_checkpoint(tmp_path / "b" / "last")
+    _assert_same(last.weights, _weights(averaged))  # last/ holds the raw weights ...
+    avg = {k[4:]: v for k, v in last.train_arrays.items() if k.startswith("ema.")}
+    _assert_same(avg, averaged.ema.avg)  # ... and the average, for a resume
+    assert last.train_meta["ema_updates"] == 3 * N_BATCHES
+    differs = any(not np.array_equal(avg[k], last.weights[k]) for k in avg)
+    assert differs
+    # best/ holds the average of the best epoch, and its validation loss is the one reported
+    best = load_checkpoint(tmp_path / "b" / "best")
+    model = LanguageModel(LMConfig.from_dict(best.config["model"]))
+    model.load_state_dict(best.weights)
+    task = Task(**task_kw)
+    task.model = model
+    assert task.evaluate("valid")["loss"] == pytest.approx(summary["best"], rel=1e-9)
+
+
+def test_ema_resume_equals_an_uninterrupted_run(tmp_path):
+    cfg_kw, task_kw = SETUPS["sgd-decay"]
+    full, _ = _train(tmp_path / "a", _cfg(ema=0.95, **cfg_kw), **task_kw)
+    _train(tmp_path / "b", _cfg(ema=0.95, max_steps=N_BATCHES + 4, **cfg_kw), **task_kw)
+    second, _ = _train(tmp_path / "b", _cfg(ema=0.95, **cfg_kw), resume=True, **task_kw)
+    _assert_same(_weights(full), _weights(second))
+    _assert_same(full.ema.avg, second.ema.avg)
+    assert full.ema.updates == second.ema.updates
+    _assert_same(load_checkpoint(tmp_path / "a" / "best").weights,
+                 load_checkpoint(tmp_path / "b" / "best").weights)

@@ -59,6 +59,9 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
     g.add_argument("--eval-every", type=int, default=None, metavar="N",
                    help="also validate every N steps inside an epoch; best/ keeps the best "
                         "weights seen (default: once per epoch)")
+    g.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.999); "
+                        "validation, best/ and the test use the average (default: off)")
     g.add_argument("--inspect-every", type=int, default=None, metavar="N",
                    help="every N steps log the singular values of each W_h and the gate "
                         "saturation to metrics.jsonl (default: off)")
@@ -75,7 +78,7 @@ def train_config(args) -> TrainConfig:
         patience=args.patience, log_every=args.log_every, seed=args.seed,
         progress=not args.no_progress, max_steps=getattr(args, "max_steps", None),
         inspect_every=getattr(args, "inspect_every", None),
-        eval_every=getattr(args, "eval_every", None))
+        eval_every=getattr(args, "eval_every", None), ema=getattr(args, "ema", None))
 
 
 def resume_train_config(args, saved: dict) -> TrainConfig:

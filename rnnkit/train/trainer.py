@@ -80,6 +80,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimiser steps in all (like minutes)
     inspect_every: int | None = None  # log W_h spectra and gate saturation every N steps
     eval_every: int | None = None  # also validate every N steps (best/ follows the best)
+    ema: float | None = None  # validate and save best/ with an exponential moving average
 
     def __post_init__(self):
         def positive_int(name, value, allow_none=False):
@@ -101,6 +102,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.optimizer not in ("sgd", "adam", "adamw"):
             raise ConfigError(f"optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ConfigError(f"ema must be in (0, 1), e.g. 0.999, got {self.ema}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         for name in ("clip", "clip_value"):
@@ -115,6 +118,56 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown trainer config keys: {sorted(unknown)}")
         return cls(**d)
+
+
+class WeightAverage:
+    """Exponential moving average of the parameters (Polyak averaging), updated after every
+    optimiser step: ``avg <- d avg + (1 - d) w`` with ``d = min(decay, (1 + n) / (10 + n))``
+    after ``n`` updates, so early averages are not dominated by the initial weights (the
+    warm-up of TensorFlow's ``ExponentialMovingAverage``).  ``swapped()`` puts the averages
+    into the live parameter arrays for a while (for validation) and restores the raw weights.
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], decay: float):
+        self.params, self.decay = params, float(decay)
+        self.avg = {k: v.copy() for k, v in params.items()}
+        self.updates = 0
+
+    def update(self) -> None:
+        n = self.updates
+        d = min(self.decay, (1.0 + n) / (10.0 + n))
+        for k, w in self.params.items():
+            a = self.avg[k]
+            a *= d
+            a += (1.0 - d) * w
+        self.updates = n + 1
+
+    def load(self, arrays: dict[str, np.ndarray], updates: int) -> None:
+        if set(arrays) != set(self.avg):
+            raise ValueError("the averaged weights do not match the model's parameters")
+        for k, v in arrays.items():
+            np.copyto(self.avg[k], v)
+        self.updates = int(updates)
+
+    def swapped(self):
+        return _Swapped(self)
+
+
+class _Swapped:
+    def __init__(self, ema: WeightAverage):
+        self.ema, self.saved = ema, None
+
+    def __enter__(self):
+        self.saved = {k: w.copy() for k, w in self.ema.params.items()}
+        for k, w in self.ema.params.items():
+            np.copyto(w, self.ema.avg[k])
+        return self
+
+    def __exit__(self, *exc):
+        for k, w in self.ema.params.items():
+            np.copyto(w, self.saved[k])
+        self.saved = None
+        return False
 
 
 def _better(value, best, mode: str) -> bool:
@@ -147,6 +200,7 @@ class Trainer:
                                        patience=cfg.plateau_patience) if (
             cfg.plateau_patience is not None) else None
         self.rng = np.random.default_rng(cfg.seed)
+        self.ema = WeightAverage(self.params, cfg.ema) if cfg.ema else None
         self.epoch, self.batch, self.step = 1, 0, 0
         self.elapsed = 0.0
         self.best: float | None = None  # best validation figure of any evaluation (in best/)
@@ -179,6 +233,9 @@ class Trainer:
         }
         arrays = {f"opt.{k}": v for k, v in opt_arrays.items()}
         arrays.update({f"task.{k}": v for k, v in task_arrays.items()})
+        if self.ema is not None:
+            meta["ema_updates"] = self.ema.updates
+            arrays.update({f"ema.{k}": v for k, v in self.ema.avg.items()})
         return meta, arrays
 
     def _save(self, which: str, with_state: bool) -> Path:
@@ -187,8 +244,12 @@ class Trainer:
         meta = arrays = None
         if with_state:
             meta, arrays = self._meta()
+        if which == "best" and self.ema is not None:
+            weights = {k: v.copy() for k, v in self.ema.avg.items()}
+        else:
+            weights = self.model.state_dict()  # last/: the raw weights a resume continues
         return save_checkpoint(self.out / which, kind=self.task.kind, config=config,
-                               weights=self.model.state_dict(), vocab=vocab,
+                               weights=weights, vocab=vocab,
                                train_meta=meta, train_arrays=arrays)
 
     def _resume(self) -> None:
@@ -213,6 +274,10 @@ class Trainer:
             task_state = (m["task"], {k[5:]: v for k, v in a.items() if k.startswith("task.")})
             if self.plateau and m.get("plateau"):
                 self.plateau.load_state_dict(m["plateau"])
+            if self.ema is not None:
+                saved = {k[4:]: v for k, v in a.items() if k.startswith("ema.")}
+                if "ema_updates" in m and saved:
+                    self.ema.load(saved, m["ema_updates"])
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{ck.path}: training state unreadable ({e})") from None
         self.task.load_state(*task_state)  # now, and again after start_epoch if mid-epoch
@@ -319,6 +384,8 @@ class Trainer:
             self.clip_count += int(clipped)
             # step
             self.opt.step(self.grads)
+            if self.ema is not None:
+                self.ema.update()
             self.batch += 1
             self.step += 1
             if watch:
@@ -401,7 +468,7 @@ class Trainer:
         when early stopping says to stop."""
         name, mode = self.task.metric
         t0 = self.clock()
-        figures = self.task.evaluate("valid") or {}
+        figures = self._evaluate("valid")
         self.eval_seconds = self.clock() - t0
         self.elapsed = self.clock() - self.t_start
         record = {"epoch": epoch, "step": self.step, "time": self.elapsed, "lr": self.opt.lr,
@@ -437,12 +504,19 @@ class Trainer:
         self.echo(" | ".join(parts))
         return bool(self.cfg.patience) and self.bad_epochs >= self.cfg.patience
 
+    def _evaluate(self, split: str) -> dict:
+        """The task's figures on ``split``, with the averaged weights when ``ema`` is on."""
+        if self.ema is None:
+            return self.task.evaluate(split) or {}
+        with self.ema.swapped():
+            return self.task.evaluate(split) or {}
+
     def _validate_between(self) -> None:
         """Validation inside an epoch (``eval_every``): keeps ``best/`` at the best weights
         seen, without touching early stopping, the schedule or anything a resume restores."""
         name, mode = self.task.metric
         t0 = self.clock()
-        figures = self.task.evaluate("valid") or {}
+        figures = self._evaluate("valid")
         self.eval_seconds = self.clock() - t0
         value = figures.get(name)
         improved = _better(value, self.best, mode)
