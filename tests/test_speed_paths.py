@@ -227,3 +227,31 @@ def test_lm_loss_equals_the_plain_composition(cell, dropout, dtype):
                     np.atleast_1d(state3) if cell != "lstm" else state3):
         np.testing.assert_array_equal(b, a)
     assert not any(g.any() for g in model.grads().values())
+
+
+def test_lstm_time_loops_run_on_one_blas_thread_and_restore_the_count(monkeypatch):
+    """The per-step multiplies are too small for several BLAS threads (which collapse on a busy
+    machine); the loops drop to one thread and put the caller's count back, numbers unchanged."""
+    from rnnkit import _blas
+
+    if _blas.get_threads() is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS that rnnkit can control")
+    layer = _layer("lstm", {}, np.float64)  # 2 layers: 2 forward and 2 backward loops
+    x = np.random.default_rng(10).standard_normal((3, 5, 3))
+    with _blas.blas_threads(1):
+        out1, _, cache = layer.forward(x)
+        dx1, _ = layer.backward(np.ones_like(out1), cache)
+    seen = []
+
+    def spy(n):
+        seen.append(n)
+        return _blas.blas_threads(n)
+
+    monkeypatch.setattr(rnnkit.cells.lstm, "blas_threads", spy)
+    with _blas.blas_threads(2):
+        out2, _, cache = layer.forward(x)
+        dx2, _ = layer.backward(np.ones_like(out2), cache)
+        assert _blas.get_threads() == 2
+    assert seen == [1, 1, 1, 1]
+    np.testing.assert_array_equal(out2, out1)
+    np.testing.assert_array_equal(dx2, dx1)

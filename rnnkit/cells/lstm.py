@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._blas import blas_threads
 from .activations import gate_scales
 
 
@@ -87,7 +88,7 @@ def forward(xp, state0, p, mask=None, full=None, grad=True):
     tmpH = np.empty((B, H), dt)
     if peep:
         p_i, p_f, p_o = (-p[k] for k in ("p_i", "p_f", "p_o"))
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"), blas_threads(1):  # small multiplies: one thread
         for t in range(T):
             a = xp[t]
             np.matmul(Hs[t], W_hs, out=tmp)
@@ -183,36 +184,37 @@ def backward(dHs, dstateT, cache, consume=False):
     tmpH = np.empty((B, H), dt)
     if peep:
         p_i, p_f, p_o = p["p_i"], p["p_f"], p["p_o"]
-    for t1 in range(T, 0, -K):
-        t0 = max(0, t1 - K)
-        blk = slice(t0, t1)
-        Q, Fm = (TC[blk] if consume else Qb[: t1 - t0]), Fb[: t1 - t0]
-        _factors(A[blk], TC[blk], Cprev[blk], dA[blk], Q, Fm)
-        if mask is not None:
-            dA[blk] *= mask[blk]
-            Q *= mask[blk]
-            np.copyto(Fm, 1, where=~mask[blk])
-        for t in range(t1 - 1, t0 - 1, -1):
-            dh += dHs[t]
-            np.multiply(dh, Q[t - t0], out=tmpH)
-            dc += tmpH
-            da = dA[t]
-            da[:, 3 * H :] *= dh
-            if peep:
-                np.multiply(da[:, 3 * H :], p_o, out=tmpH)
+    with blas_threads(1):  # small multiplies: one thread
+        for t1 in range(T, 0, -K):
+            t0 = max(0, t1 - K)
+            blk = slice(t0, t1)
+            Q, Fm = (TC[blk] if consume else Qb[: t1 - t0]), Fb[: t1 - t0]
+            _factors(A[blk], TC[blk], Cprev[blk], dA[blk], Q, Fm)
+            if mask is not None:
+                dA[blk] *= mask[blk]
+                Q *= mask[blk]
+                np.copyto(Fm, 1, where=~mask[blk])
+            for t in range(t1 - 1, t0 - 1, -1):
+                dh += dHs[t]
+                np.multiply(dh, Q[t - t0], out=tmpH)
                 dc += tmpH
-            da[:, : 3 * H].reshape(B, 3, H)[...] *= dc[:, None, :]
-            dc *= Fm[t - t0]
-            if peep:
-                np.multiply(da[:, :H], p_i, out=tmpH)
-                dc += tmpH
-                np.multiply(da[:, H : 2 * H], p_f, out=tmpH)
-                dc += tmpH
-            if t >= full:
-                np.matmul(da, W_hT, out=tmpH)
-                np.copyto(dh, tmpH, where=mask[t])
-            else:
-                np.matmul(da, W_hT, out=dh)
+                da = dA[t]
+                da[:, 3 * H :] *= dh
+                if peep:
+                    np.multiply(da[:, 3 * H :], p_o, out=tmpH)
+                    dc += tmpH
+                da[:, : 3 * H].reshape(B, 3, H)[...] *= dc[:, None, :]
+                dc *= Fm[t - t0]
+                if peep:
+                    np.multiply(da[:, :H], p_i, out=tmpH)
+                    dc += tmpH
+                    np.multiply(da[:, H : 2 * H], p_f, out=tmpH)
+                    dc += tmpH
+                if t >= full:
+                    np.matmul(da, W_hT, out=tmpH)
+                    np.copyto(dh, tmpH, where=mask[t])
+                else:
+                    np.matmul(da, W_hT, out=dh)
     dparams = {"W_h": Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, 4 * H)}
     if peep:
         dI, dF, dO = (dA[..., k * H : (k + 1) * H] for k in (0, 1, 3))
