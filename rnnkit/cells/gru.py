@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blas import blas_threads
 from .activations import gate_scales
 
 
@@ -49,32 +50,33 @@ def forward(xp, h0, p, mask=None, full=None, reset_after=True):
         RH = np.empty((T, B, H), xp.dtype)  # r * h_{t-1}
         tmp = np.empty((B, 2 * H), xp.dtype)
         cache["RH"] = RH
-    for t in range(T):
-        a, h_prev, h = xp[t], Hs[t], Hs[t + 1]
-        rz, n = a[:, : 2 * H], a[:, 2 * H :]
-        if reset_after:
-            np.matmul(h_prev, W_hs, out=tmp)
-            rz += tmp[:, : 2 * H]
-            np.add(tmp[:, 2 * H :], b_hn, out=HN[t])
-        else:
-            np.matmul(h_prev, W_hrz, out=tmp)
-            rz += tmp
-        np.tanh(rz, out=rz)
-        rz *= 0.5
-        rz += 0.5
-        r, z = a[:, :H], a[:, H : 2 * H]
-        if reset_after:
-            np.multiply(r, HN[t], out=tmpH)
-        else:
-            np.multiply(r, h_prev, out=RH[t])
-            np.matmul(RH[t], W_hn, out=tmpH)
-        n += tmpH
-        np.tanh(n, out=n)
-        np.subtract(h_prev, n, out=h)
-        h *= z
-        h += n
-        if t >= full:
-            np.copyto(h, h_prev, where=~mask[t])
+    with blas_threads(1):  # small multiplies: one thread
+        for t in range(T):
+            a, h_prev, h = xp[t], Hs[t], Hs[t + 1]
+            rz, n = a[:, : 2 * H], a[:, 2 * H :]
+            if reset_after:
+                np.matmul(h_prev, W_hs, out=tmp)
+                rz += tmp[:, : 2 * H]
+                np.add(tmp[:, 2 * H :], b_hn, out=HN[t])
+            else:
+                np.matmul(h_prev, W_hrz, out=tmp)
+                rz += tmp
+            np.tanh(rz, out=rz)
+            rz *= 0.5
+            rz += 0.5
+            r, z = a[:, :H], a[:, H : 2 * H]
+            if reset_after:
+                np.multiply(r, HN[t], out=tmpH)
+            else:
+                np.multiply(r, h_prev, out=RH[t])
+                np.matmul(RH[t], W_hn, out=tmpH)
+            n += tmpH
+            np.tanh(n, out=n)
+            np.subtract(h_prev, n, out=h)
+            h *= z
+            h += n
+            if t >= full:
+                np.copyto(h, h_prev, where=~mask[t])
     return Hs, cache
 
 
@@ -102,13 +104,14 @@ def backward(dHs, dhT, cache):
             F *= mask[..., None]
         dHP = np.empty((T, B, 3, H), dt)  # [da_r, da_z, dhn]
         W_hT = np.ascontiguousarray(W_h.T)
-        for t in range(T - 1, -1, -1):
-            g = dHt[t]
-            np.add(dh, dHs[t], out=g)
-            np.multiply(F[t], g[:, None, :], out=dHP[t])
-            np.matmul(dHP[t].reshape(B, 3 * H), W_hT, out=dh)
-            np.multiply(g, Zm[t], out=tmpH)
-            dh += tmpH
+        with blas_threads(1):  # small multiplies: one thread
+            for t in range(T - 1, -1, -1):
+                g = dHt[t]
+                np.add(dh, dHs[t], out=g)
+                np.multiply(F[t], g[:, None, :], out=dHP[t])
+                np.matmul(dHP[t].reshape(B, 3 * H), W_hT, out=dh)
+                np.multiply(g, Zm[t], out=tmpH)
+                dh += tmpH
         dHP = dHP.reshape(T, B, 3 * H)
         dxp = dHP.copy()
         np.multiply(Dn, dHt, out=dxp[..., 2 * H :])
@@ -128,18 +131,19 @@ def backward(dHs, dhT, cache):
         W_hnT = np.ascontiguousarray(W_h[:, 2 * H :].T)
         W_hrzT = np.ascontiguousarray(W_h[:, : 2 * H].T)
         dRH = np.empty((B, H), dt)
-        for t in range(T - 1, -1, -1):
-            g = dHt[t]
-            np.add(dh, dHs[t], out=g)
-            d = dxp[t]
-            np.multiply(F[t], g[:, None, :], out=d[:, H:].reshape(B, 2, H))
-            np.matmul(d[:, 2 * H :], W_hnT, out=dRH)
-            np.multiply(dRH, Drh[t], out=d[:, :H])
-            np.matmul(d[:, : 2 * H], W_hrzT, out=dh)
-            np.multiply(dRH, R[t], out=tmpH)
-            dh += tmpH
-            np.multiply(g, Zm[t], out=tmpH)
-            dh += tmpH
+        with blas_threads(1):  # small multiplies: one thread
+            for t in range(T - 1, -1, -1):
+                g = dHt[t]
+                np.add(dh, dHs[t], out=g)
+                d = dxp[t]
+                np.multiply(F[t], g[:, None, :], out=d[:, H:].reshape(B, 2, H))
+                np.matmul(d[:, 2 * H :], W_hnT, out=dRH)
+                np.multiply(dRH, Drh[t], out=d[:, :H])
+                np.matmul(d[:, : 2 * H], W_hrzT, out=dh)
+                np.multiply(dRH, R[t], out=tmpH)
+                dh += tmpH
+                np.multiply(g, Zm[t], out=tmpH)
+                dh += tmpH
         d2 = dxp.reshape(T * B, 3 * H)
         dW_h = np.empty_like(W_h)
         dW_h[:, : 2 * H] = Hprev.reshape(T * B, H).T @ d2[:, : 2 * H]

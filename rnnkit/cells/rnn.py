@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blas import blas_threads
+
 
 def forward(xp, h0, p, mask=None, full=None, nonlinearity="tanh"):
     T, B, H = xp.shape
@@ -19,16 +21,17 @@ def forward(xp, h0, p, mask=None, full=None, nonlinearity="tanh"):
     Hs = np.empty((T + 1, B, H), dtype=xp.dtype)  # (T+1, B, H)
     Hs[0] = h0
     relu = nonlinearity == "relu"
-    for t in range(T):
-        h = Hs[t + 1]
-        np.matmul(Hs[t], W_h, out=h)
-        h += xp[t]
-        if relu:
-            np.maximum(h, 0, out=h)
-        else:
-            np.tanh(h, out=h)
-        if t >= full:
-            np.copyto(h, Hs[t], where=~mask[t])
+    with blas_threads(1):  # small multiplies: one thread
+        for t in range(T):
+            h = Hs[t + 1]
+            np.matmul(Hs[t], W_h, out=h)
+            h += xp[t]
+            if relu:
+                np.maximum(h, 0, out=h)
+            else:
+                np.tanh(h, out=h)
+            if t >= full:
+                np.copyto(h, Hs[t], where=~mask[t])
     return Hs, {"Hs": Hs, "mask": mask, "full": full, "W_h": W_h, "relu": relu}
 
 
@@ -46,15 +49,16 @@ def backward(dHs, dhT, cache):
     W_hT = np.ascontiguousarray(W_h.T)
     dh = np.zeros((B, H), Hs.dtype) if dhT is None else np.array(dhT, dtype=Hs.dtype)
     tmp = np.empty((B, H), Hs.dtype)
-    for t in range(T - 1, -1, -1):
-        dh += dHs[t]
-        da = dA[t]
-        da *= dh
-        if t >= full:
-            np.matmul(da, W_hT, out=tmp)
-            np.copyto(dh, tmp, where=mask[t])
-        else:
-            np.matmul(da, W_hT, out=dh)
+    with blas_threads(1):  # small multiplies: one thread
+        for t in range(T - 1, -1, -1):
+            dh += dHs[t]
+            da = dA[t]
+            da *= dh
+            if t >= full:
+                np.matmul(da, W_hT, out=tmp)
+                np.copyto(dh, tmp, where=mask[t])
+            else:
+                np.matmul(da, W_hT, out=dh)
     dW_h = Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, H)
     return dA, dh, {"W_h": dW_h}
 
