@@ -219,13 +219,19 @@ class Recurrent(Module):
 
     # -- forward ------------------------------------------------------------------------
     def forward(self, x, state=None, lengths=None, *, rng: np.random.Generator | None = None,
-                grad: bool = True):
+                grad: bool = True, scratch: dict | None = None):
         """Run the stack over ``x`` (B, T, D).
 
         Returns ``(out, state, cache)``: ``out`` (B, T, dirs*H), zero at padded steps; the final
         state of every layer and direction; the cache for :meth:`backward`.  ``grad=False``
         says no backward will follow (evaluation): the LSTM then keeps no history for one, and
         the cache is ``None``; outputs and states are the same.
+
+        ``scratch`` (a dict the caller keeps between calls, empty at first) lends this call the
+        largest arrays of the caller's previous call (input projections, dropout draws) to
+        write into instead of fresh memory, whose page faults cost a few percent at large
+        sizes.  Only for callers that never keep a cache or output across calls, as
+        ``LanguageModel.loss`` does: the previous call's cache is overwritten.
         """
         name = type(self).__name__
         cfg = self.cfg
@@ -254,7 +260,8 @@ class Recurrent(Module):
             if layer > 0 and cfg.dropout > 0 and self.training:
                 keep = 1.0 - cfg.dropout
                 drop = np.empty(inp.shape, self.np_dtype)  # (T, B, dirs*H)
-                np.less(rng.random(inp.shape), keep, out=drop)  # 1 where kept, else 0
+                draw = _lend(scratch, ("drop", layer), inp.shape, np.float64)
+                np.less(rng.random(out=draw), keep, out=drop)  # 1 where kept, else 0
                 drop /= keep
                 inp = inp * drop
             else:
@@ -262,7 +269,9 @@ class Recurrent(Module):
             outs, caches = [], []
             for d, unit in enumerate(self.dirs[layer]):
                 hs, final, cache = self._run_direction(unit, inp, self._cell_state(
-                    state, layer * cfg.dirs + d), d, mask, full, gather, grad)
+                    state, layer * cfg.dirs + d), d, mask, full, gather, grad,
+                    _lend(scratch, ("xp", layer, d), (T * B, unit.param["W_x"].shape[1]),
+                          self.np_dtype))
                 outs.append(hs)
                 finals.append(final)
                 caches.append(cache)
@@ -281,10 +290,12 @@ class Recurrent(Module):
         cache = {"layers": layers, "mask": mask, "gather": gather, "B": B, "T": T}
         return out, final_state, cache
 
-    def _run_direction(self, unit: Direction, inp, state0, d, mask, full, gather, grad=True):
+    def _run_direction(self, unit: Direction, inp, state0, d, mask, full, gather, grad=True,
+                       out=None):
         T, B, D = inp.shape
         p = unit.param
-        xp = inp.reshape(T * B, D) @ p["W_x"]  # (T*B, G*H): every input projection at once
+        # (T*B, G*H): every input projection at once
+        xp = np.matmul(inp.reshape(T * B, D), p["W_x"], out=out)
         xp += p["b"]
         xp = xp.reshape(T, B, -1)  # (T, B, G*H)
         if d == 1:
@@ -436,6 +447,17 @@ class LSTM(Recurrent):
 
     def _cell_step(self, xp, state, p):
         return lstm_cell.step(xp, state, p)
+
+
+def _lend(scratch: dict | None, key, shape, dtype):
+    """An array of ``shape`` from ``scratch[key]`` (made and kept there if missing or of
+    another shape), or a fresh one without ``scratch``; its contents are garbage."""
+    if scratch is None:
+        return np.empty(shape, dtype)
+    a = scratch.get(key)
+    if a is None or a.shape != tuple(shape) or a.dtype != dtype:
+        a = scratch[key] = np.empty(shape, dtype)
+    return a
 
 
 def make_recurrent(cell: str, *args, **kwargs) -> Recurrent:

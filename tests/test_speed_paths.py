@@ -255,3 +255,29 @@ def test_lstm_time_loops_run_on_one_blas_thread_and_restore_the_count(monkeypatc
     assert seen == [1, 1, 1, 1]
     np.testing.assert_array_equal(out2, out1)
     np.testing.assert_array_equal(dx2, dx1)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["nodrop", "dropout"])
+def test_lm_loss_reusing_its_scratch_memory_gives_the_same(dropout):
+    """loss() lends the previous call's big arrays to the next; calls of other shapes (an
+    evaluation batch) in between, and repeated calls, give what a fresh model gives."""
+    cfg = LMConfig(vocab_size=9, cell="lstm", embed_size=4, hidden_size=5, num_layers=2,
+                   dropout=dropout, dtype="float32")
+    model = LanguageModel(cfg, rng=np.random.default_rng(0))
+    fresh = LanguageModel(cfg, rng=np.random.default_rng(0))
+    rng = np.random.default_rng(3)
+    batches = [(rng.integers(0, 9, (B, 6)), rng.integers(0, 9, (B, 6))) for B in (3, 3, 2, 3)]
+    for k, (ids, targets) in enumerate(batches):
+        for training in (True, False):
+            for m in (model, fresh):
+                m.train(training)
+                m.zero_grad()
+            got = model.loss(ids, targets, rng=np.random.default_rng(k), backward=training)
+            fresh._scratch = {}  # as if each call were the first
+            want = fresh.loss(ids, targets, rng=np.random.default_rng(k), backward=training)
+            assert got[:2] == want[:2]
+            for a, b in zip(got[2], want[2]):
+                np.testing.assert_array_equal(a, b)
+            for (k1, g1), g2 in zip(model.grads().items(), fresh.grads().values()):
+                np.testing.assert_array_equal(g1, g2, err_msg=k1)
+    assert model._scratch  # it did keep memory between calls

@@ -76,6 +76,9 @@ class LanguageModel(Module):
     def __init__(self, cfg: LMConfig, rng=None):
         super().__init__()
         self.cfg = cfg
+        # Memory lent from one loss() call to the next (see Recurrent.forward's ``scratch``):
+        # never state, only arrays of a finished call that no one else holds.
+        self._scratch: dict = {}
         rng = initializers.as_rng(rng)
         uni = cfg.init == "uniform"
         emb_init = "uniform" if uni else "normal"
@@ -109,10 +112,10 @@ class LanguageModel(Module):
         return x * m, m
 
     def forward(self, ids, state=None, *, rng: np.random.Generator | None = None,
-                grad: bool = True):
+                grad: bool = True, scratch: dict | None = None):
         """``ids`` (B, T) -> ``(logits (B, T, V), final state, cache)``; ``grad=False``: no
         backward will follow, so the recurrent stack keeps no history (the cache cannot be
-        used for :meth:`backward`)."""
+        used for :meth:`backward`).  ``scratch``: see :meth:`Recurrent.forward`."""
         ids = np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"LanguageModel: expected ids of shape (B, T), got {ids.shape}")
@@ -121,7 +124,7 @@ class LanguageModel(Module):
             rng = np.random.default_rng()  # pass one for reproducible dropout
         emb, emb_cache = self.embed.forward(ids)
         x, m_in = self._dropout(emb, rng)
-        h, state, rnn_cache = self.rnn.forward(x, state, rng=rng, grad=grad)
+        h, state, rnn_cache = self.rnn.forward(x, state, rng=rng, grad=grad, scratch=scratch)
         h, m_out = self._dropout(h, rng)
         if self.out is None:
             B, T, H = h.shape
@@ -162,7 +165,9 @@ class LanguageModel(Module):
         Returns ``(mean_loss, n_tokens, final_state)``; with ``backward`` the gradients of the
         mean loss are accumulated into :meth:`grads`.
         """
-        logits, state, cache = self.forward(ids, state, rng=rng, grad=backward)
+        # the cache never leaves this call, so the next call may reuse its memory
+        logits, state, cache = self.forward(ids, state, rng=rng, grad=backward,
+                                            scratch=self._scratch)
         # the logits are a fresh array no one else sees: the loss turns them into dlogits
         loss, dlogits, n = softmax_cross_entropy(logits, np.asarray(targets), mask,
                                                  grad=backward, overwrite=True)
