@@ -167,6 +167,24 @@ def test_evaluate_lm_matches_the_mean_loss_and_restores_mode():
     assert model.training
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("n_ids, B, bptt", [(41, 3, 4), (40, 4, 3), (23, 2, 5), (57, 5, 2)])
+def test_evaluate_lm_scores_every_token_once_row_by_row(cell, n_ids, B, bptt):
+    """B parallel rows score exactly what B separate one-row passes over the segments
+    [row start, next row start] (the last row: to the end of the text) score."""
+    model = _model(cell)
+    ids = np.random.default_rng(n_ids).integers(0, V, size=n_ids)
+    r = evaluate_lm(model, ids, batch_size=B, bptt=bptt)
+    assert r["tokens"] == n_ids - 1
+    N = n_ids // B
+    total = 0.0
+    for b in range(B):
+        seg = ids[b * N:(b + 1) * N + 1] if b < B - 1 else ids[b * N:]
+        loss, k, _ = model.loss(seg[None, :-1], seg[None, 1:], backward=False)
+        total += loss * k
+    assert r["loss"] == pytest.approx(total / (n_ids - 1), rel=1e-12)
+
+
 def test_load_lm_round_trip(tmp_path):
     from rnnkit.checkpoint import save_checkpoint
 

@@ -19,23 +19,71 @@ from ..text.batching import batchify, get_window, num_windows
 
 
 def evaluate_lm(model, ids: np.ndarray, batch_size: int = 10, bptt: int = 64) -> dict:
-    """Mean NLL (nats per token), perplexity and bits per token of ``model`` on ``ids``."""
+    """Mean NLL (nats per token), perplexity and bits per token of ``model`` on ``ids``: every
+    token after the first is scored once (see :func:`score_streams`)."""
+    return score_streams(model, ids, batch_size, bptt)
+
+
+def score_streams(model, ids, batch_size: int = 10, bptt: int = 64, **loss_kw) -> dict:
+    """Score ``ids`` as ``B`` parallel streams, each token after the first exactly once.
+
+    The text is cut into ``B`` rows of ``N`` tokens (the layout of training) and read in
+    windows of ``bptt`` with the state carried.  Two more passes make every prediction count:
+    one step from each row's final state predicts the first token of the next row (and the
+    first left-over token after the last row), then the last row's state reads the rest of the
+    ``len(ids) % B`` left-over tokens.  So each token is predicted from all the text before it
+    in its row, and the rows start from a zero state.  ``loss_kw`` goes to ``model.loss``.
+    """
+    ids = np.asarray(ids)
     was_training = model.training
     model.eval()
-    B = max(1, min(batch_size, len(ids) // (bptt + 1) or 1))
-    if len(ids) < B * 2:
-        B = 1
-    streams = batchify(ids, B, min(bptt, max(1, len(ids) // B - 1)))
-    state, total, n = None, 0.0, 0
-    for i in range(num_windows(streams, bptt)):
-        x, y = get_window(streams, i, bptt)
-        loss, k, state = model.loss(x, y, state, backward=False)
-        total += loss * k
-        n += k
-    model.train(was_training)
+    try:
+        B = max(1, min(batch_size, len(ids) // (bptt + 1) or 1))
+        if len(ids) < B * 2:
+            B = 1
+        streams = batchify(ids, B, min(bptt, max(1, len(ids) // B - 1)))
+        N = streams.shape[1]
+        tail = ids[B * N:].astype(np.int64)
+        state, total, n = None, 0.0, 0
+
+        def score(x, y, state, mask=None):
+            nonlocal total, n
+            loss, k, state = model.loss(x, y, state, mask=mask, backward=False, **loss_kw)
+            total += loss * k
+            n += k
+            return state
+
+        for i in range(num_windows(streams, bptt)):
+            x, y = get_window(streams, i, bptt)
+            state = score(x, y, state)
+        if B > 1:  # across each row boundary, and into the left-over tokens
+            y = np.zeros((B, 1), np.int64)
+            y[:-1, 0] = streams[1:, 0]
+            mask = np.ones((B, 1), bool)
+            if len(tail):
+                y[-1, 0] = tail[0]
+            else:
+                mask[-1, 0] = False
+            state = score(streams[:, N - 1:], y, state, mask)
+            state = _last_row(state)
+            for j in range(0, len(tail) - 1, bptt):
+                end = min(j + bptt, len(tail) - 1)
+                state = score(tail[None, j:end], tail[None, j + 1:end + 1], state)
+    finally:
+        model.train(was_training)
     mean = total / max(n, 1)
     return {"loss": mean, "ppl": math.exp(mean) if mean < 700 else math.inf,
             "bits": mean / math.log(2), "tokens": n}
+
+
+def _last_row(state):
+    """The state of the last stream only (batch axis 1), for an LSTM's ``(h, c)`` or an array
+    (``None`` stays ``None``)."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return type(state)(*(s[:, -1:] for s in state))
+    return state[:, -1:]
 
 
 class LMTask:

@@ -14,12 +14,10 @@ evaluation draws the same way, and the truth still read through ``x_t``.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ..text.batching import batchify, get_window, num_windows
-from .lm_task import LMTask
+from ..text.batching import get_window
+from .lm_task import LMTask, score_streams
 
 EVAL_SEED = 1234  # free-running validation: the same draws every time, not the training RNG
 
@@ -30,24 +28,8 @@ def evaluate_free_running(model, ids: np.ndarray, batch_size: int = 10, bptt: in
     feeds back the model's own previous prediction (``ss_prob = 1``).  The layout of streams
     and windows is that of :func:`~rnnkit.train.lm_task.evaluate_lm`, so the two losses are
     over the same tokens."""
-    was_training = model.training
-    model.eval()
-    rng = np.random.default_rng(seed)
-    B = max(1, min(batch_size, len(ids) // (bptt + 1) or 1))
-    if len(ids) < B * 2:
-        B = 1
-    streams = batchify(np.asarray(ids), B, min(bptt, max(1, len(ids) // B - 1)))
-    state, total, n = None, 0.0, 0
-    for i in range(num_windows(streams, bptt)):
-        x, y = get_window(streams, i, bptt)
-        loss, k, state = model.loss(x, y, state, rng=rng, backward=False, ss_prob=1.0,
-                                    feedback=feedback)
-        total += loss * k
-        n += k
-    model.train(was_training)
-    mean = total / max(n, 1)
-    return {"loss": mean, "ppl": math.exp(mean) if mean < 700 else math.inf,
-            "bits": mean / math.log(2), "tokens": n}
+    return score_streams(model, ids, batch_size, bptt, rng=np.random.default_rng(seed),
+                         ss_prob=1.0, feedback=feedback)
 
 
 class OutputRecurrentTask(LMTask):
