@@ -281,3 +281,32 @@ def test_lm_loss_reusing_its_scratch_memory_gives_the_same(dropout):
             for (k1, g1), g2 in zip(model.grads().items(), fresh.grads().values()):
                 np.testing.assert_array_equal(g1, g2, err_msg=k1)
     assert model._scratch  # it did keep memory between calls
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]], ids=["full", "lengths"])
+@pytest.mark.parametrize("opts", [{}, {"peephole": True}], ids=["plain", "peephole"])
+def test_lstm_exp_and_tanh_forms_of_the_gates_agree(opts, lengths, dtype, tol, monkeypatch):
+    """Large blocks take the gates (and tanh(c)) through exp, small ones through tanh; the
+    tests elsewhere run small sizes, so here both forms are forced on the same layer."""
+    layer = _layer("lstm", opts, dtype, bidirectional=True)
+    rng = np.random.default_rng(11)
+    x = (2 * rng.standard_normal((3, 5, 3))).astype(dtype)
+    dout = rng.standard_normal((3, 5, 8)).astype(dtype)
+    results = []
+    for threshold in (0, 10**9):  # always exp, never exp
+        monkeypatch.setattr(rnnkit.cells.lstm, "_EXP_GATES", threshold)
+        monkeypatch.setattr(rnnkit.cells.lstm, "_EXP_TANH", threshold)
+        out, state, cache = layer.forward(x, None, lengths)
+        layer.zero_grad()
+        dx, _ = layer.backward(dout, cache)
+        results.append([out, *state, dx, *(g.copy() for g in layer.grads().values())])
+        out2, _, _ = layer.forward(x, None, lengths, grad=False)
+        np.testing.assert_array_equal(out2, out)  # the no-grad path takes the same form
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # exp overflows quietly
+        monkeypatch.setattr(rnnkit.cells.lstm, "_EXP_GATES", 0)
+        monkeypatch.setattr(rnnkit.cells.lstm, "_EXP_TANH", 0)
+        out, (h, c), _ = layer.forward(1e4 * x, None, lengths)
+    assert np.isfinite(out).all() and np.isfinite(c).all() and np.abs(h).max() <= 1
