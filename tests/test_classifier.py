@@ -1,6 +1,6 @@
-"""rnnkit.models.pooling and rnnkit.models.classifier: gradient checks (float64 finite
-differences and PyTorch), padding invariance, the 'last' pooling equal to the final states,
-dropout, frozen embeddings, configuration checks."""
+"""rnnkit.models.pooling, rnnkit.models.word_rnn and rnnkit.models.classifier: gradient checks
+(float64 finite differences and PyTorch), padding invariance, the 'last' pooling equal to the
+final states, dropout, frozen embeddings, configuration checks."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from gradcheck import check_module_grads
 
 import rnnkit.models.classifier
 import rnnkit.models.pooling
+import rnnkit.models.word_rnn
 from rnnkit.errors import ConfigError
 from rnnkit.losses import softmax
 from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
@@ -43,8 +44,46 @@ def random_ids(rng, lengths=LENGTHS, V=9):
     return ids
 
 
+class TorchTwin:
+    """A word-level model's embedding, recurrent stack and output layer as PyTorch tensors
+    with the same weights (import torch first), to compare a loss and every gradient with."""
+
+    def __init__(self, model):
+        import torch
+
+        from rnnkit.interop import to_torch
+
+        self.torch = torch
+        self.W_e = torch.tensor(model.embed.param["W"], requires_grad=True)
+        self.W_o = torch.tensor(model.out.param["W"], requires_grad=True)
+        self.b_o = torch.tensor(model.out.param["b"], requires_grad=True)
+        self.rnn = to_torch(model.rnn)
+
+    def recurrent(self, ids, lengths):
+        """``(out (B, T, dirs*H) padded with zeros, final state)`` of the embedded ``ids``,
+        run as packed sequences."""
+        nn = self.torch.nn.utils.rnn
+        packed = nn.pack_padded_sequence(self.W_e[self.torch.tensor(ids)],
+                                         self.torch.tensor(lengths), batch_first=True,
+                                         enforce_sorted=False)
+        out, final = self.rnn(packed)
+        return nn.pad_packed_sequence(out, batch_first=True)[0], final
+
+    def logits(self, v):
+        return v @ self.W_o + self.b_o
+
+    def grads(self) -> dict:
+        """The gradients after ``backward``, under the model's parameter names."""
+        from rnnkit.interop import torch_grads_to_rnnkit
+
+        want = {"embed.W": self.W_e.grad.numpy(), "out.W": self.W_o.grad.numpy(),
+                "out.b": self.b_o.grad.numpy()}
+        want.update({f"rnn.{k}": v for k, v in torch_grads_to_rnnkit(self.rnn).items()})
+        return want
+
+
 def test_doctests():
-    for mod in (rnnkit.models.pooling, rnnkit.models.classifier):
+    for mod in (rnnkit.models.pooling, rnnkit.models.word_rnn, rnnkit.models.classifier):
         assert doctest.testmod(mod).failed == 0
 
 
@@ -207,23 +246,15 @@ def test_last_pooling_is_the_final_state():
 def test_classifier_matches_torch(pooling):
     """Loss and every gradient against PyTorch (packed sequences; final states from h_n)."""
     torch = pytest.importorskip("torch")
-    from rnnkit.interop import to_torch, torch_grads_to_rnnkit
-
     model = make_classifier(pooling, "lstm", True, num_layers=2).eval()
     ids = random_ids(np.random.default_rng(10))
     labels = np.array([2, 0, 1])
     model.zero_grad()
     loss, _ = model.loss(ids, LENGTHS, labels)
 
-    W_e = torch.tensor(model.embed.param["W"], requires_grad=True)
-    W_o = torch.tensor(model.out.param["W"], requires_grad=True)
-    b_o = torch.tensor(model.out.param["b"], requires_grad=True)
-    rnn = to_torch(model.rnn)
+    twin = TorchTwin(model)
+    out, (h_n, _) = twin.recurrent(ids, LENGTHS)
     lens = torch.tensor(LENGTHS)
-    packed = torch.nn.utils.rnn.pack_padded_sequence(
-        W_e[torch.tensor(ids)], lens, batch_first=True, enforce_sorted=False)
-    out, (h_n, _) = rnn(packed)
-    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
     real = (torch.arange(out.shape[1])[None, :] < lens[:, None])[..., None]
     if pooling == "last":
         v = torch.cat([h_n[-2], h_n[-1]], dim=1)
@@ -231,12 +262,11 @@ def test_classifier_matches_torch(pooling):
         v = out.sum(1) / lens[:, None]
     else:
         v = out.masked_fill(~real, -torch.inf).max(dim=1).values
-    ref = torch.nn.functional.cross_entropy(v @ W_o + b_o, torch.tensor(labels))
+    ref = torch.nn.functional.cross_entropy(twin.logits(v), torch.tensor(labels))
     ref.backward()
     assert loss == pytest.approx(ref.item(), abs=1e-12)
     grads = model.grads()
-    want = {"embed.W": W_e.grad.numpy(), "out.W": W_o.grad.numpy(), "out.b": b_o.grad.numpy()}
-    want.update({f"rnn.{k}": v for k, v in torch_grads_to_rnnkit(rnn).items()})
+    want = twin.grads()
     assert set(want) == set(grads)
     for k, g in grads.items():
         np.testing.assert_allclose(g, want[k], rtol=0, atol=1e-10, err_msg=k)

@@ -4,6 +4,7 @@ exact resume, and one-line errors for bad input."""
 from __future__ import annotations
 
 import io
+import signal
 import sys
 
 import numpy as np
@@ -125,6 +126,36 @@ def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path, sst, caps
         np.testing.assert_array_equal(a.weights[k], b.weights[k], err_msg=k)
     for k in a.train_arrays:  # the weight averages too
         np.testing.assert_array_equal(a.train_arrays[k], b.train_arrays[k], err_msg=k)
+
+
+@pytest.mark.parametrize("command", ["train-classifier", "train-tagger"])
+def test_ctrl_c_saves_warns_and_explains_how_to_resume(tmp_path, capsys, monkeypatch, command):
+    """The shared run helper: on Ctrl-C the warnings so far, then how to continue (status 130);
+    nothing on stdout."""
+    if command == "train-classifier":
+        from rnnkit.train.classify_task import ClassifyTask as task
+        train = classification_file(tmp_path / "train.txt", 40, 0)
+        train.write_text(train.read_text() + "1\n")  # a label without text: skipped, warned
+    else:
+        from rnnkit.train.tag_task import TagTask as task
+        train = tagging_file(tmp_path / "train.txt", 40, 0)
+        train.write_text(train.read_text() + "\nfoo\n")  # a line without its tag
+    real = task.train_batch
+
+    def ctrl_c(self, i, rng):  # pressed during the first batch: the trainer ends it and saves
+        signal.raise_signal(signal.SIGINT)
+        return real(self, i, rng)
+
+    monkeypatch.setattr(task, "train_batch", ctrl_c)
+    out = tmp_path / "run"
+    code, stdout, err = run([command, "--train", train, "--skip-bad", "--epochs", 2, "--out",
+                             out, *TINY], capsys)
+    assert code == 130 and stdout == ""
+    lines = err.splitlines()
+    assert lines[-2].startswith(f"rnnkit {command}: warning: {train}: skipped 1 bad")
+    assert lines[-1] == (f"rnnkit {command}: interrupted; checkpoint saved in {out / 'last'}; "
+                         f"continue with --out {out} --resume")
+    assert load_checkpoint(out / "last").train_meta["step"] == 1
 
 
 def test_eval_with_an_unseen_label_is_a_one_line_error(tmp_path, sst, capsys):

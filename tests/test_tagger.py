@@ -8,6 +8,7 @@ import doctest
 import numpy as np
 import pytest
 from gradcheck import check_module_grads
+from test_classifier import TorchTwin, randomize
 
 import rnnkit.models.tagger
 from rnnkit.errors import ConfigError
@@ -17,13 +18,6 @@ from rnnkit.text.vocab import Vocab
 
 LENGTHS = np.array([4, 2, 1])
 V, K = 8, 3
-
-
-def randomize(model, seed=0, scale=0.9):
-    rng = np.random.default_rng(seed)
-    for p in model.parameters().values():
-        p[...] = rng.uniform(-scale, scale, p.shape)
-    return model
 
 
 def make_tagger(chars=True, cell="lstm", char_cell="lstm", num_layers=1, bidirectional=True,
@@ -137,28 +131,17 @@ def test_rows_do_not_depend_on_their_batch():
 
 def test_tagger_matches_torch_without_chars():
     torch = pytest.importorskip("torch")
-    from rnnkit.interop import to_torch, torch_grads_to_rnnkit
-
     model = make_tagger(False, num_layers=2).eval()
     ids, _, tags = random_batch(6)
     model.zero_grad()
     loss, _ = model.loss(ids, LENGTHS, tags)
-    W_e = torch.tensor(model.embed.param["W"], requires_grad=True)
-    W_o = torch.tensor(model.out.param["W"], requires_grad=True)
-    b_o = torch.tensor(model.out.param["b"], requires_grad=True)
-    rnn = to_torch(model.rnn)
-    lens = torch.tensor(LENGTHS)
-    packed = torch.nn.utils.rnn.pack_padded_sequence(
-        W_e[torch.tensor(ids)], lens, batch_first=True, enforce_sorted=False)
-    out, _ = rnn(packed)
-    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
-    logits = out @ W_o + b_o
-    real = torch.arange(ids.shape[1])[None, :] < lens[:, None]
-    ref = torch.nn.functional.cross_entropy(logits[real], torch.tensor(tags)[real])
+    twin = TorchTwin(model)
+    out, _ = twin.recurrent(ids, LENGTHS)
+    real = torch.arange(ids.shape[1])[None, :] < torch.tensor(LENGTHS)[:, None]
+    ref = torch.nn.functional.cross_entropy(twin.logits(out)[real], torch.tensor(tags)[real])
     ref.backward()
     assert loss == pytest.approx(ref.item(), abs=1e-12)
-    want = {"embed.W": W_e.grad.numpy(), "out.W": W_o.grad.numpy(), "out.b": b_o.grad.numpy()}
-    want.update({f"rnn.{k}": v for k, v in torch_grads_to_rnnkit(rnn).items()})
+    want = twin.grads()
     for k, g in model.grads().items():
         np.testing.assert_allclose(g, want[k], rtol=0, atol=1e-10, err_msg=k)
 

@@ -2,7 +2,8 @@
 
 Data: one example per line, ``label<TAB>text`` or ``label text`` (SST), or CSV with a header
 (``--label-column``, ``--text-column``).  The best checkpoint (by validation accuracy) is
-tested on ``--test`` at the end.
+tested on ``--test`` at the end.  ``train-tagger`` (:mod:`rnnkit.cli.train_tagger`) takes its
+model options, their mapping onto the library's arguments and :func:`run_training` from here.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ def add_model_arguments(p, *, embed=128, hidden=128, bidirectional=True):
                    help="random embeddings: U(-0.1, 0.1) or N(0, 1) (PyTorch's)")
     m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     return m
+
+
+def model_options(args) -> dict:
+    """The model config fields that :func:`add_model_arguments`' options set."""
+    return {"cell": args.cell, "embed_size": args.embed, "hidden_size": args.hidden,
+            "num_layers": args.layers, "bidirectional": args.bidirectional,
+            "dropout": args.dropout, "embed_dropout": args.embed_dropout,
+            "word_dropout": args.word_dropout, "freeze_embeddings": args.freeze_vectors,
+            "embed_init": args.embed_init, "dtype": args.dtype}
 
 
 def add_arguments(p) -> None:
@@ -84,38 +94,56 @@ def trainer_options(args, out):
     return resume_train_config(args, saved)
 
 
+def common_options(args, out) -> dict:
+    """The keyword arguments of ``train_classifier`` and ``train_tagger`` that both commands
+    set from the same options: trainer, output, file format and encoding, vocabulary, vectors,
+    batch size, resume, bad lines, echo."""
+    return {"train_config": trainer_options(args, out), "out": out, "fmt": args.format,
+            "encoding": args.encoding, "lowercase": args.lowercase,
+            "min_count": args.min_count, "max_vocab": args.max_vocab, "vectors": args.vectors,
+            "batch_size": args.batch_size, "resume": args.resume,
+            "on_error": "skip" if args.skip_bad else "raise", "echo": echo}
+
+
+def run_training(command: str, out, fit, format_test) -> int:
+    """Run ``fit()``, a one-call training helper returning ``(model, vocab, summary)``; the
+    warnings it raised go to stderr, one line each, then ``format_test(summary["test"])`` (with
+    test data) and where the checkpoints are to stdout.  Ctrl-C stops it with exit status 130
+    and says how to resume."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            _, _, summary = fit()
+        except KeyboardInterrupt:
+            print_warnings(caught, command)
+            echo(f"rnnkit {command}: interrupted; checkpoint saved in {out / 'last'}; "
+                 f"continue with --out {out} --resume")
+            return 130
+    print_warnings(caught, command)
+    test = summary.get("test")
+    if test:
+        print(format_test(test))
+    print(f"checkpoint: {out / 'best'} (last: {out / 'last'})")
+    return 0
+
+
+def format_test(test: dict) -> str:
+    """The line of test figures printed at the end."""
+    return f"test accuracy: {test['accuracy']:.4f}  macro-F1: {test['macro_f1']:.4f}"
+
+
 def run(args) -> int:
     from ..train.classify_task import train_classifier
 
     out = out_dir(args, "classifier")
-    model_config = {
-        "cell": args.cell, "embed_size": args.embed, "hidden_size": args.hidden,
-        "num_layers": args.layers, "bidirectional": args.bidirectional,
-        "pooling": args.pooling, "dropout": args.dropout, "embed_dropout": args.embed_dropout,
-        "word_dropout": args.word_dropout, "freeze_embeddings": args.freeze_vectors,
-        "embed_init": args.embed_init, "dtype": args.dtype}
+    model_config = {**model_options(args), "pooling": args.pooling}
     echo(f"rnnkit train-classifier: {'bi' if args.bidirectional else ''}"
          f"{args.cell.upper()} {args.layers}x{args.hidden}, {args.pooling} pooling -> {out}")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            _, _, summary = train_classifier(
-                args.train, args.valid, args.test, model_config=model_config,
-                train_config=trainer_options(args, out), out=out, fmt=args.format,
-                encoding=args.encoding, label_column=args.label_column,
-                text_column=args.text_column, lowercase=args.lowercase,
-                min_count=args.min_count, max_vocab=args.max_vocab,
-                min_label_count=args.min_label_count, vectors=args.vectors,
-                batch_size=args.batch_size, resume=args.resume,
-                on_error="skip" if args.skip_bad else "raise", echo=echo)
-        except KeyboardInterrupt:
-            print_warnings(caught, "train-classifier")
-            echo(f"rnnkit train-classifier: interrupted; checkpoint saved in {out / 'last'}; "
-                 f"continue with --out {out} --resume")
-            return 130
-    print_warnings(caught, "train-classifier")
-    test = summary.get("test")
-    if test:
-        print(f"test accuracy: {test['accuracy']:.4f}  macro-F1: {test['macro_f1']:.4f}")
-    print(f"checkpoint: {out / 'best'} (last: {out / 'last'})")
-    return 0
+
+    def fit():
+        return train_classifier(
+            args.train, args.valid, args.test, model_config=model_config,
+            label_column=args.label_column, text_column=args.text_column,
+            min_label_count=args.min_label_count, **common_options(args, out))
+
+    return run_training("train-classifier", out, fit, format_test)

@@ -8,10 +8,15 @@ tested on ``--test`` at the end.
 from __future__ import annotations
 
 import argparse
-import warnings
 
 from .common import add_train_arguments, out_dir
-from .train_classifier import add_model_arguments, echo, print_warnings, trainer_options
+from .train_classifier import (
+    add_model_arguments,
+    common_options,
+    echo,
+    model_options,
+    run_training,
+)
 
 
 def add_arguments(p) -> None:
@@ -44,46 +49,31 @@ def add_arguments(p) -> None:
     add_train_arguments(p, epochs=10, lr=2e-3, batch_size=32)
 
 
+def format_test(test: dict) -> str:
+    """The line of test figures printed at the end."""
+    line = f"test accuracy: {test['accuracy']:.4f}"
+    if "oov_accuracy" in test:
+        line += f"  unseen-word accuracy: {test['oov_accuracy']:.4f}"
+    if "span_f1" in test:
+        line += f"  span F1: {test['span_f1']:.4f}"
+    return line
+
+
 def run(args) -> int:
     from ..train.tag_task import train_tagger
 
     out = out_dir(args, "tagger")
-    model_config = {
-        "cell": args.cell, "embed_size": args.embed, "hidden_size": args.hidden,
-        "num_layers": args.layers, "bidirectional": args.bidirectional,
-        "dropout": args.dropout, "embed_dropout": args.embed_dropout,
-        "word_dropout": args.word_dropout, "freeze_embeddings": args.freeze_vectors,
-        "embed_init": args.embed_init, "dtype": args.dtype}
+    model_config = model_options(args)
     if args.chars:
         model_config.update(char_cell=args.char_cell, char_embed_size=args.char_embed,
                             char_hidden_size=args.char_hidden)
     chars = f" + char {args.char_cell.upper()} {args.char_hidden}" if args.chars else ""
     echo(f"rnnkit train-tagger: {'bi' if args.bidirectional else ''}{args.cell.upper()} "
          f"{args.layers}x{args.hidden}{chars} -> {out}")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            _, _, summary = train_tagger(
-                args.train, args.valid, args.test, model_config=model_config,
-                train_config=trainer_options(args, out), out=out, fmt=args.format,
-                column=args.column,
-                encoding=args.encoding, lowercase=args.lowercase, min_count=args.min_count,
-                max_vocab=args.max_vocab, chars=args.chars, max_chars=args.max_chars,
-                vectors=args.vectors, batch_size=args.batch_size, resume=args.resume,
-                on_error="skip" if args.skip_bad else "raise", echo=echo)
-        except KeyboardInterrupt:
-            print_warnings(caught, "train-tagger")
-            echo(f"rnnkit train-tagger: interrupted; checkpoint saved in {out / 'last'}; "
-                 f"continue with --out {out} --resume")
-            return 130
-    print_warnings(caught, "train-tagger")
-    test = summary.get("test")
-    if test:
-        line = f"test accuracy: {test['accuracy']:.4f}"
-        if "oov_accuracy" in test:
-            line += f"  unseen-word accuracy: {test['oov_accuracy']:.4f}"
-        if "span_f1" in test:
-            line += f"  span F1: {test['span_f1']:.4f}"
-        print(line)
-    print(f"checkpoint: {out / 'best'} (last: {out / 'last'})")
-    return 0
+
+    def fit():
+        return train_tagger(
+            args.train, args.valid, args.test, model_config=model_config, column=args.column,
+            chars=args.chars, max_chars=args.max_chars, **common_options(args, out))
+
+    return run_training("train-tagger", out, fit, format_test)

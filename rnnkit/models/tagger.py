@@ -14,7 +14,10 @@ spelling (suffixes, capitals, digits, hyphens) still reaches the tagger.  Word d
 
 The character encoder runs once per *distinct* word of a batch: a
 :class:`~rnnkit.text.labeled.CharBatch` holds the character ids of the U distinct words
-(U, Lc), their lengths (U,) and, for every position of the batch, which of them it is (B, T).  :meth:`rnnkit.text.labeled.CharTable.batch` builds one.
+(U, Lc), their lengths (U,) and, for every position of the batch, which of them it is (B, T);
+:meth:`rnnkit.text.labeled.CharTable.batch` builds one.  The word embedding, recurrent stack
+and output layer are built by :class:`~rnnkit.models.word_rnn.WordRNN` (shared with the
+classifier); the character encoder joins them through :meth:`SequenceTagger.add_features`.
 
 >>> cfg = TaggerConfig(vocab_size=20, num_tags=4, embed_size=6, hidden_size=5,
 ...                    char_vocab_size=10, char_embed_size=3, char_hidden_size=4)
@@ -35,20 +38,20 @@ import numpy as np
 from .. import init as initializers
 from ..checks import check_array, check_ids, check_lengths
 from ..errors import ConfigError
-from ..layers import Dropout, Embedding, Linear
-from ..losses import softmax, softmax_cross_entropy
+from ..layers import Embedding
+from ..losses import softmax_cross_entropy
 from ..module import Module
 from ..recurrent import make_recurrent
 from ..text.labeled import CharBatch
-from .classifier import (
+from .pooling import pool_backward, pool_forward
+from .word_rnn import (
     PAD_ID,
-    _check_common,
-    _from_dict,
+    WordRNN,
     check_batch,
-    copy_vectors,
+    check_common,
+    config_from_dict,
     word_dropout,
 )
-from .pooling import pool_backward, pool_forward
 
 
 @dataclass
@@ -74,7 +77,7 @@ class TaggerConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        _check_common(self, "TaggerConfig")
+        check_common(self, "TaggerConfig")
         if not isinstance(self.num_tags, int) or self.num_tags < 1:
             raise ConfigError(f"TaggerConfig: num_tags must be a positive integer, got "
                               f"{self.num_tags!r}")
@@ -95,7 +98,7 @@ class TaggerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TaggerConfig:
-        return _from_dict(cls, d, "tagger")
+        return config_from_dict(cls, d, "tagger")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,35 +132,23 @@ class CharEncoder(Module):
         self.embed.backward(dx, emb_cache)
 
 
-class SequenceTagger(Module):
+class SequenceTagger(WordRNN):
     """Many-to-many network: one tag per word.  See the module docstring."""
 
     kind = "tagger"
 
     def __init__(self, cfg: TaggerConfig, rng=None):
-        super().__init__()
-        self.cfg = cfg
-        rng = initializers.as_rng(rng)
-        dt = cfg.dtype
-        self.embed = self.add_module("embed", Embedding(
-            cfg.vocab_size, cfg.embed_size, init=cfg.embed_init, init_scale=0.1,
-            padding_idx=PAD_ID, dtype=dt, rng=rng))
+        super().__init__(cfg, cfg.num_tags, rng)
+
+    def add_features(self, rng: np.random.Generator) -> int:
+        """The character encoder, if ``cfg.char_vocab_size``: its 2Hc features per word."""
+        cfg = self.cfg
         self.chars = None
         if cfg.char_vocab_size:
             self.chars = self.add_module("chars", CharEncoder(
                 cfg.char_vocab_size, cfg.char_embed_size, cfg.char_hidden_size, cfg.char_cell,
-                dtype=dt, rng=rng))
-        self.rnn = self.add_module("rnn", make_recurrent(
-            cfg.cell, cfg.embed_size + cfg.char_features, cfg.hidden_size, cfg.num_layers,
-            bidirectional=cfg.bidirectional, dropout=cfg.dropout, dtype=dt, rng=rng))
-        self.out = self.add_module("out", Linear(self.rnn.output_size, cfg.num_tags, dtype=dt,
-                                                 rng=rng))
-        self.drop_e = self.add_module("drop_e", Dropout(cfg.embed_dropout))
-        self.drop_o = self.add_module("drop_o", Dropout(cfg.dropout))
-
-    def set_embeddings(self, vectors: np.ndarray, rows: np.ndarray) -> None:
-        """Copy pre-trained ``vectors`` (N, E) into the word-embedding rows ``rows`` (N,)."""
-        copy_vectors(self.embed, vectors, rows)
+                dtype=cfg.dtype, rng=rng))
+        return cfg.char_features
 
     def _check_chars(self, chars, B: int, T: int) -> CharBatch:
         if self.chars is None:
@@ -231,11 +222,4 @@ class SequenceTagger(Module):
 
     def predict_proba(self, ids, lengths=None, chars: CharBatch | None = None) -> np.ndarray:
         """Tag probabilities (B, T, K), in evaluation mode (no dropout)."""
-        was = self.training
-        self.eval()
-        try:
-            logits, _ = self.forward(ids, lengths, chars)
-        finally:
-            self.train(was)
-        return softmax(logits.astype(np.float64))
-
+        return self._predict_proba(ids, lengths, chars)

@@ -16,7 +16,8 @@ Python use::
     summary["test"]          # {"loss": ..., "accuracy": ..., "macro_f1": ...}
 
 or build a :class:`ClassifyTask` around a :class:`~rnnkit.models.classifier.SequenceClassifier`
-and hand it to :class:`~rnnkit.train.trainer.Trainer` (the helper's body shows how).
+and hand it to :class:`~rnnkit.train.trainer.Trainer` (the helper's body and
+:func:`~rnnkit.train.epoch_task.fit_and_test` show how).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError, DataError
+from ..errors import DataError
 from ..losses import softmax_cross_entropy
 from ..metrics import accuracy, confusion_matrix, macro_f1
 from ..models.classifier import ClassifierConfig, SequenceClassifier
@@ -36,14 +37,13 @@ from ..text.labeled import (
     check_label_counts,
     encode_sequences,
     epoch_rng,
-    load_vectors,
     num_bucket_batches,
     pad_batch,
     read_classification,
 )
 from ..text.vocab import Vocab
-from .epoch_task import EpochOrderTask
-from .trainer import TrainConfig, Trainer
+from .epoch_task import EpochOrderTask, fit_and_test, resume_setup, set_vectors
+from .trainer import TrainConfig
 
 
 class ClassifierVocab:
@@ -175,8 +175,6 @@ def train_classifier(train, valid=None, test=None, *, model_config: dict | None 
     one without validation data), its vocabulary, and the trainer's summary plus
     ``summary["test"]``.
     """
-    from ..checkpoint import load_checkpoint
-
     tcfg = train_config or TrainConfig()
     out = Path(out)
     info = {"format": fmt, "encoding": encoding, "label_column": label_column,
@@ -186,14 +184,8 @@ def train_classifier(train, valid=None, test=None, *, model_config: dict | None 
     train = _read(train, *read)
     valid, test = _read(valid, *read), _read(test, *read)
     if resume:
-        ck = load_checkpoint(out / "last", kind="classifier", weights_only=True)
-        try:
-            vocab = ClassifierVocab.from_dict(ck.vocab)
-            cfg = ClassifierConfig.from_dict(ck.config["model"])
-            batch_size = int(ck.config.get("batch_size", batch_size))
-            info = ck.config.get("data", info)
-        except (KeyError, TypeError) as e:
-            raise CheckpointError(f"{ck.path}: config unreadable ({e})") from None
+        vocab, cfg, batch_size, info = resume_setup(out, "classifier", ClassifierVocab,
+                                                    ClassifierConfig, batch_size, info)
     else:
         if min_label_count > 1:
             check_label_counts(train, min_label_count)
@@ -205,19 +197,8 @@ def train_classifier(train, valid=None, test=None, *, model_config: dict | None 
                                **(model_config or {}))
     model = SequenceClassifier(cfg, rng=np.random.default_rng(tcfg.seed))
     if vectors is not None and not resume:
-        vecs, rows, _ = load_vectors(vectors, vocab.words)
-        model.set_embeddings(vecs, rows)
-        echo(f"pre-trained vectors: {len(rows):,} of {len(vocab.words) - 2:,} words found in "
-             f"{vectors}")
-        info["vectors"] = str(vectors)
+        set_vectors(model, vocab.words, vectors, info, echo)
     task = ClassifyTask(model, vocab, train, valid, test, batch_size=batch_size,
                         seed=tcfg.seed, data_info=info)
-    trainer = Trainer(task, tcfg, out, resume=resume, echo=echo, reserve_s=reserve_s)
-    summary = trainer.fit()
-    best = out / ("best" if valid is not None else "last")
-    ck = load_checkpoint(best, kind="classifier", weights_only=True)
-    model.load_state_dict(ck.weights)
-    model.eval()
-    if test is not None:
-        summary["test"] = task.evaluate("test")
+    summary = fit_and_test(task, tcfg, out, resume=resume, echo=echo, reserve_s=reserve_s)
     return model, vocab, summary

@@ -1,8 +1,17 @@
-"""What the classification and tagging tasks share with the trainer: their only state is the
+"""What the classification and tagging tasks share: with the trainer, their only state is the
 epoch whose shuffled order they follow (derived from the seed), and their checkpoint payload
-is the model config plus the vocabulary."""
+is the model config plus the vocabulary; in their one-call helpers (``train_classifier``,
+``train_tagger``), restoring a run to resume, loading pre-trained vectors, and training then
+testing the best checkpoint."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+from ..checkpoint import load_checkpoint
+from ..errors import CheckpointError
+from ..text.labeled import load_vectors
+from .trainer import TrainConfig, Trainer
 
 
 class EpochOrderTask:
@@ -19,3 +28,44 @@ class EpochOrderTask:
         config = {"model": self.model.cfg.to_dict(), "data": self.data_info,
                   "batch_size": self.B}
         return config, self.vocab.to_dict()
+
+
+def resume_setup(out: Path, kind: str, vocab_class, config_class, batch_size: int,
+                 data_info: dict):
+    """``(vocab, model config, batch size, data info)`` saved in the run's last checkpoint
+    (``out/last``, of ``kind``); the batch size and data info given are kept where the
+    checkpoint has none."""
+    ck = load_checkpoint(out / "last", kind=kind, weights_only=True)
+    try:
+        vocab = vocab_class.from_dict(ck.vocab)
+        cfg = config_class.from_dict(ck.config["model"])
+        batch_size = int(ck.config.get("batch_size", batch_size))
+        data_info = ck.config.get("data", data_info)
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{ck.path}: config unreadable ({e})") from None
+    return vocab, cfg, batch_size, data_info
+
+
+def set_vectors(model, words, vectors, data_info: dict, echo) -> None:
+    """Copy the pre-trained ``vectors`` (a GloVe/word2vec text file) of the words in ``words``
+    into the model's embedding, say how many were found, and note the file in ``data_info``."""
+    vecs, rows, _ = load_vectors(vectors, words)
+    model.set_embeddings(vecs, rows)
+    echo(f"pre-trained vectors: {len(rows):,} of {len(words) - 2:,} words found in {vectors}")
+    data_info["vectors"] = str(vectors)
+
+
+def fit_and_test(task, train_config: TrainConfig, out: Path, *, resume: bool, echo,
+                 reserve_s: float) -> dict:
+    """Train ``task`` with the :class:`Trainer`, load the best checkpoint (the last one without
+    validation data) into ``task.model``, leave it in evaluation mode and, with test data,
+    add ``summary["test"]``.  Returns the trainer's summary."""
+    summary = Trainer(task, train_config, out, resume=resume, echo=echo,
+                      reserve_s=reserve_s).fit()
+    best = out / ("best" if "valid" in task.splits else "last")
+    ck = load_checkpoint(best, kind=task.kind, weights_only=True)
+    task.model.load_state_dict(ck.weights)
+    task.model.eval()
+    if "test" in task.splits:
+        summary["test"] = task.evaluate("test")
+    return summary

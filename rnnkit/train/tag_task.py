@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError, DataError
+from ..errors import DataError
 from ..losses import softmax_cross_entropy
 from ..metrics import span_prf
 from ..models.tagger import SequenceTagger, TaggerConfig
@@ -34,14 +34,13 @@ from ..text.labeled import (
     encode_sequences,
     epoch_rng,
     is_bio,
-    load_vectors,
     num_bucket_batches,
     pad_batch,
     read_tagged,
 )
 from ..text.vocab import Vocab
-from .epoch_task import EpochOrderTask
-from .trainer import TrainConfig, Trainer
+from .epoch_task import EpochOrderTask, fit_and_test, resume_setup, set_vectors
+from .trainer import TrainConfig
 
 
 class TaggerVocab:
@@ -225,8 +224,6 @@ def train_tagger(train, valid=None, test=None, *, model_config: dict | None = No
     adds the character encoder.  Returns ``(model, vocab, summary)`` with
     ``summary["test"]`` when there is test data.
     """
-    from ..checkpoint import load_checkpoint
-
     tcfg = train_config or TrainConfig()
     out = Path(out)
     info = {"format": fmt, "column": column, "encoding": encoding,
@@ -239,14 +236,8 @@ def train_tagger(train, valid=None, test=None, *, model_config: dict | None = No
 
     train, valid, test = read(train), read(valid), read(test)
     if resume:
-        ck = load_checkpoint(out / "last", kind="tagger", weights_only=True)
-        try:
-            vocab = TaggerVocab.from_dict(ck.vocab)
-            cfg = TaggerConfig.from_dict(ck.config["model"])
-            batch_size = int(ck.config.get("batch_size", batch_size))
-            info = ck.config.get("data", info)
-        except (KeyError, TypeError) as e:
-            raise CheckpointError(f"{ck.path}: config unreadable ({e})") from None
+        vocab, cfg, batch_size, info = resume_setup(out, "tagger", TaggerVocab, TaggerConfig,
+                                                    batch_size, info)
     else:
         vocab = TaggerVocab.fit(train, min_count, max_vocab, lowercase, chars, max_chars)
         extra = dict(model_config or {})
@@ -255,18 +246,8 @@ def train_tagger(train, valid=None, test=None, *, model_config: dict | None = No
         cfg = TaggerConfig(vocab_size=len(vocab.words), num_tags=len(vocab.tags), **extra)
     model = SequenceTagger(cfg, rng=np.random.default_rng(tcfg.seed))
     if vectors is not None and not resume:
-        vecs, rows, _ = load_vectors(vectors, vocab.words)
-        model.set_embeddings(vecs, rows)
-        echo(f"pre-trained vectors: {len(rows):,} of {len(vocab.words) - 2:,} words found in "
-             f"{vectors}")
-        info["vectors"] = str(vectors)
+        set_vectors(model, vocab.words, vectors, info, echo)
     task = TagTask(model, vocab, train, valid, test, batch_size=batch_size, seed=tcfg.seed,
                    data_info=info)
-    summary = Trainer(task, tcfg, out, resume=resume, echo=echo, reserve_s=reserve_s).fit()
-    ck = load_checkpoint(out / ("best" if valid is not None else "last"), kind="tagger",
-                         weights_only=True)
-    model.load_state_dict(ck.weights)
-    model.eval()
-    if test is not None:
-        summary["test"] = task.evaluate("test")
+    summary = fit_and_test(task, tcfg, out, resume=resume, echo=echo, reserve_s=reserve_s)
     return model, vocab, summary
