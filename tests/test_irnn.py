@@ -60,3 +60,41 @@ def test_identity_init_is_for_the_vanilla_rnn_only():
     for klass in (GRU, LSTM):
         with pytest.raises(ConfigError, match="vanilla RNN only"):
             klass(3, 4, init="identity")
+
+
+def test_language_model_takes_the_identity_init():
+    from rnnkit.models.lm import LanguageModel, LMConfig
+
+    cfg = LMConfig(vocab_size=9, cell="rnn", embed_size=4, hidden_size=5, num_layers=2,
+                   nonlinearity="relu", init="identity", init_scale=0.5, dtype="float64")
+    lm = LanguageModel(cfg, rng=0)
+    for name, p in lm.parameters().items():
+        if name.endswith("W_h"):
+            np.testing.assert_array_equal(p, 0.5 * np.eye(5))
+    assert LMConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="vanilla RNN"):
+        LMConfig(vocab_size=9, cell="gru", init="identity")
+    with pytest.raises(ConfigError, match="init must be"):
+        LMConfig(vocab_size=9, init="zeros")
+
+
+def test_rnnkit_train_init_identity(tmp_path, capsys):
+    from rnnkit.checkpoint import load_checkpoint
+    from rnnkit.cli.main import main
+
+    text = tmp_path / "t.txt"
+    text.write_text("abcabcabd\n" * 40, encoding="utf-8")
+    common = ["train", "--data", str(text), "--hidden", "8", "--embed", "4", "--layers", "1",
+              "--bptt", "8", "--batch-size", "2", "--no-progress", "--sample-length", "0",
+              "--max-steps", "3"]
+    assert main([*common, "--cell", "rnn", "--nonlinearity", "relu", "--init", "identity",
+                 "--out", str(tmp_path / "r")]) == 0
+    model = load_checkpoint(tmp_path / "r" / "last").config["model"]
+    assert (model["init"], model["init_scale"]) == ("identity", 1.0)  # the IRNN default
+    assert main([*common, "--init", "uniform", "--out", str(tmp_path / "u")]) == 0
+    assert load_checkpoint(tmp_path / "u" / "last").config["model"]["init_scale"] == 0.1
+    capsys.readouterr()
+    assert main([*common, "--cell", "lstm", "--init", "identity",
+                 "--out", str(tmp_path / "l")]) == 2
+    assert "--init identity is for --cell rnn only" in capsys.readouterr().err
+    assert not (tmp_path / "l").exists()

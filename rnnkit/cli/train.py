@@ -53,9 +53,12 @@ def add_arguments(p) -> None:
     m.add_argument("--dropout", type=float, default=0.0, help="dropout between layers")
     m.add_argument("--tie-weights", action="store_true",
                    help="share embedding and output weights (needs --embed == --hidden)")
-    m.add_argument("--init", choices=("default", "uniform"), default="default",
-                   help="Xavier/orthogonal weights, or U(-a, a) with a = --init-scale")
-    m.add_argument("--init-scale", type=float, default=0.1, help="a for --init uniform")
+    m.add_argument("--init", choices=("default", "uniform", "identity"), default="default",
+                   help="Xavier/orthogonal weights; U(-a, a) with a = --init-scale; or, for "
+                        "--cell rnn (with --nonlinearity relu: IRNN), W_h = --init-scale x I")
+    m.add_argument("--init-scale", type=float, default=None,
+                   help="a for --init uniform; the scale of I for --init identity "
+                        "(default: 0.1 for uniform, 1.0 for identity)")
     m.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh",
                    help="for --cell rnn")
     m.add_argument("--dtype", choices=("float32", "float64"), default="float32",
@@ -136,7 +139,7 @@ def _encode(tokenizer, texts: dict) -> dict:
 
 def run(args) -> int:
     from ..checkpoint import load_checkpoint
-    from ..errors import CheckpointError, DataError
+    from ..errors import CheckpointError, ConfigError, DataError
     from ..models.lm import LanguageModel, LMConfig
     from ..text.tokenizers import make_tokenizer, tokenizer_from_dict
     from ..train.lm_task import LMTask
@@ -146,6 +149,10 @@ def run(args) -> int:
         from ..tasks.ngram import train_ngram_cli
 
         return train_ngram_cli(args, load_data(args))
+    if args.init_scale is None:  # the default depends on the kind of initialisation
+        args.init_scale = 1.0 if args.init == "identity" else 0.1
+    if args.init == "identity" and args.cell != "rnn":
+        raise ConfigError("--init identity is for --cell rnn only (IRNN: add --nonlinearity relu)")
     t0 = time.monotonic()
     out = out_dir(args, "lm")
     ck = None

@@ -32,6 +32,7 @@ class LMConfig:
     dropout: float = 0.0
     tie_weights: bool = False
     init: str = "default"  # "default" (Xavier / orthogonal) | "uniform" (+-init_scale)
+    #                        | "identity" (RNN: W_h = init_scale * I, Le et al. 2015)
     init_scale: float = 0.1
     nonlinearity: str = "tanh"
     dtype: str = "float32"
@@ -45,6 +46,10 @@ class LMConfig:
                 raise ConfigError(f"{k} must be a positive integer, got {v!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.init not in ("default", "uniform", "identity"):
+            raise ConfigError(f"init must be default, uniform or identity, got {self.init!r}")
+        if self.init == "identity" and self.cell != "rnn":
+            raise ConfigError("init 'identity' is for the vanilla RNN (--cell rnn) only")
         if self.tie_weights and self.embed_size != self.hidden_size:
             raise ConfigError(
                 f"tie_weights needs embed_size == hidden_size, got {self.embed_size} and "
@@ -88,8 +93,7 @@ class LanguageModel(Module):
         opts = {"nonlinearity": cfg.nonlinearity} if cfg.cell == "rnn" else {}
         self.rnn = self.add_module("rnn", make_recurrent(
             cfg.cell, cfg.embed_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
-            init="uniform" if uni else "default", init_scale=cfg.init_scale, dtype=cfg.dtype,
-            rng=rng, **opts))
+            init=cfg.init, init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng, **opts))
         if cfg.tie_weights:
             self.add_param("b_out", np.zeros(cfg.vocab_size, cfg.dtype))
             self.out = None
