@@ -399,3 +399,11 @@ def test_ema_resume_equals_an_uninterrupted_run(tmp_path):
     assert full.ema.updates == second.ema.updates
     _assert_same(load_checkpoint(tmp_path / "a" / "best").weights,
                  load_checkpoint(tmp_path / "b" / "best").weights)
+
+
+def test_huge_figures_are_printed_short():
+    from rnnkit.train.trainer import fmt_figure
+
+    assert fmt_figure(118.27) == "118.2700" and fmt_figure(114.123, 2) == "114.12"
+    assert fmt_figure(float(np.exp(468.9))) == "4.372e+203"
+    assert fmt_figure(float("inf")) == "inf"

@@ -143,7 +143,7 @@ def run(args) -> int:
     from ..models.lm import LanguageModel, LMConfig
     from ..text.tokenizers import make_tokenizer, tokenizer_from_dict
     from ..train.lm_task import LMTask
-    from ..train.trainer import Trainer
+    from ..train.trainer import Trainer, fmt_figure
 
     if getattr(args, "model", "rnn") == "ngram":
         from ..tasks.ngram import train_ngram_cli
@@ -230,7 +230,7 @@ def run(args) -> int:
 
         best, _, _ = load_lm(out / "best")
         r = evaluate_lm(best, ids["test"], args.eval_batch_size, args.bptt)
-        print(f"test perplexity: {r['ppl']:.2f}")
+        print(f"test perplexity: {fmt_figure(r['ppl'], 2)}")
     if args.sample_length > 0:
         from .sample import sample_text
 
@@ -244,12 +244,15 @@ def run(args) -> int:
 def _summary_line(summary: dict, out) -> str:
     """``best valid loss 1.2345 | ppl 3.44 | 1.781 bits/char | 3m00s, 812 steps (time budget
     used) | checkpoint runs/lm-.../best``"""
+    from ..train.trainer import fmt_figure
+
     figures = summary.get("best_figures") or {}
     parts = []
     if "loss" in figures:
-        parts += [f"best valid loss {figures['loss']:.4f}", f"ppl {figures['ppl']:.2f}"]
+        parts += [f"best valid loss {fmt_figure(figures['loss'])}",
+                  f"ppl {fmt_figure(figures['ppl'], 2)}"]
         if "bpc" in figures:
-            parts.append(f"{figures['bpc']:.3f} bits/char")
+            parts.append(f"{fmt_figure(figures['bpc'], 3)} bits/char")
     else:
         parts.append("no validation text")
     m, s = divmod(round(summary["time"]), 60)

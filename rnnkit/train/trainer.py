@@ -170,6 +170,12 @@ class _Swapped:
         return False
 
 
+def fmt_figure(value: float, decimals: int = 4) -> str:
+    """``value`` with ``decimals`` places, or in 4 significant digits once it is huge (the
+    perplexity of a diverging model is a 200-digit number otherwise)."""
+    return f"{value:.{decimals}f}" if abs(value) < 1e6 else f"{value:.4g}"
+
+
 def _better(value, best, mode: str) -> bool:
     if value is None or not math.isfinite(value):
         return False
@@ -458,7 +464,7 @@ class Trainer:
         bar.update(0, loss=mean, ppl=perplexity(mean), tokens_per_s=tps, grad_norm=norm)
         if self.cfg.progress and not self.show_bar and now - self._last_line >= PLAIN_PROGRESS_S:
             self.echo(f"epoch {self.epoch} step {self.step} ({self.batch}/{n_batches}) | "
-                      f"loss {mean:.4f} | ppl {perplexity(mean):.2f} | {tps:,.0f} tok/s | "
+                      f"loss {mean:.4f} | ppl {fmt_figure(perplexity(mean), 2)} | {tps:,.0f} tok/s | "
                       f"|g| {norm:.3g} | {_clock(now - self.t_start)}")
             self._last_line = now
         self._interval = [0.0, 0, now]
@@ -497,8 +503,8 @@ class Trainer:
         self._record = record
         parts = [f"epoch {epoch}" + (" (partial)" if partial else "")]
         if train_loss is not None:
-            parts.append(f"train loss {train_loss:.4f}")
-        parts += [f"valid {k} {v:.4f}" for k, v in figures.items()
+            parts.append(f"train loss {fmt_figure(train_loss)}")
+        parts += [f"valid {k} {fmt_figure(v)}" for k, v in figures.items()
                   if isinstance(v, float)]
         parts.append(_clock(self.elapsed) + (" *" if improved else ""))
         self.echo(" | ".join(parts))
@@ -526,7 +532,7 @@ class Trainer:
         self.log.log("valid", epoch=self.epoch, step=self.step,
                      time=self.clock() - self.t_start, best=self.best,
                      **{f"valid_{k}": v for k, v in figures.items()})
-        parts = [f"step {self.step}"] + [f"valid {k} {v:.4f}" for k, v in figures.items()
+        parts = [f"step {self.step}"] + [f"valid {k} {fmt_figure(v)}" for k, v in figures.items()
                                           if isinstance(v, float)]
         self.echo(" | ".join(parts) + (" *" if improved else ""))
 
