@@ -89,5 +89,18 @@ def test_whole_model_runs_with_ids_and_monitor_can_be_off():
     assert mon.stats() == [] and mon.record() == {}
 
 
+def test_monitor_sees_no_grad_forwards_too():
+    """An evaluation loss (no-grad forward, which keeps no activations) is counted, and its
+    result is the one without the monitor."""
+    lm = LanguageModel(LMConfig(vocab_size=6, cell="lstm", embed_size=3, hidden_size=4,
+                                num_layers=1), rng=0)
+    ids = np.random.default_rng(1).integers(0, 6, (2, 7))
+    want = lm.loss(ids, ids, backward=False)[0]
+    with GateMonitor(lm) as mon:
+        got = lm.loss(ids, ids, backward=False)[0]
+    assert got == want
+    assert len(mon.stats()) == 4 and all(s.count == 2 * 7 * 4 for s in mon.stats())
+
+
 def test_doctest():
     assert doctest.testmod(gates_mod).failed == 0

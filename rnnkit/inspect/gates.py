@@ -101,6 +101,8 @@ class GateMonitor:
     def __enter__(self) -> Self:
         for name, layer in self.layers:
             def forward(*args, _layer=layer, _name=name, **kwargs):
+                # a no-grad forward keeps no activations: ask for them (same outputs)
+                kwargs["grad"] = True
                 out = type(_layer).forward(_layer, *args, **kwargs)
                 self.add(_name, _layer, out[2])
                 return out
