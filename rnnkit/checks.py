@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ConfigError, ShapeError
 
 
 def _fmt(shape) -> str:
@@ -60,3 +62,14 @@ def check_ids(owner: str, name: str, ids, V: int) -> np.ndarray:
             f"to {int(ids.max())}"
         )
     return ids
+
+
+def config_from_dict(cls, d, what: str):
+    """``cls(**d)`` for a config dataclass read back from JSON, refusing a non-dict and unknown
+    keys with a :class:`ConfigError` naming ``what`` ("unknown trainer config keys: [...]")."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{what} config must be a dict, got {type(d).__name__}")
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown {what} config keys: {sorted(unknown)}")
+    return cls(**d)

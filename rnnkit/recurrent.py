@@ -34,7 +34,7 @@ from .cells import lstm as lstm_cell
 from .cells import rnn as rnn_cell
 from .cells.activations import gate_slice, num_gates
 from .cells.lstm import LSTMState
-from .checks import check_array, check_lengths
+from .checks import check_array, check_lengths, config_from_dict
 from .errors import ConfigError
 from .module import Module
 
@@ -88,10 +88,7 @@ class RecurrentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RecurrentConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown recurrent config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "recurrent")
 
 
 class Direction(Module):

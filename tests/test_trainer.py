@@ -319,6 +319,8 @@ def test_resume_refusals(tmp_path):
 def test_train_config_checks():
     with pytest.raises(ConfigError, match="unknown trainer config keys"):
         TrainConfig.from_dict({"epochs": 2, "warmup": 3})
+    with pytest.raises(ConfigError, match="trainer config must be a dict, got list"):
+        TrainConfig.from_dict([2])
     for bad in ({"epochs": 0}, {"minutes": 0}, {"lr": -1}, {"optimizer": "rmsprop"},
                 {"lr_decay": 1.5}, {"patience": 0}, {"max_steps": 0}, {"clip": -1},
                 {"ema": 1.0}, {"ema": 0.0}):

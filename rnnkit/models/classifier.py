@@ -32,10 +32,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..checks import config_from_dict
 from ..errors import ConfigError
 from ..losses import softmax_cross_entropy
 from .pooling import POOLINGS, pool_backward, pool_forward
-from .word_rnn import WordRNN, check_batch, check_common, config_from_dict, word_dropout
+from .word_rnn import WordRNN, check_batch, check_common, word_dropout
 
 
 @dataclass

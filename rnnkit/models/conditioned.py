@@ -17,13 +17,13 @@ with teacher forcing; the whole target runs through the recurrent layer in one c
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .. import init as initializers
 from ..cells.lstm import LSTMState
-from ..checks import check_array, check_ids
+from ..checks import check_array, check_ids, config_from_dict
 from ..errors import ConfigError, ShapeError
 from ..layers import Embedding, Linear
 from ..losses import softmax_cross_entropy
@@ -75,10 +75,7 @@ class ConditionedConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ConditionedConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown conditioned-generator config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "conditioned-generator")
 
     def to_dict(self) -> dict:
         return asdict(self)

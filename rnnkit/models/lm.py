@@ -7,12 +7,12 @@ needs ``embed_size == hidden_size``), so its gradient is the sum of both uses.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .. import init as initializers
-from ..checks import check_ids
+from ..checks import check_ids, config_from_dict
 from ..errors import ConfigError
 from ..layers import Embedding, Linear
 from ..losses import softmax_cross_entropy
@@ -57,11 +57,7 @@ class LMConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> LMConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ConfigError(f"unknown language-model config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "language-model")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -41,11 +41,11 @@ querying is ``np.searchsorted``: no Python loop over tokens.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..checks import check_ids
+from ..checks import check_ids, config_from_dict
 from ..errors import CheckpointError, ConfigError
 
 SMOOTHINGS = ("mkn", "kn", "addk")
@@ -80,10 +80,7 @@ class NGramConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> NGramConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown n-gram config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "n-gram")
 
     def to_dict(self) -> dict:
         return asdict(self)

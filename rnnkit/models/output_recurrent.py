@@ -38,12 +38,12 @@ back at the first step of the next window (the prediction made at the last step 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .. import init as initializers
-from ..checks import check_ids
+from ..checks import check_ids, config_from_dict
 from ..errors import ConfigError
 from ..losses import softmax, softmax_cross_entropy
 from ..module import Module
@@ -86,10 +86,7 @@ class ORConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ORConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown output-recurrent config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "output-recurrent")
 
     def to_dict(self) -> dict:
         return asdict(self)

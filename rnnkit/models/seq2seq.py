@@ -36,14 +36,14 @@ backward walks the steps in reverse (BPTT through ``h``, ``c`` and the fed ``h~`
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import init as initializers
 from ..cells.lstm import LSTMState
-from ..checks import check_ids, check_lengths
+from ..checks import check_ids, check_lengths, config_from_dict
 from ..errors import ConfigError, ShapeError
 from ..layers import Embedding, Linear
 from ..losses import log_softmax, softmax_cross_entropy
@@ -133,11 +133,7 @@ class Seq2SeqConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> Seq2SeqConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ConfigError(f"unknown seq2seq config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "seq2seq")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import init as initializers
-from ..checks import check_array, check_ids, check_lengths
+from ..checks import check_array, check_ids, check_lengths, config_from_dict
 from ..errors import ConfigError
 from ..layers import Embedding
 from ..losses import softmax_cross_entropy
@@ -49,7 +49,6 @@ from .word_rnn import (
     WordRNN,
     check_batch,
     check_common,
-    config_from_dict,
     word_dropout,
 )
 

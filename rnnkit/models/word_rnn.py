@@ -21,8 +21,6 @@ Vocabulary convention (:mod:`rnnkit.text.vocab`): ``<pad>`` is id 0, ``<unk>`` i
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 import numpy as np
 
 from .. import init as initializers
@@ -52,17 +50,6 @@ def check_common(cfg, name: str) -> None:
         raise ConfigError(f"{name}: embed_init must be uniform or normal, got {cfg.embed_init!r}")
     if cfg.dtype not in ("float32", "float64"):
         raise ConfigError(f"{name}: dtype must be float32 or float64, got {cfg.dtype!r}")
-
-
-def config_from_dict(cls, d: dict, what: str):
-    """``cls(**d)`` for a config dataclass, refusing a non-dict and unknown keys."""
-    if not isinstance(d, dict):
-        raise ConfigError(f"{what} config must be a dict, got {type(d).__name__}")
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ConfigError(f"unknown {what} config keys: {sorted(unknown)}")
-    return cls(**d)
 
 
 def word_dropout(ids: np.ndarray, lengths: np.ndarray, p: float, rng) -> np.ndarray:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..checks import config_from_dict
 from ..errors import ConfigError
 from ..models.seq2seq import BOS_ID, EOS_ID, PAD_ID
 
@@ -70,10 +71,7 @@ class SamplingSchedule:
 
     @classmethod
     def from_dict(cls, d: dict) -> SamplingSchedule:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown scheduled-sampling keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "scheduled-sampling")
 
 
 def make_batch(srcs, tgts=None):

@@ -43,12 +43,13 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checks import config_from_dict
 from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..losses import perplexity
 from ..optim import ReduceOnPlateau, StepDecay, clip_grad_norm, clip_grad_value, make_optimizer
@@ -113,11 +114,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ConfigError(f"unknown trainer config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "trainer")
 
 
 class WeightAverage:
