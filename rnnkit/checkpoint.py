@@ -74,6 +74,22 @@ class Checkpoint:
     train_arrays: dict[str, np.ndarray] | None = field(repr=False)
     manifest: dict = field(repr=False)
 
+    def read(self, parse):
+        """``parse()``, which reads ``config`` and ``vocab`` into objects, with a missing or
+        malformed entry (``KeyError``, ``TypeError``, ``ValueError``) turned into one
+        :class:`CheckpointError` naming this checkpoint."""
+        try:
+            return parse()
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.path}: config or vocabulary unreadable ({e})") from None
+
+    def restore(self, model_cls, cfg):
+        """A ``model_cls(cfg)`` holding these weights, in evaluation mode."""
+        model = model_cls(cfg, rng=0)
+        model.load_state_dict(self.weights)
+        model.eval()
+        return model
+
 
 # -- saving ------------------------------------------------------------------------------------
 

@@ -396,3 +396,22 @@ def test_find_checkpoint(tmp_path):
         find_checkpoint(run / "other")
     with pytest.raises(CheckpointError, match="does not exist"):
         find_checkpoint(tmp_path / "missing")
+
+
+def test_read_and_restore(tmp_path):
+    from rnnkit.errors import CheckpointError
+    from rnnkit.models.lm import LanguageModel, LMConfig
+
+    cfg = LMConfig(vocab_size=7, embed_size=3, hidden_size=4, num_layers=1)
+    model = LanguageModel(cfg, rng=5)
+    save_checkpoint(tmp_path / "ck", kind="lm", config={"model": cfg.to_dict()},
+                    weights=model.state_dict(), vocab={"tokens": []})
+    ck = load_checkpoint(tmp_path / "ck")
+    got = ck.restore(LanguageModel, ck.read(lambda: LMConfig.from_dict(ck.config["model"])))
+    assert not got.training
+    for k, v in model.parameters().items():
+        np.testing.assert_array_equal(got.parameters()[k], v)
+    with pytest.raises(CheckpointError, match="config or vocabulary unreadable .*'missing'"):
+        ck.read(lambda: ck.config["missing"])
+    with pytest.raises(CheckpointError, match="unknown language-model config keys"):
+        ck.read(lambda: LMConfig.from_dict({**ck.config["model"], "extra": 1}))

@@ -205,15 +205,9 @@ def build_from_checkpoint(ck, config_cls, model_cls):
     from ..errors import CheckpointError
     from ..text.tokenizers import tokenizer_from_dict
 
-    try:
-        cfg = config_cls.from_dict(ck.config["model"])
-        tokenizer = tokenizer_from_dict(ck.vocab)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{ck.path}: config or vocabulary unreadable ({e})") from None
+    cfg, tokenizer = ck.read(lambda: (config_cls.from_dict(ck.config["model"]),
+                                      tokenizer_from_dict(ck.vocab)))
     if len(tokenizer.vocab) != cfg.vocab_size:
         raise CheckpointError(f"{ck.path}: vocabulary has {len(tokenizer.vocab)} tokens but the "
                               f"model expects {cfg.vocab_size}")
-    model = model_cls(cfg, rng=0)
-    model.load_state_dict(ck.weights)
-    model.eval()
-    return model, tokenizer, ck
+    return ck.restore(model_cls, cfg), tokenizer, ck

@@ -388,11 +388,9 @@ def load_ngram(path):
     from ..text.tokenizers import tokenizer_from_dict
 
     ck = load_checkpoint(path, kind="ngram", weights_only=True)
-    try:
-        cfg = NGramConfig.from_dict(ck.config["model"])
-        tokenizer = tokenizer_from_dict(ck.vocab) if ck.vocab is not None else None
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{ck.path}: config or vocabulary unreadable ({e})") from None
+    cfg, tokenizer = ck.read(lambda: (
+        NGramConfig.from_dict(ck.config["model"]),
+        tokenizer_from_dict(ck.vocab) if ck.vocab is not None else None))
     if tokenizer is not None and len(tokenizer.vocab) != cfg.vocab_size:
         raise CheckpointError(f"{ck.path}: vocabulary has {len(tokenizer.vocab)} tokens but the "
                               f"model expects {cfg.vocab_size}")

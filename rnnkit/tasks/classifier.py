@@ -22,19 +22,13 @@ def load_classifier(path):
     from ..checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, kind="classifier", weights_only=True)
-    try:
-        cfg = ClassifierConfig.from_dict(ck.config["model"])
-        vocab = ClassifierVocab.from_dict(ck.vocab)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{ck.path}: config or vocabulary unreadable ({e})") from None
+    cfg, vocab = ck.read(lambda: (ClassifierConfig.from_dict(ck.config["model"]),
+                                  ClassifierVocab.from_dict(ck.vocab)))
     if len(vocab.words) != cfg.vocab_size or len(vocab.labels) != cfg.num_classes:
         raise CheckpointError(f"{ck.path}: vocabulary ({len(vocab.words)} words, "
                               f"{len(vocab.labels)} labels) does not match the model "
                               f"({cfg.vocab_size}, {cfg.num_classes})")
-    model = SequenceClassifier(cfg, rng=0)
-    model.load_state_dict(ck.weights)
-    model.eval()
-    return model, vocab, ck
+    return ck.restore(SequenceClassifier, cfg), vocab, ck
 
 
 def predict_proba(model: SequenceClassifier, vocab: ClassifierVocab, texts,

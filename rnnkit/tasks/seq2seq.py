@@ -25,20 +25,15 @@ def load_seq2seq(path):
     from ..checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, kind="seq2seq", weights_only=True)
-    try:
-        cfg = Seq2SeqConfig.from_dict(ck.config["model"])
-        src_tok = SentenceTokenizer.from_dict(ck.vocab["source"])
-        tgt_tok = SentenceTokenizer.from_dict(ck.vocab["target"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{ck.path}: config or vocabulary unreadable ({e})") from None
+    cfg, src_tok, tgt_tok = ck.read(lambda: (
+        Seq2SeqConfig.from_dict(ck.config["model"]),
+        SentenceTokenizer.from_dict(ck.vocab["source"]),
+        SentenceTokenizer.from_dict(ck.vocab["target"])))
     if (len(src_tok.vocab), len(tgt_tok.vocab)) != (cfg.src_vocab_size, cfg.tgt_vocab_size):
         raise CheckpointError(f"{ck.path}: vocabularies ({len(src_tok.vocab)}, "
                               f"{len(tgt_tok.vocab)}) do not match the model "
                               f"({cfg.src_vocab_size}, {cfg.tgt_vocab_size})")
-    model = Seq2Seq(cfg, rng=0)
-    model.load_state_dict(ck.weights)
-    model.eval()
-    return model, src_tok, tgt_tok, ck
+    return ck.restore(Seq2Seq, cfg), src_tok, tgt_tok, ck
 
 
 def _prepare(ck):

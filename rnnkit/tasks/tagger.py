@@ -19,19 +19,13 @@ def load_tagger(path):
     from ..checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, kind="tagger", weights_only=True)
-    try:
-        cfg = TaggerConfig.from_dict(ck.config["model"])
-        vocab = TaggerVocab.from_dict(ck.vocab)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{ck.path}: config or vocabulary unreadable ({e})") from None
+    cfg, vocab = ck.read(lambda: (TaggerConfig.from_dict(ck.config["model"]),
+                                  TaggerVocab.from_dict(ck.vocab)))
     n_chars = 0 if vocab.chars is None else len(vocab.chars)
     if (len(vocab.words), len(vocab.tags), n_chars) != (
             cfg.vocab_size, cfg.num_tags, cfg.char_vocab_size):
         raise CheckpointError(f"{ck.path}: vocabulary does not match the model")
-    model = SequenceTagger(cfg, rng=0)
-    model.load_state_dict(ck.weights)
-    model.eval()
-    return model, vocab, ck
+    return ck.restore(SequenceTagger, cfg), vocab, ck
 
 
 def tag_sentences(model: SequenceTagger, vocab: TaggerVocab, sentences,
