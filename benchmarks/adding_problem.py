@@ -28,9 +28,9 @@ import time
 
 import numpy as np
 
-from rnnkit.layers import Linear
-from rnnkit.optim import clip_grad_norm, make_optimizer
-from rnnkit.recurrent import GRU, LSTM, RNN
+from rnnkit.nn.layers import Linear
+from rnnkit.nn.recurrent import GRU, LSTM, RNN
+from rnnkit.train.optim import clip_grad_norm, make_optimizer
 
 MODELS = ("tanh", "irnn", "gru", "lstm")
 

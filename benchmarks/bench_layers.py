@@ -57,7 +57,7 @@ def make_pair(cell: str, D: int, H: int, L: int):
     import numpy as np
     import torch
 
-    from rnnkit.recurrent import make_recurrent
+    from rnnkit.nn.recurrent import make_recurrent
 
     ours = make_recurrent(cell, D, H, num_layers=L, init="pytorch", rng=np.random.default_rng(0))
     klass = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]

@@ -109,7 +109,7 @@ def make_models(cfg: LMBench, V: int, seed: int = 1):
     from torch import nn
 
     from rnnkit.interop import torch_state_dict
-    from rnnkit.models.lm import LanguageModel, LMConfig
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
 
     ours = LanguageModel(LMConfig(vocab_size=V, cell="lstm", embed_size=cfg.embed,
                                   hidden_size=cfg.hidden, num_layers=cfg.layers,
@@ -142,7 +142,7 @@ def make_models(cfg: LMBench, V: int, seed: int = 1):
 def make_optimizers(cfg: LMBench, ours, theirs):
     import torch
 
-    from rnnkit.optim import SGD, Adam
+    from rnnkit.train.optim import SGD, Adam
 
     if cfg.optimizer == "sgd":
         return SGD(ours.parameters(), lr=cfg.lr), torch.optim.SGD(theirs.parameters(), lr=cfg.lr)
@@ -155,8 +155,8 @@ def check_same(cfg: LMBench, ours, theirs, streams) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from rnnkit.optim import global_norm
     from rnnkit.text.batching import get_window
+    from rnnkit.train.optim import global_norm
 
     x, y = get_window(streams, 0, cfg.T)
     ours.eval()
@@ -191,8 +191,8 @@ def step_fns(cfg: LMBench, mode: str, ours, theirs, streams):
     import torch
     import torch.nn.functional as F
 
-    from rnnkit.optim import clip_grad_norm
     from rnnkit.text.batching import get_window, num_windows
+    from rnnkit.train.optim import clip_grad_norm
 
     n = num_windows(streams, cfg.T)
     windows = [get_window(streams, i, cfg.T) for i in range(n)]

@@ -1,7 +1,7 @@
 """n-gram baselines on Penn Treebank (word level) and Tiny Shakespeare (char level).
 
 For each order 2..5 and each smoothing (modified Kneser-Ney, plain interpolated Kneser-Ney,
-add-k), fits :class:`rnnkit.models.ngram.NGramLM` on the training stream and reports the
+add-k), fits :class:`rnnkit.tasks.ngram.model.NGramLM` on the training stream and reports the
 validation and test perplexity, the number of stored n-grams, and the fit and scoring times.
 Tokens are the same ids an RNN language model sees (word level: ``<eos>`` ends every line;
 PTB's vocabulary is 10,002 with ``<pad>`` and ``<bos>``, which get a tiny share of probability).
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from rnnkit.models.ngram import NGramConfig, NGramLM
+from rnnkit.tasks.ngram.model import NGramConfig, NGramLM
 from rnnkit.text.datasets import DATASETS, load_corpus
 from rnnkit.text.tokenizers import make_tokenizer
 

@@ -4,8 +4,8 @@ For each data set (Tiny Shakespeare, character level, nanoGPT's 90/10 split; PTB
 trains, each for the same wall-clock budget with the shared :class:`~rnnkit.train.trainer.Trainer`
 (Adam, global-norm clip 1):
 
-* ``lstm``: rnnkit's :class:`~rnnkit.models.lm.LanguageModel` with an LSTM stack;
-* ``or-tf``: :class:`~rnnkit.models.output_recurrent.OutputRecurrentLM`, teacher forcing;
+* ``lstm``: rnnkit's :class:`~rnnkit.tasks.lm.model.LanguageModel` with an LSTM stack;
+* ``or-tf``: :class:`~rnnkit.tasks.lm.output_recurrent.OutputRecurrentLM`, teacher forcing;
 * ``or-ss<p>``: the same with scheduled sampling, fed-back token drawn from the model with
   probability p at every step.
 
@@ -13,7 +13,7 @@ and reports training tokens per second (train_batch only: forward, backward; not
 step or validation), then for the best checkpoint the teacher-forced perplexity and, for the
 output-recurrent models, the free-running one (every fed-back token drawn from the model's own
 previous prediction; the true token still arrives as the input).  A Kneser-Ney bigram
-(:mod:`rnnkit.models.ngram`) is listed for reference: teacher-forced, the output-recurrent LM
+(:mod:`rnnkit.tasks.ngram.model`) is listed for reference: teacher-forced, the output-recurrent LM
 conditions on one token, so it *is* a neural bigram model.
 
     RNNKIT_DATA=../shared/data OPENBLAS_NUM_THREADS=1 .venv/bin/python \\
@@ -31,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit.models.lm import LanguageModel, LMConfig, load_lm
-from rnnkit.models.ngram import NGramConfig, NGramLM
-from rnnkit.models.output_recurrent import ORConfig, OutputRecurrentLM, load_output_recurrent
+from rnnkit.tasks.lm.inference import load_lm
+from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+from rnnkit.tasks.lm.output_recurrent import ORConfig, OutputRecurrentLM
+from rnnkit.tasks.lm.output_recurrent_task import OutputRecurrentTask, evaluate_free_running
+from rnnkit.tasks.lm.task import LMTask, evaluate_lm
+from rnnkit.tasks.ngram.model import NGramConfig, NGramLM
 from rnnkit.text.datasets import DATASETS, load_corpus
 from rnnkit.text.tokenizers import make_tokenizer
-from rnnkit.train.lm_task import LMTask, evaluate_lm
-from rnnkit.train.output_recurrent_task import OutputRecurrentTask, evaluate_free_running
 from rnnkit.train.trainer import TrainConfig, Trainer
 
 # per data set: batching and model sizes (PTB: the Zaremba et al. "small" LSTM, 2 x 200)
@@ -87,7 +88,7 @@ def run_one(name, data, tok, ids, setup, args, out: Path) -> dict:
     if name == "lstm":
         best, _, _ = load_lm(out / f"{data}-{name}" / "best")
     else:
-        best, _, _ = load_output_recurrent(out / f"{data}-{name}" / "best")
+        best, _, _ = load_lm(out / f"{data}-{name}" / "best")
     row = {"data": data, "model": name, "params": model.num_parameters(),
            "tokens_per_s": task.tokens / task.seconds, "train_tokens": task.tokens,
            "steps": summary.get("step"), "wall_s": wall}

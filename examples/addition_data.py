@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit.text.pairs import addition_pairs, write_pairs
+from rnnkit.tasks.seq2seq.data import addition_pairs, write_pairs
 
 
 def main(argv=None) -> None:

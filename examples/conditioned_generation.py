@@ -5,7 +5,7 @@ Four labels, each a pattern that starts from a random letter and runs for 4 to 8
     up         c d e f g          down       g f e d c
     repeat     c c c c c          zigzag     c d c d c
 
-A :class:`~rnnkit.models.conditioned.ConditionedGenerator` (GRU, one-hot label -> initial
+A :class:`~rnnkit.tasks.lm.conditioned.ConditionedGenerator` (GRU, one-hot label -> initial
 state, and the label fed at every step) learns them from 4,000 samples in about 15 seconds;
 then, for each label, it samples a few sequences (temperature 0.8) and checks that each follows
 its label's pattern::
@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from rnnkit.models.conditioned import ConditionedConfig, ConditionedGenerator, one_hot
-from rnnkit.optim import Adam, clip_grad_norm
-from rnnkit.train.seq2seq_task import make_batch
+from rnnkit.tasks.lm.conditioned import ConditionedConfig, ConditionedGenerator, one_hot
+from rnnkit.tasks.seq2seq.task import make_batch
+from rnnkit.train.optim import Adam, clip_grad_norm
 
 LABELS = ("up", "down", "repeat", "zigzag")
 LETTERS = string.ascii_lowercase

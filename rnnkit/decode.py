@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .losses import log_softmax
+from .nn.losses import log_softmax
 
 
 def filter_logits(logits: np.ndarray, top_k: int = 0, top_p: float = 1.0) -> np.ndarray:

@@ -22,7 +22,7 @@ converts with ``b = 0``; pitfall: rnnkit's ``b`` is still a parameter, so traini
 away from zero, and such a layer cannot go back into a bias-free PyTorch module.
 
 >>> import numpy as np, torch
->>> from rnnkit.recurrent import LSTM
+>>> from rnnkit.nn.recurrent import LSTM
 >>> lstm = LSTM(3, 4, num_layers=2, dtype="float64", rng=0)
 >>> module = to_torch(lstm)                  # torch.nn.LSTM(3, 4, 2, batch_first=True, ...)
 >>> x = np.random.default_rng(0).standard_normal((2, 5, 3))
@@ -44,10 +44,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cells.activations import gate_slice
 from .checks import check_array
 from .errors import ConfigError, ShapeError
-from .recurrent import GRU, LSTM, RNN, Recurrent
+from .nn.cells.activations import gate_slice
+from .nn.recurrent import GRU, LSTM, RNN, Recurrent
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

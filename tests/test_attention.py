@@ -1,4 +1,4 @@
-"""rnnkit.models.attention: gradient checks with masking, weights on padding, PyTorch twin."""
+"""rnnkit.nn.attention: gradient checks with masking, weights on padding, PyTorch twin."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
-import rnnkit.models.attention
+import rnnkit.nn.attention
 from rnnkit.errors import ConfigError
-from rnnkit.models.attention import KINDS, Attention, masked_softmax
+from rnnkit.nn.attention import KINDS, Attention, masked_softmax
 
 B, T, S, HQ, HM = 3, 2, 5, 4, 6
 LENGTHS = np.array([5, 2, 3])
@@ -135,4 +135,4 @@ def test_bad_input():
 
 
 def test_doctests():
-    assert doctest.testmod(rnnkit.models.attention).failed == 0
+    assert doctest.testmod(rnnkit.nn.attention).failed == 0

@@ -1,4 +1,4 @@
-"""rnnkit.cells: the pure cell functions against textbook formulas, and their backward passes.
+"""rnnkit.nn.cells: the pure cell functions against textbook formulas, and their backward passes.
 
 The cells take the input projections ``xp`` (T, B, G*H) in processing order and a mask of real
 steps; the references below are the equations of each cell written the plain way, with
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
-from rnnkit.cells import gru, lstm, rnn
-from rnnkit.cells.activations import (
+from rnnkit.nn.cells import gru, lstm, rnn
+from rnnkit.nn.cells.activations import (
     GATES,
     SIGMOID_GATES,
     gate_scales,
@@ -21,7 +21,7 @@ from rnnkit.cells.activations import (
     sigmoid,
     sigmoid_,
 )
-from rnnkit.cells.lstm import LSTMState
+from rnnkit.nn.cells.lstm import LSTMState
 
 T, B, H = 4, 3, 3
 LENGTHS = np.array([4, 1, 2])

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import rnnkit
-import rnnkit.checkpoint as ckmod
-from rnnkit.checkpoint import Checkpoint, find_checkpoint, load_checkpoint, save_checkpoint
+import rnnkit.train.checkpoint as ckmod
 from rnnkit.errors import CheckpointError
+from rnnkit.train.checkpoint import Checkpoint, find_checkpoint, load_checkpoint, save_checkpoint
 
 
 def _weights(rng, scale=1.0):
@@ -136,7 +136,7 @@ def test_module_doctest():
 
 
 def test_import_needs_only_numpy():
-    code = ("import sys, rnnkit.checkpoint, rnnkit.runlog, rnnkit.plotting; "
+    code = ("import sys, rnnkit.train.checkpoint, rnnkit.train.runlog, rnnkit.train.plotting; "
             "bad = {'matplotlib', 'tqdm', 'torch'} & set(sys.modules); assert not bad, bad")
     root = Path(rnnkit.__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
@@ -400,7 +400,7 @@ def test_find_checkpoint(tmp_path):
 
 def test_read_and_restore(tmp_path):
     from rnnkit.errors import CheckpointError
-    from rnnkit.models.lm import LanguageModel, LMConfig
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
 
     cfg = LMConfig(vocab_size=7, embed_size=3, hidden_size=4, num_layers=1)
     model = LanguageModel(cfg, rng=5)

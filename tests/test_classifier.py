@@ -1,4 +1,4 @@
-"""rnnkit.models.pooling, rnnkit.models.word_rnn and rnnkit.models.classifier: gradient checks
+"""rnnkit.nn.pooling, rnnkit.nn.word_rnn and rnnkit.tasks.classify.model: gradient checks
 (float64 finite differences and PyTorch), padding invariance, the 'last' pooling equal to the
 final states, dropout, frozen embeddings, configuration checks."""
 
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
-import rnnkit.models.classifier
-import rnnkit.models.pooling
-import rnnkit.models.word_rnn
+import rnnkit.nn.pooling
+import rnnkit.nn.word_rnn
+import rnnkit.tasks.classify.model
 from rnnkit.errors import ConfigError
-from rnnkit.losses import softmax
-from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
-from rnnkit.models.pooling import pool_backward, pool_forward
+from rnnkit.nn.losses import softmax
+from rnnkit.nn.pooling import pool_backward, pool_forward
+from rnnkit.tasks.classify.model import ClassifierConfig, SequenceClassifier
 
 B, T, H = 3, 5, 2
 LENGTHS = np.array([5, 2, 1])  # unsorted, one full row, one of length 1
@@ -83,7 +83,7 @@ class TorchTwin:
 
 
 def test_doctests():
-    for mod in (rnnkit.models.pooling, rnnkit.models.word_rnn, rnnkit.models.classifier):
+    for mod in (rnnkit.nn.pooling, rnnkit.nn.word_rnn, rnnkit.tasks.classify.model):
         assert doctest.testmod(mod).failed == 0
 
 

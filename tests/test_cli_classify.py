@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from rnnkit.checkpoint import load_checkpoint
 from rnnkit.cli.main import main
+from rnnkit.train.checkpoint import load_checkpoint
 
 WORDS = ["the", "a", "film", "movie", "plot", "actor", "scene", "story", "was", "is", "very", "quite"]
 
@@ -133,11 +133,11 @@ def test_ctrl_c_saves_warns_and_explains_how_to_resume(tmp_path, capsys, monkeyp
     """The shared run helper: on Ctrl-C the warnings so far, then how to continue (status 130);
     nothing on stdout."""
     if command == "train-classifier":
-        from rnnkit.train.classify_task import ClassifyTask as task
+        from rnnkit.tasks.classify.task import ClassifyTask as task
         train = classification_file(tmp_path / "train.txt", 40, 0)
         train.write_text(train.read_text() + "1\n")  # a label without text: skipped, warned
     else:
-        from rnnkit.train.tag_task import TagTask as task
+        from rnnkit.tasks.tag.task import TagTask as task
         train = tagging_file(tmp_path / "train.txt", 40, 0)
         train.write_text(train.read_text() + "\nfoo\n")  # a line without its tag
     real = task.train_batch
@@ -228,7 +228,7 @@ def test_tagger_on_conllu_and_xpos(tmp_path, capsys):
 
 
 def test_predict_refuses_other_checkpoint_kinds(tmp_path, capsys):
-    from rnnkit.checkpoint import save_checkpoint
+    from rnnkit.train.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "lm", kind="lm", config={}, weights={"w": np.zeros(1)})
     code, _, err = run(["predict", tmp_path / "lm", "-"], capsys)

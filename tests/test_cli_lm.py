@@ -15,10 +15,10 @@ import sys
 import numpy as np
 import pytest
 
-from rnnkit import checkpoint as checkpoint_module
-from rnnkit.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.cli.main import build_parser, main
-from rnnkit.train.lm_task import LMTask
+from rnnkit.tasks.lm.task import LMTask
+from rnnkit.train import checkpoint as checkpoint_module
+from rnnkit.train.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.train.trainer import Trainer
 
 TINY = ["--hidden", "16", "--embed", "8", "--layers", "1", "--bptt", "8", "--batch-size", "2",

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from rnnkit.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.cli.main import main
-from rnnkit.models.seq2seq import EOS_ID
-from rnnkit.text.pairs import addition_pairs, write_pairs
+from rnnkit.tasks.seq2seq.data import addition_pairs, write_pairs
+from rnnkit.tasks.seq2seq.model import EOS_ID
+from rnnkit.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import rnnkit.inspect.clipping as clipping_mod
 from rnnkit.errors import DataError
 from rnnkit.inspect.clipping import clipping_report, format_clipping, plot_clipping
-from rnnkit.runlog import MetricsLog
+from rnnkit.train.runlog import MetricsLog
 
 
 def _run(tmp_path, norms_per_epoch, clip_counts, log_every=2, resume_dup=False):

@@ -7,8 +7,8 @@ import pytest
 
 import rnnkit.inspect.gates as gates_mod
 from rnnkit.inspect.gates import GateMonitor, format_gates, gate_saturation
-from rnnkit.models.lm import LanguageModel, LMConfig
-from rnnkit.recurrent import GRU, LSTM, RNN
+from rnnkit.nn.recurrent import GRU, LSTM, RNN
+from rnnkit.tasks.lm.model import LanguageModel, LMConfig
 
 
 def _zero(layer):

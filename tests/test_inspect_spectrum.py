@@ -6,8 +6,8 @@ import numpy as np
 
 import rnnkit.inspect.spectrum as spectrum_mod
 from rnnkit.inspect.spectrum import format_spectrum, recurrent_spectrum, spectrum_record
-from rnnkit.models.lm import LanguageModel, LMConfig
-from rnnkit.recurrent import GRU, RNN
+from rnnkit.nn.recurrent import GRU, RNN
+from rnnkit.tasks.lm.model import LanguageModel, LMConfig
 
 
 def test_every_gate_block_against_numpy_linalg():

@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 
 import rnnkit.inspect.viewer as viewer_mod
-from rnnkit.checkpoint import save_checkpoint
-from rnnkit.inspect import models as inspect_models
 from rnnkit.inspect.viewer import (
     activation_page,
     build_page,
@@ -19,10 +17,13 @@ from rnnkit.inspect.viewer import (
     correlated_units,
     text_features,
 )
-from rnnkit.models.lm import LanguageModel, LMConfig
-from rnnkit.module import Module
-from rnnkit.recurrent import GRU
+from rnnkit.nn.module import Module
+from rnnkit.nn.recurrent import GRU
+from rnnkit.tasks import load_model
+from rnnkit.tasks.lm.inference import inspect_forward
+from rnnkit.tasks.lm.model import LanguageModel, LMConfig
 from rnnkit.text.tokenizers import CharTokenizer, WordTokenizer
+from rnnkit.train.checkpoint import save_checkpoint
 
 TEXT = ('def f(a, b):\n    """Say "hi" [twice]."""\n    if a < b and "</script>" in s:\n'
         '        return (a + b) * 2\n    return {"k": [1, 2]}\n') * 3
@@ -44,7 +45,7 @@ def test_activations_are_those_of_the_model():
     lm = LanguageModel(LMConfig(vocab_size=len(tok.vocab), cell="lstm", embed_size=5,
                                 hidden_size=6, num_layers=2, dtype="float64"), rng=0)
     ids = tok.encode(TEXT[:40])
-    layers = collect_activations(lm, "lm", ids)
+    layers = collect_activations(lm, inspect_forward, ids)
     assert [lay["name"] for lay in layers] == ["rnn.layers.0", "rnn.layers.1"]
     assert list(layers[1]["values"]) == ["h", "c", "i", "f", "g", "o"]
     out, state, _ = lm.rnn.forward(lm.embed.forward(ids[None])[0])
@@ -66,8 +67,8 @@ class _Toy(Module):
 def test_backward_direction_comes_back_in_time_order(monkeypatch):
     toy = _Toy()
     x = np.random.default_rng(0).standard_normal((1, 5, 2))
-    monkeypatch.setitem(inspect_models.FORWARDS, "toy", lambda m, ids: m.rnn.forward(x))
-    layers = collect_activations(toy, "toy", np.zeros(5, dtype=np.int64))
+    layers = collect_activations(toy, lambda m, ids: m.rnn.forward(x),
+                                 np.zeros(5, dtype=np.int64))
     assert [lay["name"] for lay in layers] == ["enc.layers.0", "enc.layers.0.bwd"]
     out, _, _ = toy.rnn.forward(x)
     np.testing.assert_allclose(layers[0]["values"]["h"], out[0, :, :3])
@@ -101,7 +102,7 @@ def test_correlated_units_find_a_planted_unit():
 
 def test_page_is_self_contained_and_escapes_the_text(tmp_path):
     path, _, _ = _checkpoint(tmp_path)
-    page = activation_page(path, tmp_path / "text.py", tmp_path / "page.html").read_text()
+    page = activation_page(load_model(path), tmp_path / "text.py", tmp_path / "page.html").read_text()
     assert not re.search(r"""(src|href)\s*=|<link|@import|url\(|https?://""", page)
     data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>',
                                 page, re.DOTALL).group(1))
@@ -111,7 +112,7 @@ def test_page_is_self_contained_and_escapes_the_text(tmp_path):
     assert (q[3]["lo"], q[3]["hi"], q[0]["lo"]) == (0.0, 1.0, -1.0)
     word_path, _, _ = _checkpoint(tmp_path / "w", cell="gru", tokenizer=WordTokenizer(),
                                   layers=1)
-    page = activation_page(word_path, tmp_path / "w" / "text.py", tmp_path / "w.html",
+    page = activation_page(load_model(word_path), tmp_path / "w" / "text.py", tmp_path / "w.html",
                            max_tokens=10).read_text()
     assert '"level": "word"' in page
 
@@ -210,7 +211,7 @@ def _chromium(args, tmp_path, timeout=90):
 @pytest.mark.skipif(BROWSER is None, reason="no chromium to run the page in")
 def test_page_in_a_headless_browser(tmp_path):
     path, _, _ = _checkpoint(tmp_path)
-    page = activation_page(path, tmp_path / "text.py", tmp_path / "page.html").read_text()
+    page = activation_page(load_model(path), tmp_path / "text.py", tmp_path / "page.html").read_text()
     page = page.replace("<head>", "<head>" + CAPTURE, 1).replace("</body>", SELFTEST + "</body>")
     (tmp_path / "test.html").write_text(page)
     try:

@@ -29,7 +29,7 @@ from rnnkit.interop import (
     torch_grads_to_rnnkit,
     torch_state_dict,
 )
-from rnnkit.recurrent import GRU, LSTM, RNN, make_recurrent
+from rnnkit.nn.recurrent import GRU, LSTM, RNN, make_recurrent
 
 B, T, D, H = 3, 6, 4, 5
 CELLS = {

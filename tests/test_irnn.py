@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rnnkit.errors import ConfigError
-from rnnkit.recurrent import GRU, LSTM, RNN
+from rnnkit.nn.recurrent import GRU, LSTM, RNN
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.5, 0.01])
@@ -63,7 +63,7 @@ def test_identity_init_is_for_the_vanilla_rnn_only():
 
 
 def test_language_model_takes_the_identity_init():
-    from rnnkit.models.lm import LanguageModel, LMConfig
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
 
     cfg = LMConfig(vocab_size=9, cell="rnn", embed_size=4, hidden_size=5, num_layers=2,
                    nonlinearity="relu", init="identity", init_scale=0.5, dtype="float64")
@@ -79,8 +79,8 @@ def test_language_model_takes_the_identity_init():
 
 
 def test_rnnkit_train_init_identity(tmp_path, capsys):
-    from rnnkit.checkpoint import load_checkpoint
     from rnnkit.cli.main import main
+    from rnnkit.train.checkpoint import load_checkpoint
 
     text = tmp_path / "t.txt"
     text.write_text("abcabcabd\n" * 40, encoding="utf-8")

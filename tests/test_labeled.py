@@ -243,7 +243,7 @@ def test_bad_vector_files(tmp_path, text, match):
 
 
 def test_vectors_fill_the_embedding_rows():
-    from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
+    from rnnkit.tasks.classify.model import ClassifierConfig, SequenceClassifier
 
     model = SequenceClassifier(ClassifierConfig(vocab_size=5, num_classes=2, embed_size=2),
                                rng=0)

@@ -1,4 +1,4 @@
-"""rnnkit.layers: Linear, Embedding and Dropout, forward numbers and gradient checks."""
+"""rnnkit.nn.layers: Linear, Embedding and Dropout, forward numbers and gradient checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
-from rnnkit.layers import Dropout, Embedding, Linear
+from rnnkit.nn.layers import Dropout, Embedding, Linear
 
 
 def _raises(message: str):

@@ -1,4 +1,4 @@
-"""rnnkit.models.lm: the language model's gradients, loss, truncated BPTT and generation step."""
+"""rnnkit.tasks.lm.model: the language model's gradients, loss, truncated BPTT and generation step."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 from gradcheck import check_module_grads
 
 from rnnkit.errors import ConfigError, ShapeError
-from rnnkit.models import lm as lm_module
-from rnnkit.models.lm import LanguageModel, LMConfig, load_lm
+from rnnkit.tasks.lm import model as lm_module
+from rnnkit.tasks.lm.inference import load_lm
+from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+from rnnkit.tasks.lm.task import LMTask, evaluate_lm
 from rnnkit.text.tokenizers import CharTokenizer
-from rnnkit.train.lm_task import LMTask, evaluate_lm
 
 V = 7
 
@@ -186,7 +187,7 @@ def test_evaluate_lm_scores_every_token_once_row_by_row(cell, n_ids, B, bptt):
 
 
 def test_load_lm_round_trip(tmp_path):
-    from rnnkit.checkpoint import save_checkpoint
+    from rnnkit.train.checkpoint import save_checkpoint
 
     model = _model("lstm", tie=True)
     tok = CharTokenizer().fit("abcd")  # 3 specials + 4 characters = V

@@ -1,4 +1,4 @@
-"""rnnkit.losses: softmax cross-entropy against a direct computation (and PyTorch), masking,
+"""rnnkit.nn.losses: softmax cross-entropy against a direct computation (and PyTorch), masking,
 gradients, stability at huge logits, perplexity."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
-from rnnkit.losses import log_softmax, perplexity, softmax, softmax_cross_entropy
+from rnnkit.nn.losses import log_softmax, perplexity, softmax, softmax_cross_entropy
 
 V = 5
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnnkit.errors import CheckpointError, ConfigError
-from rnnkit.models.ngram import (
+from rnnkit.tasks.ngram.model import (
     NGramConfig,
     NGramLM,
     estimate_discounts,
@@ -111,8 +111,8 @@ def test_add_k_by_hand():
 
 
 def test_save_load_round_trip(tmp_path):
-    from rnnkit.checkpoint import load_checkpoint
     from rnnkit.text.tokenizers import make_tokenizer
+    from rnnkit.train.checkpoint import load_checkpoint
 
     tok = make_tokenizer("char").fit("abcabcabd\n")
     ids = tok.encode("abcabcabd\nabcab\n")
@@ -156,7 +156,7 @@ def test_sample_is_reproducible_and_greedy_follows_the_mode():
 
 def test_train_and_eval_entry_points(tmp_path, capsys):
     from rnnkit.cli import evaluate
-    from rnnkit.tasks.ngram import add_ngram_arguments, train_ngram_cli
+    from rnnkit.tasks.ngram.task import add_ngram_arguments, train_ngram_cli
 
     text = "the cat sat on the mat\nthe dog sat on the log\n" * 20
     (tmp_path / "corpus.txt").write_text(text)
@@ -170,7 +170,7 @@ def test_train_and_eval_entry_points(tmp_path, capsys):
     out = capsys.readouterr()
     assert "checkpoint:" in out.out and "valid perplexity" in out.err
     (tmp_path / "test.txt").write_text("the cat sat on the log\n")
-    # `rnnkit eval` finds rnnkit.tasks.ngram by the checkpoint's kind
+    # `rnnkit eval` finds rnnkit.tasks.ngram.task by the checkpoint's kind
     eval_args = argparse.Namespace(checkpoint=str(tmp_path / "run"),
                                    file=str(tmp_path / "test.txt"), encoding="utf-8",
                                    batch_size=10, bptt=64)
@@ -182,6 +182,6 @@ def test_train_and_eval_entry_points(tmp_path, capsys):
 def test_doctests():
     import doctest
 
-    import rnnkit.models.ngram
+    import rnnkit.tasks.ngram.model
 
-    assert doctest.testmod(rnnkit.models.ngram).failed == 0
+    assert doctest.testmod(rnnkit.tasks.ngram.model).failed == 0

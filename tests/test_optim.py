@@ -1,4 +1,4 @@
-"""rnnkit.optim against torch.optim: optimisers, clipping, schedules, checkpoints."""
+"""rnnkit.train.optim against torch.optim: optimisers, clipping, schedules, checkpoints."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-import rnnkit.optim
+import rnnkit.train.optim
 from rnnkit.errors import CheckpointError, NonFiniteError
-from rnnkit.optim import (
+from rnnkit.train.optim import (
     SGD,
     Adam,
     ReduceOnPlateau,
@@ -457,5 +457,5 @@ def test_reduce_on_plateau_state_round_trip():
 
 
 def test_docstring_examples():
-    result = doctest.testmod(rnnkit.optim)
+    result = doctest.testmod(rnnkit.train.optim)
     assert result.attempted > 0 and result.failed == 0

@@ -8,13 +8,13 @@ import pytest
 from gradcheck import check_module_grads
 
 from rnnkit.errors import ConfigError
-from rnnkit.models.output_recurrent import (
+from rnnkit.tasks.lm.inference import load_lm
+from rnnkit.tasks.lm.output_recurrent import (
     ORConfig,
     OutputRecurrentLM,
     backward,
     forward,
     hidden,
-    load_output_recurrent,
     make_chooser,
     scheduled_forward,
 )
@@ -191,8 +191,8 @@ def test_config_and_bad_inputs():
 
 
 def test_task_trains_saves_and_loads(tmp_path):
+    from rnnkit.tasks.lm.output_recurrent_task import OutputRecurrentTask, evaluate_free_running
     from rnnkit.text.tokenizers import make_tokenizer
-    from rnnkit.train.output_recurrent_task import OutputRecurrentTask, evaluate_free_running
     from rnnkit.train.trainer import TrainConfig, Trainer
 
     text = "abcabcabdabcabcabd\n" * 30
@@ -208,7 +208,7 @@ def test_task_trains_saves_and_loads(tmp_path):
     after = task.evaluate("valid")
     assert after["loss"] < before["loss"] - 0.3
     assert summary["reason"] == "epochs"
-    model, tok2, ck = load_output_recurrent(tmp_path / "run" / "best")
+    model, tok2, ck = load_lm(tmp_path / "run" / "best")
     assert ck.config["ss_prob"] == 0.25 and ck.config["model"]["cell"] == "output-recurrent"
     assert not model.training and tok2.vocab == tok.vocab
     r = evaluate_free_running(model, ids[450:], 2, 8)
@@ -216,7 +216,7 @@ def test_task_trains_saves_and_loads(tmp_path):
 
 
 def test_generation_helpers_drive_the_step():
-    from rnnkit.sampling import beam_search, generate
+    from rnnkit.decode import beam_search, generate
 
     lm = _model(dtype="float32")
     toks = list(generate(lm.step, lm.initial_state(1), 0, 6, np.random.default_rng(0)))
@@ -236,6 +236,6 @@ def test_generation_helpers_drive_the_step():
 def test_doctests():
     import doctest
 
-    import rnnkit.models.output_recurrent
+    import rnnkit.tasks.lm.output_recurrent
 
-    assert doctest.testmod(rnnkit.models.output_recurrent).failed == 0
+    assert doctest.testmod(rnnkit.tasks.lm.output_recurrent).failed == 0

@@ -1,4 +1,4 @@
-"""rnnkit.text.pairs: readers and their errors, the tutorial's normalisation and filter, the
+"""rnnkit.tasks.seq2seq.data: readers and their errors, the tutorial's normalisation and filter, the
 addition generator, sentence tokenizers."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import zipfile
 import numpy as np
 import pytest
 
-import rnnkit.text.pairs
+import rnnkit.tasks.seq2seq.data
 from rnnkit.errors import DataError
-from rnnkit.text.pairs import (
+from rnnkit.tasks.seq2seq.data import (
     SentenceTokenizer,
     addition_pairs,
     filter_pairs,
@@ -147,4 +147,4 @@ def test_sentence_tokenizer():
 
 
 def test_doctests():
-    assert doctest.testmod(rnnkit.text.pairs).failed == 0
+    assert doctest.testmod(rnnkit.tasks.seq2seq.data).failed == 0

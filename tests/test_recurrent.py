@@ -1,4 +1,4 @@
-"""rnnkit.recurrent: gradient checks of every layer configuration and the compositions users call.
+"""rnnkit.nn.recurrent: gradient checks of every layer configuration and the compositions users call.
 
 Every backward is checked against float64 central differences (tests/gradcheck.py) for the
 input, the initial state (h and c) and every parameter, with random nonzero biases and
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
-import rnnkit.layers.dropout
-import rnnkit.layers.embedding
-import rnnkit.layers.linear
-import rnnkit.recurrent
-from rnnkit.cells.lstm import LSTMState
-from rnnkit.recurrent import LSTM, RNN, make_recurrent
+import rnnkit.nn.layers.dropout
+import rnnkit.nn.layers.embedding
+import rnnkit.nn.layers.linear
+import rnnkit.nn.recurrent
+from rnnkit.nn.cells.lstm import LSTMState
+from rnnkit.nn.recurrent import LSTM, RNN, make_recurrent
 
 CELLS = [
     pytest.param("rnn", {"nonlinearity": "tanh"}, id="rnn-tanh"),
@@ -425,11 +425,11 @@ def test_bad_state():
 
 
 # -- docstring examples -----------------------------------------------------------------------
-@pytest.mark.parametrize("module", [rnnkit.recurrent, rnnkit.layers.linear,
-                                    rnnkit.layers.embedding, rnnkit.layers.dropout],
+@pytest.mark.parametrize("module", [rnnkit.nn.recurrent, rnnkit.nn.layers.linear,
+                                    rnnkit.nn.layers.embedding, rnnkit.nn.layers.dropout],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
-    if module is not rnnkit.layers.dropout:  # Dropout's docstring has no example
+    if module is not rnnkit.nn.layers.dropout:  # Dropout's docstring has no example
         assert result.attempted > 0

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from rnnkit import runlog
 from rnnkit.errors import DataError, ShapeError
-from rnnkit.runlog import MetricsLog, Progress, read_metrics
+from rnnkit.train import runlog
+from rnnkit.train.runlog import MetricsLog, Progress, read_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -122,7 +122,7 @@ def _is_png(p):
 @pytest.mark.parametrize("classifier", [False, True])
 def test_plot_training_writes_png(tmp_path, classifier):
     pytest.importorskip("matplotlib")
-    from rnnkit.plotting import plot_training
+    from rnnkit.train.plotting import plot_training
 
     p = plot_training(_run(classifier=classifier), tmp_path / "plots" / "training.png")
     assert _is_png(p)
@@ -131,7 +131,7 @@ def test_plot_training_writes_png(tmp_path, classifier):
 
 def test_plot_training_partial_and_resumed_logs(tmp_path):
     pytest.importorskip("matplotlib")
-    from rnnkit.plotting import plot_training
+    from rnnkit.train.plotting import plot_training
 
     only_epochs = [{"event": "epoch", "epoch": e, "valid_loss": 3.0 / e} for e in (1, 2, 3)]
     assert _is_png(plot_training(only_epochs, tmp_path / "a.png"))
@@ -145,7 +145,7 @@ def test_plot_training_partial_and_resumed_logs(tmp_path):
 
 def test_plot_curves(tmp_path):
     pytest.importorskip("matplotlib")
-    from rnnkit.plotting import plot_curves
+    from rnnkit.train.plotting import plot_curves
 
     t = np.arange(50)
     curves = {"rnn": 0.9 ** t, "lstm": np.ones(50), "zeros": np.zeros(50)}

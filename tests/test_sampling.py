@@ -1,14 +1,14 @@
-"""rnnkit.sampling: temperature, top-k, top-p, greedy, beam search, O(1) work per token."""
+"""rnnkit.decode: temperature, top-k, top-p, greedy, beam search, O(1) work per token."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rnnkit.cli.sample import prime_state
-from rnnkit.losses import log_softmax
-from rnnkit.models.lm import LanguageModel, LMConfig
-from rnnkit.sampling import beam_search, choose, filter_logits, generate
+from rnnkit.decode import beam_search, choose, filter_logits, generate
+from rnnkit.nn.losses import log_softmax
+from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+from rnnkit.tasks.lm.sample_cli import prime_state
 from rnnkit.text.tokenizers import CharTokenizer
 
 TEXT = "abcabd\n"

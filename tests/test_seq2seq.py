@@ -1,4 +1,4 @@
-"""rnnkit.models.seq2seq and conditioned: gradient checks of the whole model, the two decoder
+"""rnnkit.tasks.seq2seq.model and conditioned: gradient checks of the whole model, the two decoder
 drivers agreeing, decoding (greedy, sampling, beam), scheduled-sampling schedules."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
-import rnnkit.models.conditioned
-import rnnkit.models.seq2seq
-from rnnkit.cells.lstm import LSTMState
+import rnnkit.tasks.lm.conditioned
+import rnnkit.tasks.seq2seq.model
 from rnnkit.errors import ConfigError
-from rnnkit.losses import softmax_cross_entropy
-from rnnkit.models.conditioned import ConditionedConfig, ConditionedGenerator, one_hot
-from rnnkit.models.seq2seq import BOS_ID, EOS_ID, Seq2Seq, Seq2SeqConfig
-from rnnkit.train.seq2seq_task import SamplingSchedule, make_batch
+from rnnkit.nn.cells.lstm import LSTMState
+from rnnkit.nn.losses import softmax_cross_entropy
+from rnnkit.tasks.lm.conditioned import ConditionedConfig, ConditionedGenerator, one_hot
+from rnnkit.tasks.seq2seq.model import BOS_ID, EOS_ID, Seq2Seq, Seq2SeqConfig
+from rnnkit.tasks.seq2seq.task import SamplingSchedule, make_batch
 
 VS, VT = 8, 7
 SRC = np.array([[4, 5, 6, 7], [5, 4, 0, 0], [7, 6, 5, 0]])
@@ -323,5 +323,5 @@ def test_conditioned_generation():
 
 
 def test_doctests():
-    assert doctest.testmod(rnnkit.models.seq2seq).failed == 0
-    assert doctest.testmod(rnnkit.models.conditioned).failed == 0
+    assert doctest.testmod(rnnkit.tasks.seq2seq.model).failed == 0
+    assert doctest.testmod(rnnkit.tasks.lm.conditioned).failed == 0

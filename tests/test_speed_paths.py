@@ -13,11 +13,11 @@ import doctest
 import numpy as np
 import pytest
 
-import rnnkit.cells.lstm
-import rnnkit.losses
-from rnnkit.losses import softmax_cross_entropy
-from rnnkit.models.lm import LanguageModel, LMConfig
-from rnnkit.recurrent import make_recurrent
+import rnnkit.nn.cells.lstm
+import rnnkit.nn.losses
+from rnnkit.nn.losses import softmax_cross_entropy
+from rnnkit.nn.recurrent import make_recurrent
+from rnnkit.tasks.lm.model import LanguageModel, LMConfig
 
 CELLS = [
     pytest.param("rnn", {}, id="rnn"),
@@ -29,7 +29,7 @@ DTYPES = [np.float64, np.float32]
 
 
 def test_doctests():
-    assert doctest.testmod(rnnkit.losses).failed == 0
+    assert doctest.testmod(rnnkit.nn.losses).failed == 0
 
 
 # -- softmax cross-entropy ----------------------------------------------------------------------
@@ -95,7 +95,7 @@ def test_cross_entropy_blocks_of_rows_change_nothing(dtype, monkeypatch):
     for m in (None, mask):
         loss, dz, n = softmax_cross_entropy(z, y, m)
         for rows in (1, 2, 3):
-            monkeypatch.setattr(rnnkit.losses, "_BLOCK", 13 * rows)
+            monkeypatch.setattr(rnnkit.nn.losses, "_BLOCK", 13 * rows)
             loss2, dz2, n2 = softmax_cross_entropy(z.copy(), y, m, overwrite=True)
             assert n2 == n and loss2 == pytest.approx(loss, rel=1e-6 if dtype == np.float32
                                                       else 1e-14)
@@ -177,7 +177,7 @@ def test_lstm_backward_blocks_of_steps_change_nothing(opts, lengths, monkeypatch
     dx, ds0 = layer.backward(dout, cache)
     want = {k: g.copy() for k, g in layer.grads().items()}
     for steps in (1, 2, 3):
-        monkeypatch.setattr(rnnkit.cells.lstm, "_BLOCK", 3 * 4 * steps)  # B * H * steps
+        monkeypatch.setattr(rnnkit.nn.cells.lstm, "_BLOCK", 3 * 4 * steps)  # B * H * steps
         for consume in (False, True):
             _, _, cache = layer.forward(x, None, lengths)
             layer.zero_grad()
@@ -232,7 +232,7 @@ def test_lm_loss_equals_the_plain_composition(cell, dropout, dtype):
 def test_lstm_time_loops_run_on_one_blas_thread_and_restore_the_count(monkeypatch):
     """The per-step multiplies are too small for several BLAS threads (which collapse on a busy
     machine); the loops drop to one thread and put the caller's count back, numbers unchanged."""
-    from rnnkit import _blas
+    from rnnkit.nn import _blas
 
     if _blas.get_threads() is None:
         pytest.skip("NumPy's BLAS is not an OpenBLAS that rnnkit can control")
@@ -247,7 +247,7 @@ def test_lstm_time_loops_run_on_one_blas_thread_and_restore_the_count(monkeypatc
         seen.append(n)
         return _blas.blas_threads(n)
 
-    monkeypatch.setattr(rnnkit.cells.lstm, "blas_threads", spy)
+    monkeypatch.setattr(rnnkit.nn.cells.lstm, "blas_threads", spy)
     with _blas.blas_threads(2):
         out2, _, cache = layer.forward(x)
         dx2, _ = layer.backward(np.ones_like(out2), cache)
@@ -295,8 +295,8 @@ def test_lstm_exp_and_tanh_forms_of_the_gates_agree(opts, lengths, dtype, tol, m
     dout = rng.standard_normal((3, 5, 8)).astype(dtype)
     results = []
     for threshold in (0, 10**9):  # always exp, never exp
-        monkeypatch.setattr(rnnkit.cells.lstm, "_EXP_GATES", threshold)
-        monkeypatch.setattr(rnnkit.cells.lstm, "_EXP_TANH", threshold)
+        monkeypatch.setattr(rnnkit.nn.cells.lstm, "_EXP_GATES", threshold)
+        monkeypatch.setattr(rnnkit.nn.cells.lstm, "_EXP_TANH", threshold)
         out, state, cache = layer.forward(x, None, lengths)
         layer.zero_grad()
         dx, _ = layer.backward(dout, cache)
@@ -306,7 +306,7 @@ def test_lstm_exp_and_tanh_forms_of_the_gates_agree(opts, lengths, dtype, tol, m
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
     with np.errstate(over="raise", invalid="raise", divide="raise"):  # exp overflows quietly
-        monkeypatch.setattr(rnnkit.cells.lstm, "_EXP_GATES", 0)
-        monkeypatch.setattr(rnnkit.cells.lstm, "_EXP_TANH", 0)
+        monkeypatch.setattr(rnnkit.nn.cells.lstm, "_EXP_GATES", 0)
+        monkeypatch.setattr(rnnkit.nn.cells.lstm, "_EXP_TANH", 0)
         out, (h, c), _ = layer.forward(1e4 * x, None, lengths)
     assert np.isfinite(out).all() and np.isfinite(c).all() and np.abs(h).max() <= 1

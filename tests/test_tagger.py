@@ -1,4 +1,4 @@
-"""rnnkit.models.tagger: gradient checks of the whole tagger (with and without the character
+"""rnnkit.tasks.tag.model: gradient checks of the whole tagger (with and without the character
 encoder) and of its masked loss, PyTorch agreement, padding invariance, unseen words."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 from gradcheck import check_module_grads
 from test_classifier import TorchTwin, randomize
 
-import rnnkit.models.tagger
+import rnnkit.tasks.tag.model
 from rnnkit.errors import ConfigError
-from rnnkit.models.tagger import CharEncoder, SequenceTagger, TaggerConfig
+from rnnkit.tasks.tag.model import CharEncoder, SequenceTagger, TaggerConfig
 from rnnkit.text.labeled import CharBatch, CharTable
 from rnnkit.text.vocab import Vocab
 
@@ -45,7 +45,7 @@ def random_batch(seed=0, lengths=LENGTHS):
 
 
 def test_doctests():
-    assert doctest.testmod(rnnkit.models.tagger).failed == 0
+    assert doctest.testmod(rnnkit.tasks.tag.model).failed == 0
 
 
 def gradcheck_logits(model, ids, chars, seed=None):

@@ -10,13 +10,13 @@ import signal
 import numpy as np
 import pytest
 
-from rnnkit import checkpoint as checkpoint_module
-from rnnkit.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.errors import CheckpointError, ConfigError, NonFiniteError
-from rnnkit.models.lm import LanguageModel, LMConfig
-from rnnkit.runlog import read_metrics
+from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+from rnnkit.tasks.lm.task import LMTask
 from rnnkit.text.tokenizers import CharTokenizer
-from rnnkit.train.lm_task import LMTask
+from rnnkit.train import checkpoint as checkpoint_module
+from rnnkit.train.checkpoint import load_checkpoint, save_checkpoint
+from rnnkit.train.runlog import read_metrics
 from rnnkit.train.trainer import TrainConfig, Trainer
 
 TEXT = "the quick brown fox jumps over the lazy dog\n" * 3

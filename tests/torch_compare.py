@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rnnkit.cells.lstm import LSTMState
 from rnnkit.interop import to_torch, torch_grads_to_rnnkit
-from rnnkit.recurrent import Recurrent
+from rnnkit.nn.cells.lstm import LSTMState
+from rnnkit.nn.recurrent import Recurrent
 
 ATOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 

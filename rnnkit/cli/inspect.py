@@ -28,7 +28,7 @@ def _model_source(p, *, cells_nargs: str = "+") -> None:
     g.add_argument("--hidden", type=int, default=64, help="hidden units H")
     g.add_argument("--layers", type=int, default=1, help="stacked layers")
     g.add_argument("--init", choices=("default", "uniform", "pytorch", "identity"),
-                   default="default", help="initialisation (see rnnkit.recurrent)")
+                   default="default", help="initialisation (see rnnkit.nn.recurrent)")
     g.add_argument("--init-scale", type=float, default=0.1)
     g.add_argument("--forget-bias", type=float, nargs="+", default=[1.0],
                    help="LSTM forget-gate bias; several values give one LSTM each")
@@ -107,7 +107,7 @@ def add_arguments(p) -> None:
 
 def _fresh_layers(args) -> dict:
     """``{label: layer}`` of fresh float64 layers, one per --cell (one LSTM per forget bias)."""
-    from ..recurrent import make_recurrent
+    from ..nn.recurrent import make_recurrent
 
     out = {}
     for label, cell, opts in _specs(args):
@@ -136,7 +136,8 @@ def _specs(args) -> list:
 def _load(path):
     """The checkpoint's model, refusing models without recurrent layers (n-gram, ...)."""
     from ..errors import DataError
-    from ..inspect.models import load_model, recurrent_layers
+    from ..inspect.models import recurrent_layers
+    from ..tasks import load_model
 
     loaded = load_model(path)
     if not recurrent_layers(loaded.model):
@@ -165,8 +166,8 @@ def _text_rows(loaded, path: Path, B: int, T: int) -> np.ndarray:
 
 def _gradients(args) -> int:
     from ..inspect.gradflow import compare_cells, format_table, gradient_flow, model_gradient_flow
-    from ..inspect.models import LOSSES, probe_inputs, recurrent_layers
-    from ..plotting import plot_curves
+    from ..inspect.models import probe_inputs, recurrent_layers
+    from ..train.plotting import plot_curves
 
     T = args.length
     if args.checkpoint is None:
@@ -177,10 +178,10 @@ def _gradients(args) -> int:
                 f"(V={args.vocab}), readout loss")
     else:
         loaded = _load(args.checkpoint)
-        if args.text is not None and loaded.kind in LOSSES:
+        if args.text is not None and loaded.loss is not None:
             rows = _text_rows(loaded, args.text, args.batch, T + 1)
             flows = model_gradient_flow(loaded.model, (rows[:, :-1], rows[:, 1:]),
-                                        kind=loaded.kind, loss=args.loss)
+                                        loaded.loss, loss=args.loss)
             flows = {f"{name} ({f.cell})": f for name, f in flows.items()}
             what = f"{loaded.kind} checkpoint, cross-entropy on {args.text.name}"
         else:
@@ -224,7 +225,6 @@ def _spectrum(args) -> int:
 
 def _gates(args) -> int:
     from ..inspect.gates import format_gates, gate_saturation
-    from ..inspect.models import FORWARDS
 
     rng = np.random.default_rng(args.seed)
     if args.checkpoint is None:
@@ -238,9 +238,9 @@ def _gates(args) -> int:
     else:
         loaded = _load(args.checkpoint)
         batch = None
-        if args.text is not None and loaded.kind in FORWARDS:
+        if args.text is not None and loaded.forward is not None:
             batch = _text_rows(loaded, args.text, args.batch, args.length)
-        stats = gate_saturation(loaded.model, batch, kind=loaded.kind, low=args.low,
+        stats = gate_saturation(loaded.model, batch, forward=loaded.forward, low=args.low,
                                 high=args.high, B=args.batch, T=args.length, rng=rng)
         src = f"{args.text.name}" if batch is not None else "N(0, 1) layer inputs"
     print(f"gate saturation (< {args.low} or > {args.high}; tanh blocks as (v + 1) / 2) "
@@ -267,8 +267,9 @@ def _clipping(args) -> int:
 
 def _activations(args) -> int:
     from ..inspect.viewer import activation_page
+    from ..tasks import load_model
 
-    path = activation_page(args.checkpoint, args.file, args.out, max_tokens=args.max_tokens,
+    path = activation_page(load_model(args.checkpoint), args.file, args.out, max_tokens=args.max_tokens,
                            top=args.top, encoding=args.encoding)
     print(f"page: {path}  (open it in a browser; no network needed)")
     return 0

@@ -1,4 +1,5 @@
-"""``rnnkit COMMAND ...``: dispatch to one module per command.
+"""``rnnkit COMMAND ...``: dispatch to one module per command (the task commands come from
+:data:`rnnkit.tasks.REGISTRY`).
 
 Errors are one line on stderr and a non-zero exit status; ``--debug`` shows the traceback.
 """
@@ -7,35 +8,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
-COMMANDS = {
-    "train": ("rnnkit.cli.train", ("train a language model (default: a character LSTM on the "
-                                   "Python standard library's source)")),
+# the commands every kind shares; each task adds its own through rnnkit.tasks.REGISTRY
+GENERIC = {
     "eval": ("rnnkit.cli.evaluate", "evaluate a checkpoint on a file"),
-    "sample": ("rnnkit.cli.sample", "generate text from a language-model checkpoint"),
+    "predict": ("rnnkit.cli.predict", "labels or tags from a classifier/tagger checkpoint"),
+    "inspect": ("rnnkit.cli.inspect", "look inside a model: gradients, spectra, gates"),
 }
 
 
-def _optional(name: str, module: str, help_: str) -> None:
-    try:
-        importlib.util.find_spec(module)
-    except ModuleNotFoundError:
-        return
-    if importlib.util.find_spec(module) is not None:
-        COMMANDS[name] = (module, help_)
+def commands() -> dict[str, tuple[str, str]]:
+    """``{command: (module, help)}``: the task commands from the registry, then the shared
+    ones."""
+    from ..tasks import REGISTRY
 
-
-for _name, _mod, _help in [
-    ("train-classifier", "rnnkit.cli.train_classifier", "train a sequence classifier"),
-    ("train-tagger", "rnnkit.cli.train_tagger", "train a sequence tagger"),
-    ("predict", "rnnkit.cli.predict", "labels or tags from a classifier/tagger checkpoint"),
-    ("train-seq2seq", "rnnkit.cli.train_seq2seq", "train an encoder-decoder model"),
-    ("translate", "rnnkit.cli.translate", "translate with a seq2seq checkpoint"),
-    ("inspect", "rnnkit.cli.inspect", "look inside a model: gradients, spectra, gates"),
-]:
-    _optional(_name, _mod, _help)
+    out = {}
+    for spec in REGISTRY.values():
+        for c in spec.commands:
+            out[c.name] = (f"rnnkit.tasks.{c.module}", c.help)
+    out.update(GENERIC)
+    return out
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -61,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_) in COMMANDS.items():
+    for name, (module, help_) in commands().items():
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_, description=mod.__doc__.strip().splitlines()[0],
                            formatter_class=_HelpFormatter)

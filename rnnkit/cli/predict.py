@@ -57,41 +57,14 @@ def _strip_label(line: str) -> str:
 
 
 def run(args) -> int:
-    from ..checkpoint import find_checkpoint, load_checkpoint
+    from ..tasks import checkpoint_task
     from ..text.labeled import iter_lines
 
-    path = find_checkpoint(args.checkpoint)
-    kind = load_checkpoint(path, weights_only=True).kind
-    if kind == "classifier":
-        from ..tasks.classifier import load_classifier, predict_proba
-
-        model, vocab, _ = load_classifier(path)
-
-        def answer(tokens_list):
-            probs = predict_proba(model, vocab, tokens_list, args.batch_size)
-            out = []
-            for p in probs:
-                if args.probs:
-                    out.append("\t".join(f"{lab}={q:.4f}" for lab, q in zip(vocab.labels, p)))
-                else:
-                    k = int(p.argmax())
-                    out.append(f"{vocab.labels[k]}\t{p[k]:.4f}")
-            return out
-    elif kind == "tagger":
-        from ..tasks.tagger import load_tagger, tag_sentences
-
-        model, vocab, _ = load_tagger(path)
-
-        def answer(tokens_list):
-            tags = tag_sentences(model, vocab, tokens_list, args.batch_size)
-            if args.conll:
-                return ["\n".join(f"{w}\t{t}" for w, t in zip(ws, ts)) + "\n"
-                        for ws, ts in zip(tokens_list, tags)]
-            return [" ".join(f"{w}/{t}" for w, t in zip(ws, ts))
-                    for ws, ts in zip(tokens_list, tags)]
-    else:
+    path, kind, predictor = checkpoint_task(args.checkpoint, "predict")
+    if predictor is None:
         raise ValueError(f"{path}: predict needs a classifier or tagger checkpoint, not "
                          f"{kind!r}")
+    answer, labels = predictor(path, args)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     size = 1 if args.file == "-" else args.batch_size
@@ -99,13 +72,13 @@ def run(args) -> int:
     lead: Counter = Counter()  # classifier: non-empty lines, and those led by a label name
     write = sys.stdout.write
     for chunk in _chunks(iter_lines(args.file, args.encoding), size):
-        if kind == "classifier":
+        if labels is not None:
             for _, line in chunk:
                 first = _first_field(line)
                 if first:
                     lead["lines"] += 1
-                    lead["known"] += first in vocab.labels
-        texts = [_strip_label(line) if args.labeled and kind == "classifier" else line
+                    lead["known"] += first in labels
+        texts = [_strip_label(line) if args.labeled and labels is not None else line
                  for _, line in chunk]
         tokens = [t.split() for t in texts]
         real = [i for i, t in enumerate(tokens) if t]
@@ -120,12 +93,12 @@ def run(args) -> int:
                 write("\n")
         sys.stdout.flush()
     where = "<stdin>" if args.file == "-" else args.file
-    if kind == "classifier" and not args.labeled and lead["lines"] >= 5 and \
+    if labels is not None and not args.labeled and lead["lines"] >= 5 and \
             lead["known"] == lead["lines"]:
         print(f"rnnkit predict: warning: every line of {where} starts with a label name "
               "(such as the training file's); if they are labels, pass --labeled so they are "
               "not read as words", file=sys.stderr)
-    if kind == "classifier" and args.labeled and lead["known"] < lead["lines"]:
+    if labels is not None and args.labeled and lead["known"] < lead["lines"]:
         print(f"rnnkit predict: warning: {lead['lines'] - lead['known']} line(s) of {where} "
               "start with a label never seen in training (ignored: --labeled drops it)",
               file=sys.stderr)

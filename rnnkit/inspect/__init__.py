@@ -12,14 +12,14 @@ from .gradflow import (
     model_gradient_flow,
     record_backward,
 )
-from .models import load_model, recurrent_layers
+from .models import recurrent_layers
 from .spectrum import BlockSpectrum, format_spectrum, recurrent_spectrum, spectrum_record
 from .viewer import activation_page
 
 __all__ = [
     "BlockSpectrum", "GateMonitor", "GateStats", "GradientFlow", "activation_page",
     "clipping_report", "compare_cells", "format_clipping", "format_gates", "format_spectrum",
-    "format_table", "gate_saturation", "gradient_flow", "load_model", "model_gradient_flow",
+    "format_table", "gate_saturation", "gradient_flow", "model_gradient_flow",
     "plot_clipping", "record_backward", "recurrent_layers", "recurrent_spectrum",
     "spectrum_record",
 ]

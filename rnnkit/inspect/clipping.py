@@ -46,7 +46,7 @@ def _num(v) -> bool:
 def clipping_report(metrics, bins: int = 20) -> ClippingReport:
     """Build the report from metric records (a list of dicts) or a run directory / metrics file."""
     if not isinstance(metrics, list):
-        from ..runlog import read_metrics
+        from ..train.runlog import read_metrics
 
         path = Path(metrics)
         metrics = read_metrics(path / "metrics.jsonl" if path.is_dir() else path)

@@ -10,7 +10,7 @@ The figures come from the forward caches (``A`` holds the gate activations, see
 ``rnnkit/cells/*.py``), so any model works: :class:`GateMonitor` watches every recurrent layer
 inside a model while it runs, e.g. during training.
 
->>> from rnnkit.recurrent import LSTM
+>>> from rnnkit.nn.recurrent import LSTM
 >>> lstm = LSTM(3, 4, rng=0)
 >>> with GateMonitor(lstm) as mon:
 ...     _ = lstm.forward(np.zeros((2, 5, 3)))
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..cells.activations import GATES, SIGMOID_GATES, gate_slice
+from ..nn.cells.activations import GATES, SIGMOID_GATES, gate_slice
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -143,21 +143,21 @@ class GateMonitor:
         return rec
 
 
-def gate_saturation(model, batch=None, *, kind: str | None = None, low: float = 0.1,
+def gate_saturation(model, batch=None, *, forward=None, low: float = 0.1,
                     high: float = 0.9, B: int = 8, T: int = 50,
                     rng: np.random.Generator | None = None) -> list[GateStats]:
     """Gate saturation of every recurrent layer inside ``model`` on ``batch``.
 
-    With a ``batch`` of token ids (B, T) and a model kind that :mod:`rnnkit.inspect.models` can
-    run, the whole model runs; otherwise each recurrent layer is probed alone on random N(0, 1)
+    With a ``batch`` of token ids (B, T) the whole model runs, through ``forward(model, batch)``
+    (the task's, as :func:`rnnkit.tasks.load_model` gives it; default ``model.forward(batch)``);
+    otherwise each recurrent layer is probed alone on random N(0, 1)
     inputs of shape (B, T, D) drawn from ``rng``.  ``model`` may also be a bare layer, with
     ``batch`` its input (B, T, D).
     """
-    from ..recurrent import Recurrent
-    from .models import FORWARDS, probe_inputs, recurrent_layers
+    from ..nn.recurrent import Recurrent
+    from .models import probe_inputs, recurrent_layers
 
     rng = np.random.default_rng(0) if rng is None else rng
-    kind = kind or getattr(model, "kind", "")
     was_training = model.training
     model.eval()
     try:
@@ -165,14 +165,18 @@ def gate_saturation(model, batch=None, *, kind: str | None = None, low: float = 
             if isinstance(model, Recurrent):
                 x = probe_inputs(model, B, T, rng) if batch is None else batch
                 model.forward(x)
-            elif batch is not None and kind in FORWARDS:
-                FORWARDS[kind](model, batch)
+            elif batch is not None:
+                (forward or _plain_forward)(model, batch)
             else:
                 for _, layer in recurrent_layers(model):
                     layer.forward(probe_inputs(layer, B, T, rng))
     finally:
         model.train(was_training)
     return mon.stats()
+
+
+def _plain_forward(model, batch) -> None:
+    model.forward(batch)
 
 
 def format_gates(stats: list[GateStats]) -> str:

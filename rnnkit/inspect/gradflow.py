@@ -14,7 +14,7 @@ For a vanilla tanh RNN ``dL/dh_{t-1} = (dL/dh_t * (1 - h_t^2)) W_h^T``: the prod
 Jacobians shrinks (or grows) geometrically -- the vanishing/exploding gradient of Bengio et al.
 (1994).  The LSTM's cell path multiplies by the forget gate only, so it decays far slower.
 
->>> from rnnkit.recurrent import LSTM
+>>> from rnnkit.nn.recurrent import LSTM
 >>> lstm = LSTM(3, 4, num_layers=2, dtype="float64", rng=0)
 >>> x = np.random.default_rng(0).standard_normal((2, 6, 3))
 >>> flow = gradient_flow(lstm, x, rng=np.random.default_rng(1))
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cells.lstm import LSTMState
 from ..checks import check_array
 from ..errors import ConfigError
-from ..recurrent import Recurrent
+from ..nn.cells.lstm import LSTMState
+from ..nn.recurrent import Recurrent
 
 
 @dataclass
@@ -57,7 +57,7 @@ class GradientFlow:
         return float(curve[0] / curve[-1]) if curve[-1] > 0 else float("nan")
 
     def curves(self, label: str | None = None) -> dict[str, np.ndarray]:
-        """Named 1-D curves for :func:`rnnkit.plotting.plot_curves`."""
+        """Named 1-D curves for :func:`rnnkit.train.plotting.plot_curves`."""
         label = label or self.name
         L, dirs, _ = self.h.shape
         out = {}
@@ -317,23 +317,22 @@ def recording(model):
             layer.__dict__.pop("backward", None)
 
 
-def model_gradient_flow(model, batch, *, kind: str | None = None,
-                        loss: str = "last") -> dict[str, GradientFlow]:
+def model_gradient_flow(model, batch, loss_fn, *, loss: str = "last") -> dict[str, GradientFlow]:
     """Gradient flow of every recurrent layer of ``model`` for its own loss on ``batch``.
 
-    ``kind`` (default ``model.kind``) selects how the loss is computed (see
-    :data:`rnnkit.inspect.models.LOSSES`; a language model takes ``batch = (ids, targets)``).
-    Parameter gradients are left as they were.  Returns ``{module name: GradientFlow}``.
+    ``loss_fn(model, batch, loss)`` runs the forward and backward pass of the task's loss (the
+    ``loss`` of :func:`rnnkit.tasks.load_model`; a language model takes
+    ``batch = (ids, targets)``).  Parameter gradients are left as they were.  Returns
+    ``{module name: GradientFlow}``.
     """
-    from .models import recurrent_layers, run_loss
+    from .models import recurrent_layers
 
-    kind = kind or getattr(model, "kind", "")
     saved = {k: g.copy() for k, g in model.grads().items()}
     was_training = model.training
     model.eval()
     try:
         with recording(model) as found:
-            run_loss(model, kind, batch, loss)
+            loss_fn(model, batch, loss)
     finally:
         model.train(was_training)
         for k, g in model.grads().items():
@@ -378,7 +377,7 @@ def compare_cells(cells=("rnn", "gru", "lstm"), *, hidden_size: int = 64, vocab:
     >>> sorted(flows), flows["rnn"].h.shape
     (['lstm', 'rnn'], (1, 1, 30))
     """
-    from ..recurrent import make_recurrent
+    from ..nn.recurrent import make_recurrent
 
     x, y = memory_task(batch, length, vocab, np.random.default_rng(seed))
     W_o = np.random.default_rng(seed + 1).standard_normal((hidden_size, vocab)) / np.sqrt(

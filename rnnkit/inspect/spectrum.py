@@ -4,9 +4,9 @@ For a linearised vanilla RNN, ``dh_t/dh_{t-k} = prod (diag(phi') W_h^T)``: if th
 value ``sigma_max(W_h) < 1 / max|phi'|`` gradients must vanish, and a spectral radius well above 1
 is needed (not sufficient) for them to explode (Pascanu, Mikolov & Bengio 2013).  GRU and LSTM
 weights are split into their gate blocks ``W_h[:, gate]`` (H, H), in the order of
-:data:`rnnkit.cells.activations.GATES`; the vanilla RNN has one block, called ``h``.
+:data:`rnnkit.nn.cells.activations.GATES`; the vanilla RNN has one block, called ``h``.
 
->>> from rnnkit.recurrent import LSTM
+>>> from rnnkit.nn.recurrent import LSTM
 >>> blocks = recurrent_spectrum(LSTM(3, 4, rng=0))        # orthogonal init: all sigma = 1
 >>> [b.gate for b in blocks], round(blocks[0].sigma_max, 6), round(blocks[0].sigma_min, 6)
 (['i', 'f', 'g', 'o'], 1.0, 1.0)
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cells.activations import GATES, gate_slice
+from ..nn.cells.activations import GATES, gate_slice
 
 
 @dataclass

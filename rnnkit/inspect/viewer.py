@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cells.activations import GATES, SIGMOID_GATES, gate_slice
 from ..errors import DataError
+from ..nn.cells.activations import GATES, SIGMOID_GATES, gate_slice
 
 OPEN, CLOSE = "([{", ")]}"
 
@@ -38,18 +38,17 @@ OPEN, CLOSE = "([{", ")]}"
 # -- activations ------------------------------------------------------------------------------
 
 
-def collect_activations(model, kind: str, ids) -> list[dict]:
-    """Run ``model`` (of checkpoint ``kind``) on one sequence ``ids`` (T,) and return, for every
+def collect_activations(model, forward, ids) -> list[dict]:
+    """Run ``forward(model, ids[None])`` on one sequence ``ids`` (T,) and return, for every
     recurrent layer and direction inside it, ``{"name", "cell", "values": {quantity: (T, H)}}``
     in input time order.  Quantities: ``h``; for the LSTM ``c`` (as tanh(c)); every gate."""
-    from .models import FORWARDS, capture_forward
+    from .models import capture_forward
 
-    if kind not in FORWARDS:
-        raise DataError(f"the activation viewer cannot run models of kind {kind!r} on a text "
-                        f"(it can run: {', '.join(sorted(FORWARDS))})")
+    if forward is None:
+        raise DataError(f"the activation viewer cannot run a {type(model).__name__} on a text")
     ids = np.asarray(ids, dtype=np.int64)[None, :]  # (1, T)
     with capture_forward(model) as found:
-        FORWARDS[kind](model, ids)
+        forward(model, ids)
     layers = []
     for name, layer, cache in found:
         cell, H = layer.cell, layer.cfg.hidden_size
@@ -194,24 +193,23 @@ def build_page(tokens: list[str], layers: list[dict], *, level: str = "char",
                 .replace("@@DATA@@", blob))
 
 
-def activation_page(checkpoint, file, out, *, max_tokens: int = 2000, top: int = 5,
+def activation_page(loaded, file, out, *, max_tokens: int = 2000, top: int = 5,
                     encoding: str = "utf-8") -> Path:
-    """Run ``checkpoint`` over the first ``max_tokens`` tokens of ``file`` and write the page to
-    ``out``.  Needs a checkpoint whose vocabulary holds a text tokenizer (language models,
-    classifiers, taggers)."""
+    """Run a loaded checkpoint (:func:`rnnkit.tasks.load_model`) over the first ``max_tokens``
+    tokens of ``file`` and write the page to ``out``.  Needs a checkpoint whose vocabulary
+    holds a text tokenizer (language models, classifiers, taggers)."""
     from ..text.io import read_text
-    from .models import load_model
 
-    loaded = load_model(checkpoint)
     tok = loaded.tokenizer
     if tok is None:
-        raise DataError(f"{checkpoint}: the checkpoint holds no text tokenizer to read {file}")
+        raise DataError(f"{loaded.checkpoint.path}: the checkpoint holds no text tokenizer to "
+                        f"read {file}")
     text = read_text(file, encoding)
     tokens = tok.tokenize(text)[:max_tokens]
     if not tokens:
         raise DataError(f"{file}: no tokens to show")
     ids = tok.vocab.encode(tokens, warn=False)
-    layers = collect_activations(loaded.model, loaded.kind, ids)
+    layers = collect_activations(loaded.model, loaded.forward, ids)
     corr = correlated_units(layers, text_features(tokens, tok.level), top=top)
     first = layers[0]
     H = first["values"]["h"].shape[1]

@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import init as initializers
 from ..checks import check_array
 from ..errors import ConfigError, ShapeError
-from ..module import Module
+from . import init as initializers
+from .module import Module
 
 KINDS = ("dot", "general", "additive")
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .checks import check_ids
+from ..checks import check_ids
 
 
 def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:

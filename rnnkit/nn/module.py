@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 
 class Module:

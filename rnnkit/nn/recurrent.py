@@ -28,14 +28,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..checks import check_array, check_lengths, config_from_dict
+from ..errors import ConfigError
 from . import init as initializers
 from .cells import gru as gru_cell
 from .cells import lstm as lstm_cell
 from .cells import rnn as rnn_cell
 from .cells.activations import gate_slice, num_gates
 from .cells.lstm import LSTMState
-from .checks import check_array, check_lengths, config_from_dict
-from .errors import ConfigError
 from .module import Module
 
 _DIRS = ("fwd", "bwd")

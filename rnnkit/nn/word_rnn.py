@@ -12,7 +12,7 @@ pooling for the classifier, nothing for the tagger).  Also here: the configurati
 configs run, word dropout, copying pre-trained vectors, and the checks of a padded batch.
 Vocabulary convention (:mod:`rnnkit.text.vocab`): ``<pad>`` is id 0, ``<unk>`` id 1.
 
->>> from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
+>>> from rnnkit.tasks.classify.model import ClassifierConfig, SequenceClassifier
 >>> cfg = ClassifierConfig(vocab_size=5, num_classes=2, embed_size=2, hidden_size=2,
 ...                        bidirectional=False)
 >>> list(SequenceClassifier(cfg, rng=0).parameters())      # the checkpoint's weight names
@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import init as initializers
 from ..checks import check_ids, check_lengths
 from ..errors import ConfigError
-from ..layers import Dropout, Embedding, Linear
-from ..losses import softmax
-from ..module import Module
-from ..recurrent import make_recurrent
+from . import init as initializers
+from .layers import Dropout, Embedding, Linear
+from .losses import softmax
+from .module import Module
+from .recurrent import make_recurrent
 
 PAD_ID, UNK_ID = 0, 1  # the vocabulary convention of rnnkit.text.vocab
 

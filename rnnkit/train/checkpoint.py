@@ -46,8 +46,8 @@ from pathlib import Path, PurePath
 import numpy as np
 from numpy.lib import format as npy_format
 
-from . import __version__
-from .errors import CheckpointError
+from .. import __version__
+from ..errors import CheckpointError
 
 FORMAT = "rnnkit-checkpoint"
 FORMAT_VERSION = 1

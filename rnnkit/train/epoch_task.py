@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError
 from ..text.labeled import load_vectors
+from .checkpoint import load_checkpoint
 from .trainer import TrainConfig, Trainer
 
 

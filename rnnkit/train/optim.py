@@ -15,7 +15,7 @@ Training-loop order (see STYLE.md, rule 15)::
 Example:
 
 >>> import numpy as np
->>> from rnnkit.optim import SGD, clip_grad_norm
+>>> from rnnkit.train.optim import SGD, clip_grad_norm
 >>> params = {"w": np.array([1.0, 2.0])}
 >>> grads = {"w": np.array([3.0, 4.0])}
 >>> opt = SGD(params, lr=0.1, momentum=0.9)
@@ -37,8 +37,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from .checks import _fmt
-from .errors import CheckpointError, NonFiniteError, ShapeError
+from ..checks import _fmt
+from ..errors import CheckpointError, NonFiniteError, ShapeError
 
 __all__ = [
     "OPTIMIZERS",

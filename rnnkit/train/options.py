@@ -15,7 +15,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
-from ..train.trainer import TrainConfig
+from .trainer import TrainConfig
 
 # TrainConfig field -> the argparse dest that sets it
 _DESTS = {"plateau_patience": "plateau", "progress": "no_progress"}

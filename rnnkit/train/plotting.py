@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, ShapeError
+from ..errors import DataError, ShapeError
 
 _CLIP_KEYS = ("clip", "clip_norm", "max_norm", "grad_clip")
 
 
 def plot_training(metrics: list[dict], path, *, smoothing: float = 0.9) -> Path:
-    """Plot a run's metrics (records as written by :class:`rnnkit.runlog.MetricsLog`).
+    """Plot a run's metrics (records as written by :class:`rnnkit.train.runlog.MetricsLog`).
 
     Panels, each drawn only when its keys appear in the records:
 

@@ -7,7 +7,7 @@ evaluation; the trainer supplies everything else, in named phases read top to bo
 
 A task is any object with:
 
-``model``                 a :class:`rnnkit.module.Module` with ``config_dict()``
+``model``                 a :class:`rnnkit.nn.module.Module` with ``config_dict()``
 ``kind``                  checkpoint kind ("lm", "classifier", ...)
 ``num_batches()``         batches per epoch
 ``start_epoch(epoch)``    reset carried state / fix this epoch's order (derived from the seed)
@@ -48,12 +48,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint, save_checkpoint
 from ..checks import config_from_dict
 from ..errors import CheckpointError, ConfigError, NonFiniteError
-from ..losses import perplexity
-from ..optim import ReduceOnPlateau, StepDecay, clip_grad_norm, clip_grad_value, make_optimizer
-from ..runlog import MetricsLog, Progress
+from ..nn.losses import perplexity
+from .checkpoint import load_checkpoint, save_checkpoint
+from .optim import ReduceOnPlateau, StepDecay, clip_grad_norm, clip_grad_value, make_optimizer
+from .runlog import MetricsLog, Progress
 
 EVAL_COST = 0.4  # a validation token costs about this fraction of a training token (no backward)
 PLAIN_PROGRESS_S = 10.0  # without a terminal: a progress line at most this often
@@ -560,8 +560,8 @@ class Trainer:
 
     def _plot(self) -> None:
         try:
-            from ..plotting import plot_training
-            from ..runlog import read_metrics
+            from .plotting import plot_training
+            from .runlog import read_metrics
 
             plot_training(read_metrics(self.out / "metrics.jsonl"), self.out / "training.png")
         except ImportError:  # matplotlib missing: the log still has everything

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import check_ids
 from .. import init as initializers
-from ..checks import check_ids
 from ..module import Module
 
 

@@ -2,7 +2,7 @@
 
 Data: one example per line, ``label<TAB>text`` or ``label text`` (SST), or CSV with a header
 (``--label-column``, ``--text-column``).  The best checkpoint (by validation accuracy) is
-tested on ``--test`` at the end.  ``train-tagger`` (:mod:`rnnkit.cli.train_tagger`) takes its
+tested on ``--test`` at the end.  ``train-tagger`` (:mod:`rnnkit.tasks.tag.cli`) takes its
 model options, their mapping onto the library's arguments and :func:`run_training` from here.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import sys
 import warnings
 
-from .common import add_train_arguments, out_dir, resume_train_config, train_config
+from ...train.options import add_train_arguments, out_dir, resume_train_config, train_config
 
 
 def add_model_arguments(p, *, embed=128, hidden=128, bidirectional=True):
@@ -88,7 +88,7 @@ def trainer_options(args, out):
     written on this command line put over them."""
     if not args.resume:
         return train_config(args)
-    from ..checkpoint import load_checkpoint
+    from ...train.checkpoint import load_checkpoint
 
     saved = load_checkpoint(out / "last", weights_only=True).config.get("train", {})
     return resume_train_config(args, saved)
@@ -133,7 +133,7 @@ def format_test(test: dict) -> str:
 
 
 def run(args) -> int:
-    from ..train.classify_task import train_classifier
+    from .task import train_classifier
 
     out = out_dir(args, "classifier")
     model_config = {**model_options(args), "pooling": args.pooling}

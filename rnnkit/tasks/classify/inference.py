@@ -10,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError
-from ..metrics import format_confusion
-from ..models.classifier import ClassifierConfig, SequenceClassifier
-from ..text.labeled import bucket_batches, pad_batch, read_classification
-from ..train.classify_task import ClassifierVocab, evaluate_classifier
+from ...errors import CheckpointError
+from ...metrics import format_confusion
+from ...text.labeled import bucket_batches, pad_batch, read_classification
+from .model import ClassifierConfig, SequenceClassifier
+from .task import ClassifierVocab, evaluate_classifier
 
 
 def load_classifier(path):
     """``(model, vocab, checkpoint)`` from a classifier checkpoint or run directory."""
-    from ..checkpoint import load_checkpoint
+    from ...train.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, kind="classifier", weights_only=True)
     cfg, vocab = ck.read(lambda: (ClassifierConfig.from_dict(ck.config["model"]),
@@ -73,3 +73,28 @@ def evaluate_checkpoint(path, args) -> dict:
     return evaluate_file(path, args.file, encoding=getattr(args, "encoding", "utf-8"),
                          fmt=getattr(args, "format", None),
                          batch_size=max(int(getattr(args, "batch_size", 64) or 64), 64))
+
+
+def predictor(path, args):
+    """For ``rnnkit predict``: ``(answer, labels)``; ``answer(list of token lists)`` gives one
+    output line per text (``label<TAB>p``, or every ``label=p`` with ``args.probs``), and
+    ``labels`` are the class names (input lines that start with one may carry a label)."""
+    model, vocab, _ = load_classifier(path)
+
+    def answer(tokens_list):
+        out = []
+        for p in predict_proba(model, vocab, tokens_list, args.batch_size):
+            if args.probs:
+                out.append("\t".join(f"{lab}={q:.4f}" for lab, q in zip(vocab.labels, p)))
+            else:
+                k = int(p.argmax())
+                out.append(f"{vocab.labels[k]}\t{p[k]:.4f}")
+        return out
+
+    return answer, vocab.labels
+
+
+def inspect_forward(model, ids) -> None:
+    """Run a classifier or tagger on token ids (B, T), every row full length."""
+    B, T = np.shape(ids)
+    model.forward(ids, lengths=np.full(B, T))

@@ -9,7 +9,7 @@
 
 Batches are padded with ``<pad>`` (id 0) and carry ``lengths``; padded steps never reach the
 pooled vector, so a row's prediction does not depend on what it is batched with.  The
-embedding, recurrent stack and output layer are built by :class:`~rnnkit.models.word_rnn.WordRNN`
+embedding, recurrent stack and output layer are built by :class:`~rnnkit.nn.word_rnn.WordRNN`
 (shared with the tagger).
 
 >>> cfg = ClassifierConfig(vocab_size=20, num_classes=3, embed_size=8, hidden_size=8)
@@ -22,7 +22,7 @@ embedding, recurrent stack and output layer are built by :class:`~rnnkit.models.
 >>> n
 2
 
-Training with the generic trainer (see :func:`rnnkit.train.classify_task.train_classifier`
+Training with the generic trainer (see :func:`rnnkit.tasks.classify.task.train_classifier`
 for the one-call helper that also builds the vocabulary and reads the files).
 """
 
@@ -32,11 +32,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..checks import config_from_dict
-from ..errors import ConfigError
-from ..losses import softmax_cross_entropy
-from .pooling import POOLINGS, pool_backward, pool_forward
-from .word_rnn import WordRNN, check_batch, check_common, word_dropout
+from ...checks import config_from_dict
+from ...errors import ConfigError
+from ...nn.losses import softmax_cross_entropy
+from ...nn.pooling import POOLINGS, pool_backward, pool_forward
+from ...nn.word_rnn import WordRNN, check_batch, check_common, word_dropout
 
 
 @dataclass

@@ -7,7 +7,7 @@ middle of an epoch continues with exactly the batches it would have seen.
 
 Python use::
 
-    from rnnkit.train.classify_task import train_classifier
+    from rnnkit.tasks.classify.task import train_classifier
     model, vocab, summary = train_classifier(
         "sst/stsa.binary.train", "sst/stsa.binary.dev", "sst/stsa.binary.test",
         model_config={"cell": "lstm", "hidden_size": 64, "pooling": "max",
@@ -15,7 +15,7 @@ Python use::
         train_config=TrainConfig(epochs=10, lr=1e-3, patience=3), out="runs/sst2")
     summary["test"]          # {"loss": ..., "accuracy": ..., "macro_f1": ...}
 
-or build a :class:`ClassifyTask` around a :class:`~rnnkit.models.classifier.SequenceClassifier`
+or build a :class:`ClassifyTask` around a :class:`~rnnkit.tasks.classify.model.SequenceClassifier`
 and hand it to :class:`~rnnkit.train.trainer.Trainer` (the helper's body and
 :func:`~rnnkit.train.epoch_task.fit_and_test` show how).
 """
@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..losses import softmax_cross_entropy
-from ..metrics import accuracy, confusion_matrix, macro_f1
-from ..models.classifier import ClassifierConfig, SequenceClassifier
-from ..text.labeled import (
+from ...errors import DataError
+from ...metrics import accuracy, confusion_matrix, macro_f1
+from ...nn.losses import softmax_cross_entropy
+from ...text.labeled import (
     ClassificationData,
     bucket_batches,
     build_vocab,
@@ -41,9 +40,10 @@ from ..text.labeled import (
     pad_batch,
     read_classification,
 )
-from ..text.vocab import Vocab
-from .epoch_task import EpochOrderTask, fit_and_test, resume_setup, set_vectors
-from .trainer import TrainConfig
+from ...text.vocab import Vocab
+from ...train.epoch_task import EpochOrderTask, fit_and_test, resume_setup, set_vectors
+from ...train.trainer import TrainConfig
+from .model import ClassifierConfig, SequenceClassifier
 
 
 class ClassifierVocab:

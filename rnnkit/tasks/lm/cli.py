@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from .common import add_train_arguments, out_dir, resume_train_config, train_config
+from ...train.options import add_train_arguments, out_dir, resume_train_config, train_config
 
 BUILTIN = "builtin:python-stdlib"
 BUILTIN_MINUTES = 3.0
@@ -68,8 +68,8 @@ def add_arguments(p) -> None:
                    help="parallel streams when measuring validation/test perplexity")
     m.add_argument("--sample-length", type=int, default=300,
                    help="tokens to sample at the end (0: none)")
-    from ..tasks.ngram import add_ngram_arguments
-    from ..train.output_recurrent_task import add_output_recurrent_arguments
+    from ..ngram.task import add_ngram_arguments
+    from .output_recurrent_task import add_output_recurrent_arguments
 
     add_ngram_arguments(p)
     add_output_recurrent_arguments(p)
@@ -82,9 +82,9 @@ def add_arguments(p) -> None:
 
 def load_data(args):
     """``(texts, level, info)``: the train/valid/test texts, tokenizer level, data options."""
-    from ..errors import DataError
-    from ..text.datasets import DATASETS, load_corpus
-    from ..text.io import default_corpus, split_fraction
+    from ...errors import DataError
+    from ...text.datasets import DATASETS, load_corpus
+    from ...text.io import default_corpus, split_fraction
 
     if args.data is None:
         frac = BUILTIN_VALID if args.valid_fraction is None else args.valid_fraction
@@ -138,15 +138,15 @@ def _encode(tokenizer, texts: dict) -> dict:
 
 
 def run(args) -> int:
-    from ..checkpoint import load_checkpoint
-    from ..errors import CheckpointError, ConfigError, DataError
-    from ..models.lm import LanguageModel, LMConfig
-    from ..text.tokenizers import make_tokenizer, tokenizer_from_dict
-    from ..train.lm_task import LMTask
-    from ..train.trainer import Trainer, fmt_figure
+    from ...errors import CheckpointError, ConfigError, DataError
+    from ...text.tokenizers import make_tokenizer, tokenizer_from_dict
+    from ...train.checkpoint import load_checkpoint
+    from ...train.trainer import Trainer, fmt_figure
+    from .model import LanguageModel, LMConfig
+    from .task import LMTask
 
     if getattr(args, "model", "rnn") == "ngram":
-        from ..tasks.ngram import train_ngram_cli
+        from ..ngram.task import train_ngram_cli
 
         return train_ngram_cli(args, load_data(args))
     if args.init_scale is None:  # the default depends on the kind of initialisation
@@ -190,7 +190,7 @@ def run(args) -> int:
     ids = _encode(tokenizer, texts)
     try:
         if is_or:
-            from ..train.output_recurrent_task import build_from_args
+            from .output_recurrent_task import build_from_args
 
             model, task = build_from_args(args, tokenizer, ids, info,
                                           config=ck.config if ck is not None else None,
@@ -225,14 +225,14 @@ def run(args) -> int:
               "); raise --epochs, --minutes or --max-steps to train further")
     print(_summary_line(summary, out))
     if ids.get("test") is not None:
-        from ..models.lm import load_lm
-        from ..train.lm_task import evaluate_lm
+        from .inference import load_lm
+        from .task import evaluate_lm
 
         best, _, _ = load_lm(out / "best")
         r = evaluate_lm(best, ids["test"], args.eval_batch_size, args.bptt)
         print(f"test perplexity: {fmt_figure(r['ppl'], 2)}")
     if args.sample_length > 0:
-        from .sample import sample_text
+        from .sample_cli import sample_text
 
         print("sample:")
         sample_text(out / "best", prime="", length=args.sample_length, temperature=0.8,
@@ -244,7 +244,7 @@ def run(args) -> int:
 def _summary_line(summary: dict, out) -> str:
     """``best valid loss 1.2345 | ppl 3.44 | 1.781 bits/char | 3m00s, 812 steps (time budget
     used) | checkpoint runs/lm-.../best``"""
-    from ..train.trainer import fmt_figure
+    from ...train.trainer import fmt_figure
 
     figures = summary.get("best_figures") or {}
     parts = []

@@ -21,16 +21,16 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import init as initializers
-from ..cells.lstm import LSTMState
-from ..checks import check_array, check_ids, config_from_dict
-from ..errors import ConfigError, ShapeError
-from ..layers import Embedding, Linear
-from ..losses import softmax_cross_entropy
-from ..module import Module
-from ..recurrent import make_recurrent
-from ..sampling import beam_search, generate
-from .seq2seq import BOS_ID, EOS_ID, PAD_ID
+from ...checks import check_array, check_ids, config_from_dict
+from ...decode import beam_search, generate
+from ...errors import ConfigError, ShapeError
+from ...nn import init as initializers
+from ...nn.cells.lstm import LSTMState
+from ...nn.layers import Embedding, Linear
+from ...nn.losses import softmax_cross_entropy
+from ...nn.module import Module
+from ...nn.recurrent import make_recurrent
+from ..seq2seq.model import BOS_ID, EOS_ID, PAD_ID
 
 
 def one_hot(labels, num_classes: int, dtype="float32") -> np.ndarray:
@@ -175,7 +175,7 @@ class ConditionedGenerator(Module):
     # -- generation ---------------------------------------------------------------------------
     def step_fn(self, cond_row):
         """A ``step(token_ids (K,), state) -> (logits (K, V), state)`` for one condition
-        (C,), for :func:`rnnkit.sampling.generate` and :func:`rnnkit.sampling.beam_search`."""
+        (C,), for :func:`rnnkit.decode.generate` and :func:`rnnkit.decode.beam_search`."""
         W_e, W_o, b_o = self.embed.param["W"], self.out.param["W"], self.out.param["b"]
         feed = self.cfg.feed_condition
 
@@ -214,3 +214,13 @@ class ConditionedGenerator(Module):
             return out
         finally:
             self.train(was)
+
+
+def load_conditioned(path):
+    """``(model, checkpoint)`` from a checkpoint of kind ``"conditioned"`` (config
+    ``{"model": ConditionedConfig}`` and the weights), the model in evaluation mode."""
+    from ...train.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path, kind="conditioned", weights_only=True)
+    cfg = ck.read(lambda: ConditionedConfig.from_dict(ck.config["model"]))
+    return ck.restore(ConditionedGenerator, cfg), ck

@@ -11,13 +11,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import init as initializers
-from ..checks import check_ids, config_from_dict
-from ..errors import ConfigError
-from ..layers import Embedding, Linear
-from ..losses import softmax_cross_entropy
-from ..module import Module
-from ..recurrent import make_recurrent
+from ...checks import check_ids, config_from_dict
+from ...errors import ConfigError
+from ...nn import init as initializers
+from ...nn.layers import Embedding, Linear
+from ...nn.losses import softmax_cross_entropy
+from ...nn.module import Module
+from ...nn.recurrent import make_recurrent
 
 
 @dataclass
@@ -186,28 +186,3 @@ class LanguageModel(Module):
             logits = h @ self.out.param["W"] + self.out.param["b"]
         return logits, state
 
-
-def load_lm(path):
-    """Load a language-model checkpoint: ``(model, tokenizer, checkpoint)``."""
-    from ..checkpoint import load_checkpoint
-
-    ck = load_checkpoint(path, kind="lm", weights_only=True)
-    if ck.config.get("model", {}).get("cell") == "output-recurrent":
-        from .output_recurrent import load_output_recurrent
-
-        return load_output_recurrent(ck)
-    return build_from_checkpoint(ck, LMConfig, LanguageModel)
-
-
-def build_from_checkpoint(ck, config_cls, model_cls):
-    """``(model, tokenizer, ck)`` from a loaded ``"lm"`` checkpoint, the model in evaluation
-    mode; shared by every language-model class."""
-    from ..errors import CheckpointError
-    from ..text.tokenizers import tokenizer_from_dict
-
-    cfg, tokenizer = ck.read(lambda: (config_cls.from_dict(ck.config["model"]),
-                                      tokenizer_from_dict(ck.vocab)))
-    if len(tokenizer.vocab) != cfg.vocab_size:
-        raise CheckpointError(f"{ck.path}: vocabulary has {len(tokenizer.vocab)} tokens but the "
-                              f"model expects {cfg.vocab_size}")
-    return ck.restore(model_cls, cfg), tokenizer, ck

@@ -42,11 +42,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import init as initializers
-from ..checks import check_ids, config_from_dict
-from ..errors import ConfigError
-from ..losses import softmax, softmax_cross_entropy
-from ..module import Module
+from ...checks import check_ids, config_from_dict
+from ...errors import ConfigError
+from ...nn import init as initializers
+from ...nn.losses import softmax, softmax_cross_entropy
+from ...nn.module import Module
 
 CELL = "output-recurrent"
 FEEDBACKS = ("sample", "argmax")
@@ -203,7 +203,7 @@ def make_chooser(feedback: str, rng: np.random.Generator | None) -> Callable:
 # -- the model ------------------------------------------------------------------------------------
 class OutputRecurrentLM(Module):
     """Output-recurrent language model with the interface of
-    :class:`~rnnkit.models.lm.LanguageModel` (``forward``/``backward``/``loss``/``step``).
+    :class:`~rnnkit.tasks.lm.model.LanguageModel` (``forward``/``backward``/``loss``/``step``).
 
     >>> lm = OutputRecurrentLM(ORConfig(vocab_size=20, hidden_size=8), rng=0)
     >>> logits, state, cache = lm.forward(np.zeros((2, 5), dtype=np.int64))
@@ -308,14 +308,3 @@ class OutputRecurrentLM(Module):
         h = hidden(self.param, w, w, self.relu)
         return _output(self.param, h, None), state
 
-
-def load_output_recurrent(path_or_checkpoint):
-    """Load an output-recurrent ``"lm"`` checkpoint (a path, or one already loaded):
-    ``(model, tokenizer, checkpoint)``, the model in evaluation mode (as ``load_lm``)."""
-    from ..checkpoint import Checkpoint, load_checkpoint
-    from .lm import build_from_checkpoint
-
-    ck = path_or_checkpoint
-    if not isinstance(ck, Checkpoint):
-        ck = load_checkpoint(ck, kind="lm", weights_only=True)
-    return build_from_checkpoint(ck, ORConfig, OutputRecurrentLM)

@@ -1,6 +1,6 @@
 """Training task of the output-recurrent language model, with scheduled sampling.
 
-The same streams and windows as :class:`~rnnkit.train.lm_task.LMTask`.  With ``ss_prob = 0``
+The same streams and windows as :class:`~rnnkit.tasks.lm.task.LMTask`.  With ``ss_prob = 0``
 every window is teacher-forced and nothing is carried; with ``ss_prob > 0`` each step feeds
 back the model's own prediction with that probability (Bengio et al. 2015, with a constant
 probability instead of a schedule), and the prediction made at the last step of a window is
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..text.batching import get_window
-from .lm_task import LMTask, score_streams
+from ...text.batching import get_window
+from .task import LMTask, score_streams
 
 EVAL_SEED = 1234  # free-running validation: the same draws every time, not the training RNG
 
@@ -26,14 +26,14 @@ def evaluate_free_running(model, ids: np.ndarray, batch_size: int = 10, bptt: in
                           feedback: str = "sample", seed: int = EVAL_SEED) -> dict:
     """Mean NLL (nats per token), perplexity and bits of ``model`` on ``ids`` when every step
     feeds back the model's own previous prediction (``ss_prob = 1``).  The layout of streams
-    and windows is that of :func:`~rnnkit.train.lm_task.evaluate_lm`, so the two losses are
+    and windows is that of :func:`~rnnkit.tasks.lm.task.evaluate_lm`, so the two losses are
     over the same tokens."""
     return score_streams(model, ids, batch_size, bptt, rng=np.random.default_rng(seed),
                          ss_prob=1.0, feedback=feedback)
 
 
 class OutputRecurrentTask(LMTask):
-    """:class:`LMTask` for :class:`~rnnkit.models.output_recurrent.OutputRecurrentLM`."""
+    """:class:`LMTask` for :class:`~rnnkit.tasks.lm.output_recurrent.OutputRecurrentLM`."""
 
     def __init__(self, model, tokenizer, train_ids, valid_ids=None, test_ids=None, *,
                  ss_prob: float = 0.0, feedback: str = "sample", free_eval: bool = True,
@@ -83,7 +83,7 @@ def build_from_args(args, tokenizer, ids: dict, info: dict, config: dict | None 
     win); otherwise the model comes from ``--hidden``, ``--nonlinearity``, ``--dropout``,
     ``--init-scale``, ``--dtype``; the weights are drawn with ``seed`` (default ``--seed``).
     """
-    from ..models.output_recurrent import ORConfig, OutputRecurrentLM
+    from .output_recurrent import ORConfig, OutputRecurrentLM
 
     if config is not None:
         cfg = ORConfig.from_dict(config["model"])

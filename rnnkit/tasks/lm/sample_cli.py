@@ -57,8 +57,8 @@ def prime_state(model, tokenizer, prime: str, warn_prefix: str = "rnnkit sample"
 
 def sample_text(checkpoint, prime="", length=500, temperature=1.0, top_k=0, top_p=1.0,
                 seed=None, beam=0, stream=None) -> str:
-    from ..models.lm import load_lm
-    from ..sampling import beam_search, check_sampling, generate
+    from ...decode import beam_search, check_sampling, generate
+    from .inference import load_lm
 
     if length < 0:
         raise ValueError(f"--length must be >= 0, got {length}")

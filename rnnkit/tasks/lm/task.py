@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 
-from ..cells.lstm import LSTMState
-from ..errors import DataError
-from ..text.batching import batchify, get_window, num_windows
+from ...errors import DataError
+from ...nn.cells.lstm import LSTMState
+from ...text.batching import batchify, get_window, num_windows
 
 
 def evaluate_lm(model, ids: np.ndarray, batch_size: int = 10, bptt: int = 64) -> dict:
@@ -87,7 +87,7 @@ def _last_row(state):
 
 
 class LMTask:
-    """Glue between :class:`~rnnkit.models.lm.LanguageModel` and the trainer."""
+    """Glue between :class:`~rnnkit.tasks.lm.model.LanguageModel` and the trainer."""
 
     kind = "lm"
     metric = ("loss", "min")

@@ -45,8 +45,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..checks import check_ids, config_from_dict
-from ..errors import CheckpointError, ConfigError
+from ...checks import check_ids, config_from_dict
+from ...errors import CheckpointError, ConfigError
 
 SMOOTHINGS = ("mkn", "kn", "addk")
 _MIN_DISCOUNT = 1e-3  # keeps G(h) > 0, so no token gets probability 0 on tiny corpora
@@ -145,7 +145,7 @@ class NGramLM:
     """An n-gram language model over token ids ``0..V-1``.
 
     ``fit(ids)`` counts; ``logprobs(ids)`` gives ``log P(ids[i] | ids[:i])`` for ``i >= 1``;
-    ``perplexity(ids)``; ``prob_dist(context) -> (V,)``.  Not a :class:`~rnnkit.module.Module`:
+    ``perplexity(ids)``; ``prob_dist(context) -> (V,)``.  Not a :class:`~rnnkit.nn.module.Module`:
     it has counts, not trainable parameters.
     """
 
@@ -374,7 +374,7 @@ class NGramLM:
 
 def save_ngram(path, model: NGramLM, tokenizer=None, data_info: dict | None = None):
     """Write ``model`` as a checkpoint of kind ``"ngram"`` (counts as integer arrays)."""
-    from ..checkpoint import save_checkpoint
+    from ...train.checkpoint import save_checkpoint
 
     config = {"model": model.cfg.to_dict(), "data": data_info or {},
               "num_ngrams": model.num_ngrams()}
@@ -384,8 +384,8 @@ def save_ngram(path, model: NGramLM, tokenizer=None, data_info: dict | None = No
 
 def load_ngram(path):
     """Load an ``"ngram"`` checkpoint: ``(model, tokenizer or None, checkpoint)``."""
-    from ..checkpoint import load_checkpoint
-    from ..text.tokenizers import tokenizer_from_dict
+    from ...text.tokenizers import tokenizer_from_dict
+    from ...train.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, kind="ngram", weights_only=True)
     cfg, tokenizer = ck.read(lambda: (

@@ -30,8 +30,8 @@ def add_ngram_arguments(p) -> None:
 
 def load_texts(args):
     """``(texts, level, info)`` from the data options, by the same rules as ``rnnkit train``."""
-    from ..text.datasets import DATASETS, load_corpus
-    from ..text.io import default_corpus, split_fraction
+    from ...text.datasets import DATASETS, load_corpus
+    from ...text.io import default_corpus, split_fraction
 
     valid = getattr(args, "valid_fraction", None)
     valid = 0.1 if valid is None else valid
@@ -61,8 +61,8 @@ def _encode(tokenizer, text, who: str):
 
 def fit_ngram(train_ids, vocab_size: int, *, order: int = 5, smoothing: str = "mkn",
               k: float = 1.0, discount: float | None = None):
-    """An :class:`~rnnkit.models.ngram.NGramLM` fitted on ``train_ids``."""
-    from ..models.ngram import NGramConfig, NGramLM
+    """An :class:`~rnnkit.tasks.ngram.model.NGramLM` fitted on ``train_ids``."""
+    from .model import NGramConfig, NGramLM
 
     cfg = NGramConfig(vocab_size=vocab_size, order=order, smoothing=smoothing, k=k,
                       discount=discount)
@@ -75,9 +75,9 @@ def train_ngram_cli(args, data=None) -> int:
     ``data`` is ``(texts, level, info)`` as ``rnnkit train`` loads it; ``None``: loaded here
     by :func:`load_texts`.
     """
-    from ..cli.common import out_dir
-    from ..models.ngram import save_ngram
-    from ..text.tokenizers import make_tokenizer
+    from ...text.tokenizers import make_tokenizer
+    from ...train.options import out_dir
+    from .model import save_ngram
 
     who = "rnnkit train"
     if getattr(args, "resume", False):
@@ -115,8 +115,8 @@ def evaluate_file(path, file, encoding: str = "utf-8") -> dict:
     """Figures of the n-gram checkpoint ``path`` on a text file (perplexity, bits per char)."""
     import math
 
-    from ..models.ngram import load_ngram
-    from ..text.io import read_text
+    from ...text.io import read_text
+    from .model import load_ngram
 
     model, tokenizer, _ = load_ngram(path)
     if tokenizer is None:

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from .common import add_train_arguments, out_dir, resume_train_config, train_config
+from ...train.options import add_train_arguments, out_dir, resume_train_config, train_config
 
 
 def add_arguments(p) -> None:
@@ -99,8 +99,8 @@ def _report_unknown(splits: dict, src_tok, tgt_tok) -> None:
 
 def load_splits(args) -> tuple[dict, dict]:
     """The train/valid/test pair lists (prepared and filtered) and a description of them."""
-    from ..errors import DataError
-    from ..text.pairs import (
+    from ...errors import DataError
+    from .data import (
         ENG_PREFIXES,
         filter_pairs,
         normalize_string,
@@ -146,12 +146,12 @@ def load_splits(args) -> tuple[dict, dict]:
 
 
 def run(args) -> int:
-    from ..checkpoint import load_checkpoint
-    from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
-    from ..tasks.seq2seq import load_seq2seq
-    from ..text.pairs import SentenceTokenizer, write_pairs
-    from ..train.seq2seq_task import SamplingSchedule, Seq2SeqTask, evaluate_pairs
-    from ..train.trainer import Trainer
+    from ...train.checkpoint import load_checkpoint
+    from ...train.trainer import Trainer
+    from .data import SentenceTokenizer, write_pairs
+    from .inference import load_seq2seq
+    from .model import Seq2Seq, Seq2SeqConfig
+    from .task import SamplingSchedule, Seq2SeqTask, evaluate_pairs
 
     if args.beam < 1:
         raise ValueError(f"--beam must be at least 1, got {args.beam}")

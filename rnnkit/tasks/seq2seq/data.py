@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .vocab import BOS, EOS, PAD, UNK, Vocab
+from ...errors import DataError
+from ...text.vocab import BOS, EOS, PAD, UNK, Vocab
 
 Pair = tuple[str, str]
 

@@ -12,17 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CheckpointError, DataError
-from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
-from ..text.pairs import SentenceTokenizer, normalize_string, read_pairs
-from ..train.seq2seq_task import evaluate_pairs
+from ...errors import CheckpointError, DataError
+from .data import SentenceTokenizer, normalize_string, read_pairs
+from .model import Seq2Seq, Seq2SeqConfig
+from .task import evaluate_pairs
 
 DEFAULT_EVAL_BEAM = 5
 
 
 def load_seq2seq(path):
     """``(model, src_tok, tgt_tok, checkpoint)`` from a seq2seq checkpoint or run directory."""
-    from ..checkpoint import load_checkpoint
+    from ...train.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, kind="seq2seq", weights_only=True)
     cfg, src_tok, tgt_tok = ck.read(lambda: (

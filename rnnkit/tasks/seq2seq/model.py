@@ -41,16 +41,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import init as initializers
-from ..cells.lstm import LSTMState
-from ..checks import check_ids, check_lengths, config_from_dict
-from ..errors import ConfigError, ShapeError
-from ..layers import Embedding, Linear
-from ..losses import log_softmax, softmax_cross_entropy
-from ..module import Module
-from ..recurrent import make_recurrent
-from .attention import KINDS as ATTENTION_KINDS
-from .attention import Attention
+from ...checks import check_ids, check_lengths, config_from_dict
+from ...errors import ConfigError, ShapeError
+from ...nn import init as initializers
+from ...nn.attention import KINDS as ATTENTION_KINDS
+from ...nn.attention import Attention
+from ...nn.cells.lstm import LSTMState
+from ...nn.layers import Embedding, Linear
+from ...nn.losses import log_softmax, softmax_cross_entropy
+from ...nn.module import Module
+from ...nn.recurrent import make_recurrent
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 

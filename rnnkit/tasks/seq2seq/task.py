@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..checks import config_from_dict
-from ..errors import ConfigError
-from ..models.seq2seq import BOS_ID, EOS_ID, PAD_ID
+from ...checks import config_from_dict
+from ...errors import ConfigError
+from .model import BOS_ID, EOS_ID, PAD_ID
 
 SCHEDULES = ("none", "linear", "exponential", "inverse-sigmoid")
 
@@ -202,7 +202,7 @@ def evaluate_pairs(model, tgt_tok, pairs, refs=None, *, beam: int = 1, max_len: 
 
 
 class Seq2SeqTask:
-    """Glue between :class:`~rnnkit.models.seq2seq.Seq2Seq` and the trainer.
+    """Glue between :class:`~rnnkit.tasks.seq2seq.model.Seq2Seq` and the trainer.
 
     ``train`` and ``valid`` are lists of ``(src_ids, tgt_ids)`` pairs of int arrays;
     ``valid_refs`` the validation target texts (for exact match and BLEU).

@@ -61,7 +61,7 @@ def plot_attention(weights, src_tokens, out_tokens, path, title: str | None = No
 
 
 def run(args) -> int:
-    from ..tasks.seq2seq import _max_len, _prepare, load_seq2seq, translate_texts
+    from .inference import _max_len, _prepare, load_seq2seq, translate_texts
 
     if args.beam < 1:
         raise ValueError(f"--beam must be at least 1, got {args.beam}")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_train_arguments, out_dir
-from .train_classifier import (
+from ...train.options import add_train_arguments, out_dir
+from ..classify.cli import (
     add_model_arguments,
     common_options,
     echo,
@@ -60,7 +60,7 @@ def format_test(test: dict) -> str:
 
 
 def run(args) -> int:
-    from ..train.tag_task import train_tagger
+    from .task import train_tagger
 
     out = out_dir(args, "tagger")
     model_config = model_options(args)

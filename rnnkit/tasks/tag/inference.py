@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import CheckpointError
-from ..models.tagger import SequenceTagger, TaggerConfig
-from ..text.labeled import read_tagged
-from ..train.tag_task import Encoded, TaggerVocab, evaluate_tagger, predict_tags
+from ...errors import CheckpointError
+from ...text.labeled import read_tagged
+from .model import SequenceTagger, TaggerConfig
+from .task import Encoded, TaggerVocab, evaluate_tagger, predict_tags
 
 
 def load_tagger(path):
     """``(model, vocab, checkpoint)`` from a tagger checkpoint or run directory."""
-    from ..checkpoint import load_checkpoint
+    from ...train.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, kind="tagger", weights_only=True)
     cfg, vocab = ck.read(lambda: (TaggerConfig.from_dict(ck.config["model"]),
@@ -63,3 +63,18 @@ def evaluate_checkpoint(path, args) -> dict:
     return evaluate_file(path, args.file, encoding=getattr(args, "encoding", "utf-8"),
                          fmt=getattr(args, "format", None),
                          batch_size=max(int(getattr(args, "batch_size", 64) or 64), 64))
+
+
+def predictor(path, args):
+    """For ``rnnkit predict``: ``(answer, None)``; ``answer(list of sentences)`` gives
+    ``word/TAG ...`` per sentence (``args.conll``: ``word<TAB>TAG`` lines and a blank line)."""
+    model, vocab, _ = load_tagger(path)
+
+    def answer(tokens_list):
+        tags = tag_sentences(model, vocab, tokens_list, args.batch_size)
+        if args.conll:
+            return ["\n".join(f"{w}\t{t}" for w, t in zip(ws, ts)) + "\n"
+                    for ws, ts in zip(tokens_list, tags)]
+        return [" ".join(f"{w}/{t}" for w, t in zip(ws, ts)) for ws, ts in zip(tokens_list, tags)]
+
+    return answer, None

@@ -16,7 +16,7 @@ The character encoder runs once per *distinct* word of a batch: a
 :class:`~rnnkit.text.labeled.CharBatch` holds the character ids of the U distinct words
 (U, Lc), their lengths (U,) and, for every position of the batch, which of them it is (B, T);
 :meth:`rnnkit.text.labeled.CharTable.batch` builds one.  The word embedding, recurrent stack
-and output layer are built by :class:`~rnnkit.models.word_rnn.WordRNN` (shared with the
+and output layer are built by :class:`~rnnkit.nn.word_rnn.WordRNN` (shared with the
 classifier); the character encoder joins them through :meth:`SequenceTagger.add_features`.
 
 >>> cfg = TaggerConfig(vocab_size=20, num_tags=4, embed_size=6, hidden_size=5,
@@ -35,22 +35,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import init as initializers
-from ..checks import check_array, check_ids, check_lengths, config_from_dict
-from ..errors import ConfigError
-from ..layers import Embedding
-from ..losses import softmax_cross_entropy
-from ..module import Module
-from ..recurrent import make_recurrent
-from ..text.labeled import CharBatch
-from .pooling import pool_backward, pool_forward
-from .word_rnn import (
+from ...checks import check_array, check_ids, check_lengths, config_from_dict
+from ...errors import ConfigError
+from ...nn import init as initializers
+from ...nn.layers import Embedding
+from ...nn.losses import softmax_cross_entropy
+from ...nn.module import Module
+from ...nn.pooling import pool_backward, pool_forward
+from ...nn.recurrent import make_recurrent
+from ...nn.word_rnn import (
     PAD_ID,
     WordRNN,
     check_batch,
     check_common,
     word_dropout,
 )
+from ...text.labeled import CharBatch
 
 
 @dataclass

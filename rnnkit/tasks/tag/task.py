@@ -6,7 +6,7 @@ real tokens of a batch.
 
 Python use::
 
-    from rnnkit.train.tag_task import train_tagger
+    from rnnkit.tasks.tag.task import train_tagger
     model, vocab, summary = train_tagger(
         "ud/en_ewt-ud-train.conllu.gz", "ud/en_ewt-ud-dev.conllu", "ud/en_ewt-ud-test.conllu",
         model_config={"hidden_size": 128, "char_embed_size": 32, "char_hidden_size": 32,
@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..losses import softmax_cross_entropy
-from ..metrics import span_prf
-from ..models.tagger import SequenceTagger, TaggerConfig
-from ..text.labeled import (
+from ...errors import DataError
+from ...metrics import span_prf
+from ...nn.losses import softmax_cross_entropy
+from ...text.labeled import (
     CharTable,
     TaggedData,
     bucket_batches,
@@ -38,9 +37,10 @@ from ..text.labeled import (
     pad_batch,
     read_tagged,
 )
-from ..text.vocab import Vocab
-from .epoch_task import EpochOrderTask, fit_and_test, resume_setup, set_vectors
-from .trainer import TrainConfig
+from ...text.vocab import Vocab
+from ...train.epoch_task import EpochOrderTask, fit_and_test, resume_setup, set_vectors
+from ...train.trainer import TrainConfig
+from .model import SequenceTagger, TaggerConfig
 
 
 class TaggerVocab:
