@@ -156,7 +156,7 @@ def test_sample_is_reproducible_and_greedy_follows_the_mode():
 
 def test_train_and_eval_entry_points(tmp_path, capsys):
     from rnnkit.cli import evaluate
-    from rnnkit.tasks.ngram.task import add_ngram_arguments, train_ngram_cli
+    from rnnkit.tasks.ngram.cli import add_ngram_arguments, train_ngram_cli
 
     text = "the cat sat on the mat\nthe dog sat on the log\n" * 20
     (tmp_path / "corpus.txt").write_text(text)

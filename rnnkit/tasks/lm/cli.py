@@ -68,8 +68,7 @@ def add_arguments(p) -> None:
                    help="parallel streams when measuring validation/test perplexity")
     m.add_argument("--sample-length", type=int, default=300,
                    help="tokens to sample at the end (0: none)")
-    from ..ngram.task import add_ngram_arguments
-    from .output_recurrent_task import add_output_recurrent_arguments
+    from ..ngram.cli import add_ngram_arguments
 
     add_ngram_arguments(p)
     add_output_recurrent_arguments(p)
@@ -146,7 +145,7 @@ def run(args) -> int:
     from .task import LMTask
 
     if getattr(args, "model", "rnn") == "ngram":
-        from ..ngram.task import train_ngram_cli
+        from ..ngram.cli import train_ngram_cli
 
         return train_ngram_cli(args, load_data(args))
     if args.init_scale is None:  # the default depends on the kind of initialisation
@@ -190,8 +189,6 @@ def run(args) -> int:
     ids = _encode(tokenizer, texts)
     try:
         if is_or:
-            from .output_recurrent_task import build_from_args
-
             model, task = build_from_args(args, tokenizer, ids, info,
                                           config=ck.config if ck is not None else None,
                                           seed=tcfg.seed)
@@ -260,3 +257,43 @@ def _summary_line(summary: dict, out) -> str:
     parts.append(f"{m}m{s:02d}s, {summary['step']} steps ({reason})")
     parts.append(f"checkpoint {out / 'best'}")
     return " | ".join(parts)
+
+
+def add_output_recurrent_arguments(p) -> None:
+    """The options of ``rnnkit train --cell output-recurrent`` (an argument group)."""
+    g = p.add_argument_group("output-recurrent model (--cell output-recurrent)")
+    g.add_argument("--ss-prob", type=float, default=0.0,
+                   help="scheduled sampling: probability of feeding back the model's own "
+                        "prediction instead of the previous target (0: teacher forcing)")
+    g.add_argument("--feedback", choices=("sample", "argmax"), default="sample",
+                   help="how the model's own prediction is chosen when fed back")
+
+
+def build_from_args(args, tokenizer, ids: dict, info: dict, config: dict | None = None,
+                    seed: int | None = None):
+    """``(model, task)`` for ``rnnkit train --cell output-recurrent``.
+
+    ``config`` is the checkpoint config of a run being resumed (its model and feedback options
+    win); otherwise the model comes from ``--hidden``, ``--nonlinearity``, ``--dropout``,
+    ``--init-scale``, ``--dtype``; the weights are drawn with ``seed`` (default ``--seed``).
+    """
+    from .output_recurrent import ORConfig, OutputRecurrentLM
+    from .output_recurrent_task import OutputRecurrentTask
+
+    if config is not None:
+        cfg = ORConfig.from_dict(config["model"])
+        ss_prob = config.get("ss_prob", 0.0)
+        feedback = config.get("feedback", "sample")
+    else:
+        cfg = ORConfig(vocab_size=len(tokenizer.vocab), hidden_size=args.hidden,
+                       nonlinearity=args.nonlinearity, dropout=args.dropout,
+                       init_scale=args.init_scale, dtype=args.dtype)
+        ss_prob = getattr(args, "ss_prob", 0.0)
+        feedback = getattr(args, "feedback", "sample")
+    seed = args.seed if seed is None else seed
+    model = OutputRecurrentLM(cfg, rng=np.random.default_rng(seed))
+    task = OutputRecurrentTask(model, tokenizer, ids["train"], ids.get("valid"), ids.get("test"),
+                               ss_prob=ss_prob, feedback=feedback, batch_size=args.batch_size,
+                               bptt=args.bptt, eval_batch_size=args.eval_batch_size,
+                               data_info=info)
+    return model, task

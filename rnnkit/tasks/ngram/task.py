@@ -1,11 +1,7 @@
-"""n-gram language models from the command line: ``rnnkit train --model ngram`` and ``rnnkit eval``.
-
-``rnnkit train`` builds its parser as usual and, for ``--model ngram``, hands its arguments to
-:func:`train_ngram_cli`, which reads the same data options (``--data``, ``--level``,
-``--min-count``, ``--max-vocab``, ``--valid-fraction``, ``--encoding``, ``--out``, ``--seed``,
-``--sample-length``) plus those :func:`add_ngram_arguments` adds.  ``rnnkit eval`` finds
-:func:`evaluate_checkpoint` here by the checkpoint's kind, ``"ngram"``.
-"""
+"""Counted n-gram language models as a task: the corpus (by the rules of ``rnnkit train``),
+fitting and saving (:func:`train_ngram`), and evaluation for ``rnnkit eval``
+(:func:`evaluate_checkpoint`, registered for the kind ``"ngram"`` in
+:data:`rnnkit.tasks.REGISTRY`)."""
 
 from __future__ import annotations
 
@@ -14,18 +10,6 @@ import time
 import warnings
 
 import numpy as np
-
-
-def add_ngram_arguments(p) -> None:
-    """The options of ``rnnkit train --model ngram`` (an argument group of its own)."""
-    g = p.add_argument_group("n-gram model (--model ngram)")
-    g.add_argument("--order", type=int, default=5, help="n: the longest n-gram counted")
-    g.add_argument("--smoothing", choices=("mkn", "kn", "addk"), default="mkn",
-                   help="mkn: modified Kneser-Ney (3 discounts per order); kn: interpolated "
-                        "Kneser-Ney (1 discount per order); addk: add-k on the full context")
-    g.add_argument("--add-k", type=float, default=1.0, help="k for --smoothing addk")
-    g.add_argument("--discount", type=float, default=None,
-                   help="--smoothing kn: a fixed discount for every order (default: estimated)")
 
 
 def load_texts(args):
@@ -69,33 +53,25 @@ def fit_ngram(train_ids, vocab_size: int, *, order: int = 5, smoothing: str = "m
     return NGramLM(cfg).fit(train_ids)
 
 
-def train_ngram_cli(args, data=None) -> int:
-    """``rnnkit train --model ngram``: count, report valid/test perplexity, save, sample.
-
-    ``data`` is ``(texts, level, info)`` as ``rnnkit train`` loads it; ``None``: loaded here
-    by :func:`load_texts`.
-    """
+def train_ngram(texts: dict, level: str, info: dict, out, *, order: int = 5,
+                smoothing: str = "mkn", k: float = 1.0, discount: float | None = None,
+                min_count: int = 1, max_vocab: int | None = None, sample_length: int = 0,
+                seed: int = 0, who: str = "rnnkit train"):
+    """Count an n-gram model on ``texts["train"]``, report valid/test perplexity on stderr,
+    save it as ``out/best`` and print a sample of ``sample_length`` tokens; returns the
+    model."""
     from ...text.tokenizers import make_tokenizer
-    from ...train.options import out_dir
     from .model import save_ngram
 
-    who = "rnnkit train"
-    if getattr(args, "resume", False):
-        raise ValueError("--resume: an n-gram model is counted in one pass; there is nothing "
-                         "to resume")
-    out = out_dir(args, "ngram")
-    texts, level, info = load_texts(args) if data is None else data
-    tokenizer = make_tokenizer(level).fit(texts["train"],
-                                          min_count=getattr(args, "min_count", 1),
-                                          max_size=getattr(args, "max_vocab", None))
+    tokenizer = make_tokenizer(level).fit(texts["train"], min_count=min_count,
+                                          max_size=max_vocab)
     ids = {name: _encode(tokenizer, text, who) for name, text in texts.items() if text}
     t0 = time.perf_counter()
-    model = fit_ngram(ids["train"], len(tokenizer.vocab), order=args.order,
-                      smoothing=getattr(args, "smoothing", "mkn"),
-                      k=getattr(args, "add_k", 1.0), discount=getattr(args, "discount", None))
+    model = fit_ngram(ids["train"], len(tokenizer.vocab), order=order, smoothing=smoothing,
+                      k=k, discount=discount)
     seconds = time.perf_counter() - t0
     sizes = model.num_ngrams()
-    print(f"{who}: {level}-level {args.order}-gram ({model.cfg.smoothing}), vocab "
+    print(f"{who}: {level}-level {order}-gram ({model.cfg.smoothing}), vocab "
           f"{model.cfg.vocab_size}, {sum(sizes):,} n-grams ({', '.join(map(str, sizes))}) from "
           f"{len(ids['train']):,} training tokens in {seconds:.1f}s -> {out}", file=sys.stderr)
     for split in ("valid", "test"):
@@ -103,12 +79,11 @@ def train_ngram_cli(args, data=None) -> int:
             print(f"{split} perplexity: {model.perplexity(ids[split]):.2f}", file=sys.stderr)
     path = save_ngram(out / "best", model, tokenizer, info)
     print(f"checkpoint: {path}")
-    length = getattr(args, "sample_length", 0) or 0
-    if length > 0:
-        rng = np.random.default_rng(getattr(args, "seed", 0))
+    if sample_length > 0:
         print("sample:")
-        print(tokenizer.decode(model.sample([], length, rng, temperature=0.8)))
-    return 0
+        print(tokenizer.decode(model.sample([], sample_length, np.random.default_rng(seed),
+                                            temperature=0.8)))
+    return model
 
 
 def evaluate_file(path, file, encoding: str = "utf-8") -> dict:
