@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
-import rnnkit.nn.attention
 from rnnkit.errors import ConfigError
 from rnnkit.nn.attention import KINDS, Attention, masked_softmax
 
@@ -132,7 +129,3 @@ def test_bad_input():
         att.forward(np.zeros((B, T, 5)), np.zeros((B, S, HM)))
     with pytest.raises(ValueError, match="at least one True"):
         att.forward(np.zeros((B, T, HQ)), np.zeros((B, S, HM)), np.zeros((B, S), bool))
-
-
-def test_doctests():
-    assert doctest.testmod(rnnkit.nn.attention).failed == 0

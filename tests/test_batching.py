@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
-import rnnkit.text.batching
 from rnnkit.errors import ConfigError, DataError, ShapeError
 from rnnkit.text import batchify, get_window, iter_windows, num_windows
-
-
-def test_docstring_examples():
-    result = doctest.testmod(rnnkit.text.batching)
-    assert result.failed == 0 and result.attempted > 0
 
 
 def test_batchify_cuts_contiguous_rows_and_drops_remainder():

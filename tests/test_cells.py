@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
+from conftest import CELLS
 from rnnkit.nn.cells import gru, lstm, rnn
 from rnnkit.nn.cells.activations import (
     GATES,
@@ -25,14 +26,6 @@ from rnnkit.nn.cells.lstm import LSTMState
 
 T, B, H = 4, 3, 3
 LENGTHS = np.array([4, 1, 2])
-CELLS = [
-    pytest.param("rnn", {"nonlinearity": "tanh"}, id="rnn-tanh"),
-    pytest.param("rnn", {"nonlinearity": "relu"}, id="rnn-relu"),
-    pytest.param("gru", {"reset_after": True}, id="gru-after"),
-    pytest.param("gru", {"reset_after": False}, id="gru-before"),
-    pytest.param("lstm", {"peephole": False}, id="lstm"),
-    pytest.param("lstm", {"peephole": True}, id="lstm-peephole"),
-]
 
 
 def sig(a):

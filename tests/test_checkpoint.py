@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import errno
 import hashlib
 import json
@@ -129,10 +128,6 @@ def test_kind_filter(tmp_path):
     msg = _error(p, kind="lm")
     assert str(p) in msg and "is a 'classifier' checkpoint; expected 'lm'" in msg
     assert "expected one of 'lm', 'tagger'" in _error(p, kind=["lm", "tagger"])
-
-
-def test_module_doctest():
-    assert doctest.testmod(ckmod).failed == 0
 
 
 def test_import_needs_only_numpy():

@@ -4,15 +4,11 @@ final states, dropout, frozen embeddings, configuration checks."""
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
-import rnnkit.nn.pooling
-import rnnkit.nn.word_rnn
-import rnnkit.tasks.classify.model
+from conftest import TorchTwin
 from rnnkit.errors import ConfigError
 from rnnkit.nn.losses import softmax
 from rnnkit.nn.pooling import pool_backward, pool_forward
@@ -42,49 +38,6 @@ def random_ids(rng, lengths=LENGTHS, V=9):
     ids = rng.integers(2, V, (len(lengths), int(max(lengths))))
     ids[np.arange(ids.shape[1])[None, :] >= np.asarray(lengths)[:, None]] = 0
     return ids
-
-
-class TorchTwin:
-    """A word-level model's embedding, recurrent stack and output layer as PyTorch tensors
-    with the same weights (import torch first), to compare a loss and every gradient with."""
-
-    def __init__(self, model):
-        import torch
-
-        from rnnkit.interop import to_torch
-
-        self.torch = torch
-        self.W_e = torch.tensor(model.embed.param["W"], requires_grad=True)
-        self.W_o = torch.tensor(model.out.param["W"], requires_grad=True)
-        self.b_o = torch.tensor(model.out.param["b"], requires_grad=True)
-        self.rnn = to_torch(model.rnn)
-
-    def recurrent(self, ids, lengths):
-        """``(out (B, T, dirs*H) padded with zeros, final state)`` of the embedded ``ids``,
-        run as packed sequences."""
-        nn = self.torch.nn.utils.rnn
-        packed = nn.pack_padded_sequence(self.W_e[self.torch.tensor(ids)],
-                                         self.torch.tensor(lengths), batch_first=True,
-                                         enforce_sorted=False)
-        out, final = self.rnn(packed)
-        return nn.pad_packed_sequence(out, batch_first=True)[0], final
-
-    def logits(self, v):
-        return v @ self.W_o + self.b_o
-
-    def grads(self) -> dict:
-        """The gradients after ``backward``, under the model's parameter names."""
-        from rnnkit.interop import torch_grads_to_rnnkit
-
-        want = {"embed.W": self.W_e.grad.numpy(), "out.W": self.W_o.grad.numpy(),
-                "out.b": self.b_o.grad.numpy()}
-        want.update({f"rnn.{k}": v for k, v in torch_grads_to_rnnkit(self.rnn).items()})
-        return want
-
-
-def test_doctests():
-    for mod in (rnnkit.nn.pooling, rnnkit.nn.word_rnn, rnnkit.tasks.classify.model):
-        assert doctest.testmod(mod).failed == 0
 
 
 # -- pooling --------------------------------------------------------------------------------
@@ -329,4 +282,3 @@ def test_bad_batches_are_refused():
         model.forward(np.ones((2, 3), np.int64), [3, 4])
     with pytest.raises(ValueError, match="ids in 0..8"):
         model.forward(np.full((1, 2), 9), [2])
-

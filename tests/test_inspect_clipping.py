@@ -1,11 +1,9 @@
 """The clipping report from a run's metrics."""
 
-import doctest
 
 import numpy as np
 import pytest
 
-import rnnkit.inspect.clipping as clipping_mod
 from rnnkit.errors import DataError
 from rnnkit.inspect.clipping import clipping_report, format_clipping, plot_clipping
 from rnnkit.train.runlog import MetricsLog
@@ -65,7 +63,3 @@ def test_plot_and_errors(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(DataError, match="no step or epoch records"):
         clipping_report([{"event": "start"}])
-
-
-def test_doctest():
-    assert doctest.testmod(clipping_mod).failed == 0

@@ -1,11 +1,9 @@
 """Gate saturation on hand-set weights."""
 
-import doctest
 
 import numpy as np
 import pytest
 
-import rnnkit.inspect.gates as gates_mod
 from rnnkit.inspect.gates import GateMonitor, format_gates, gate_saturation
 from rnnkit.nn.recurrent import GRU, LSTM, RNN
 from rnnkit.tasks.lm.model import LanguageModel, LMConfig
@@ -100,7 +98,3 @@ def test_monitor_sees_no_grad_forwards_too():
         got = lm.loss(ids, ids, backward=False)[0]
     assert got == want
     assert len(mon.stats()) == 4 and all(s.count == 2 * 7 * 4 for s in mon.stats())
-
-
-def test_doctest():
-    assert doctest.testmod(gates_mod).failed == 0

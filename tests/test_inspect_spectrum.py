@@ -1,10 +1,8 @@
 """Recurrent weight spectra against numpy.linalg."""
 
-import doctest
 
 import numpy as np
 
-import rnnkit.inspect.spectrum as spectrum_mod
 from rnnkit.inspect.spectrum import format_spectrum, recurrent_spectrum, spectrum_record
 from rnnkit.nn.recurrent import GRU, RNN
 from rnnkit.tasks.lm.model import LanguageModel, LMConfig
@@ -46,7 +44,3 @@ def test_models_are_searched_for_layers():
                                 num_layers=2), rng=0)
     names = [b.name for b in recurrent_spectrum(lm)]
     assert names[0] == "rnn.layers.0.fwd.i" and names[-1] == "rnn.layers.1.fwd.o"
-
-
-def test_doctest():
-    assert doctest.testmod(spectrum_mod).failed == 0

@@ -1,6 +1,5 @@
 """The activation viewer: activations, text features, correlations, and the page in a browser."""
 
-import doctest
 import json
 import re
 import shutil
@@ -9,7 +8,6 @@ import subprocess
 import numpy as np
 import pytest
 
-import rnnkit.inspect.viewer as viewer_mod
 from rnnkit.inspect.viewer import (
     activation_page,
     build_page,
@@ -138,10 +136,6 @@ def test_quantisation_round_trip():
 
     q = np.frombuffer(base64.b64decode(data["layers"][0]["quantities"][0]["data"]), np.uint8)
     np.testing.assert_allclose(-1 + 2 * q.astype(float) / 255, v[:, 0], atol=1 / 255)
-
-
-def test_doctest():
-    assert doctest.testmod(viewer_mod).failed == 0
 
 
 # -- in a real browser ----------------------------------------------------------------------------

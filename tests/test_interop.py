@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import subprocess
 import sys
 
@@ -20,7 +19,6 @@ from torch_compare import (
     run_torch,
 )
 
-from rnnkit import interop
 from rnnkit.errors import ConfigError, ShapeError
 from rnnkit.interop import (
     from_torch,
@@ -257,12 +255,6 @@ def test_to_torch_leaves_torch_random_state_alone():
     before = torch.random.get_rng_state()
     to_torch(RNN(D, H, 2, rng=0))
     assert torch.equal(before, torch.random.get_rng_state())
-
-
-# -- documentation and import cost --------------------------------------------------------
-def test_docstring_example():
-    result = doctest.testmod(interop, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_import_does_not_import_torch():

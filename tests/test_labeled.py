@@ -3,7 +3,6 @@ named by file and line), word vectors, padding and bucketing."""
 
 from __future__ import annotations
 
-import doctest
 import gzip
 import io
 import sys
@@ -12,7 +11,6 @@ import warnings
 import numpy as np
 import pytest
 
-import rnnkit.text.labeled
 from rnnkit.errors import DataError
 from rnnkit.text.labeled import (
     SkippedWarning,
@@ -34,10 +32,6 @@ def write(tmp_path, name, text, encoding="utf-8"):
     p = tmp_path / name
     p.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
     return p
-
-
-def test_doctests():
-    assert doctest.testmod(rnnkit.text.labeled).failed == 0
 
 
 # -- classification -----------------------------------------------------------------------

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
 from rnnkit.errors import ConfigError, ShapeError
-from rnnkit.tasks.lm import model as lm_module
 from rnnkit.tasks.lm.inference import load_lm
 from rnnkit.tasks.lm.model import LanguageModel, LMConfig
 from rnnkit.tasks.lm.task import LMTask, evaluate_lm
@@ -197,7 +194,3 @@ def test_load_lm_round_trip(tmp_path):
     assert not loaded.training and tok2.vocab == tok.vocab
     ids = _ids()
     np.testing.assert_array_equal(loaded.forward(ids)[0], model.eval().forward(ids)[0])
-
-
-def test_docstrings():
-    assert doctest.testmod(lm_module).failed == 0

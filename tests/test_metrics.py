@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
-import rnnkit.metrics
 from rnnkit.metrics import (
     accuracy,
     confusion_matrix,
@@ -17,10 +14,6 @@ from rnnkit.metrics import (
     span_prf,
     spans,
 )
-
-
-def test_doctests():
-    assert doctest.testmod(rnnkit.metrics).failed == 0
 
 
 def test_accuracy_and_confusion_by_hand():

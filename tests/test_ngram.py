@@ -177,11 +177,3 @@ def test_train_and_eval_entry_points(tmp_path, capsys):
     assert evaluate.run(eval_args) == 0
     lines = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
     assert float(lines["perplexity"]) < 10 and lines["tokens"] == "6"
-
-
-def test_doctests():
-    import doctest
-
-    import rnnkit.tasks.ngram.model
-
-    assert doctest.testmod(rnnkit.tasks.ngram.model).failed == 0

@@ -231,11 +231,3 @@ def test_generation_helpers_drive_the_step():
     assert greedy == want
     hyps = beam_search(lm.step, lm.initial_state(1), 0, beam=3, max_len=4)
     assert hyps and len(hyps[0].tokens) == 4
-
-
-def test_doctests():
-    import doctest
-
-    import rnnkit.tasks.lm.output_recurrent
-
-    assert doctest.testmod(rnnkit.tasks.lm.output_recurrent).failed == 0

@@ -3,13 +3,11 @@ addition generator, sentence tokenizers."""
 
 from __future__ import annotations
 
-import doctest
 import zipfile
 
 import numpy as np
 import pytest
 
-import rnnkit.tasks.seq2seq.data
 from rnnkit.errors import DataError
 from rnnkit.tasks.seq2seq.data import (
     SentenceTokenizer,
@@ -144,7 +142,3 @@ def test_sentence_tokenizer():
     with pytest.raises(DataError, match="expected specials"):
         SentenceTokenizer.from_dict({"level": "char", "vocab": {"tokens": ["<pad>", "a"],
                                                                 "specials": ["<pad>"]}})
-
-
-def test_doctests():
-    assert doctest.testmod(rnnkit.tasks.seq2seq.data).failed == 0

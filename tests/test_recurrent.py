@@ -9,7 +9,6 @@ windows with the state carried equal one long forward.
 
 from __future__ import annotations
 
-import doctest
 import itertools
 import re
 
@@ -17,21 +16,10 @@ import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
-import rnnkit.nn.layers.dropout
-import rnnkit.nn.layers.embedding
-import rnnkit.nn.layers.linear
-import rnnkit.nn.recurrent
+from conftest import CELLS
 from rnnkit.nn.cells.lstm import LSTMState
 from rnnkit.nn.recurrent import LSTM, RNN, make_recurrent
 
-CELLS = [
-    pytest.param("rnn", {"nonlinearity": "tanh"}, id="rnn-tanh"),
-    pytest.param("rnn", {"nonlinearity": "relu"}, id="rnn-relu"),
-    pytest.param("gru", {"reset_after": True}, id="gru-after"),
-    pytest.param("gru", {"reset_after": False}, id="gru-before"),
-    pytest.param("lstm", {"peephole": False}, id="lstm"),
-    pytest.param("lstm", {"peephole": True}, id="lstm-peephole"),
-]
 DIRS = [pytest.param(False, id="uni"), pytest.param(True, id="bi")]
 B, T, D, H = 3, 4, 3, 2
 LENGTHS = [T, 2, T - 1]  # unsorted, one full row and two padded ones
@@ -422,14 +410,3 @@ def test_bad_state():
     _, _, cache = lstm.forward(x)
     with _raises("LSTM: expected dout of shape (3, 5, 2), got (3, 4, 2)"):
         lstm.backward(np.zeros((3, 4, 2)), cache)
-
-
-# -- docstring examples -----------------------------------------------------------------------
-@pytest.mark.parametrize("module", [rnnkit.nn.recurrent, rnnkit.nn.layers.linear,
-                                    rnnkit.nn.layers.embedding, rnnkit.nn.layers.dropout],
-                         ids=lambda m: m.__name__)
-def test_docstring_examples(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
-    if module is not rnnkit.nn.layers.dropout:  # Dropout's docstring has no example
-        assert result.attempted > 0

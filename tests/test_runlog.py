@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 
 import numpy as np
 import pytest
 
 from rnnkit.errors import DataError, ShapeError
-from rnnkit.train import runlog
 from rnnkit.train.runlog import MetricsLog, Progress, read_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -33,10 +31,6 @@ def _run(n_steps=60, per_epoch=20, classifier=False):
                 ep["valid_accuracy"] = 0.5 + s / (4 * n_steps)
             records.append(ep)
     return records
-
-
-def test_module_doctest():
-    assert doctest.testmod(runlog).failed == 0
 
 
 def test_metrics_round_trip_and_flush_per_line(tmp_path):

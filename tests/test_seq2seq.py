@@ -3,7 +3,6 @@ drivers agreeing, decoding (greedy, sampling, beam), scheduled-sampling schedule
 
 from __future__ import annotations
 
-import doctest
 import itertools
 import math
 
@@ -11,8 +10,6 @@ import numpy as np
 import pytest
 from gradcheck import check_module_grads
 
-import rnnkit.tasks.lm.conditioned
-import rnnkit.tasks.seq2seq.model
 from rnnkit.errors import ConfigError
 from rnnkit.nn.cells.lstm import LSTMState
 from rnnkit.nn.losses import softmax_cross_entropy
@@ -320,8 +317,3 @@ def test_conditioned_generation():
         model.generate(np.zeros((2, 4)))
     with pytest.raises(ValueError, match="labels must be in 0..2"):
         one_hot([3], 3)
-
-
-def test_doctests():
-    assert doctest.testmod(rnnkit.tasks.seq2seq.model).failed == 0
-    assert doctest.testmod(rnnkit.tasks.lm.conditioned).failed == 0

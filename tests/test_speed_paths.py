@@ -8,8 +8,6 @@ The plain paths are the ones proven by finite differences and against PyTorch el
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
@@ -26,10 +24,6 @@ CELLS = [
     pytest.param("lstm", {"peephole": True}, id="lstm-peephole"),
 ]
 DTYPES = [np.float64, np.float32]
-
-
-def test_doctests():
-    assert doctest.testmod(rnnkit.nn.losses).failed == 0
 
 
 # -- softmax cross-entropy ----------------------------------------------------------------------

@@ -3,14 +3,12 @@ encoder) and of its masked loss, PyTorch agreement, padding invariance, unseen w
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 from gradcheck import check_module_grads
-from test_classifier import TorchTwin, randomize
+from test_classifier import randomize
 
-import rnnkit.tasks.tag.model
+from conftest import TorchTwin
 from rnnkit.errors import ConfigError
 from rnnkit.tasks.tag.model import CharEncoder, SequenceTagger, TaggerConfig
 from rnnkit.text.labeled import CharBatch, CharTable
@@ -42,10 +40,6 @@ def random_batch(seed=0, lengths=LENGTHS):
     index = np.where(real, rng.integers(0, U, (B, T)), 0)
     tags = np.where(real, rng.integers(0, K, (B, T)), 0)
     return ids, CharBatch(char_ids, char_lengths, index), tags
-
-
-def test_doctests():
-    assert doctest.testmod(rnnkit.tasks.tag.model).failed == 0
 
 
 def gradcheck_logits(model, ids, chars, seed=None):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import warnings
 from collections import Counter
@@ -10,8 +9,6 @@ from collections import Counter
 import numpy as np
 import pytest
 
-import rnnkit.text.tokenizers
-import rnnkit.text.vocab
 from rnnkit.errors import DataError
 from rnnkit.text import (
     BOS,
@@ -25,13 +22,6 @@ from rnnkit.text import (
     make_tokenizer,
     tokenizer_from_dict,
 )
-
-
-@pytest.mark.parametrize("module", [rnnkit.text.vocab, rnnkit.text.tokenizers])
-def test_docstring_examples(module):
-    result = doctest.testmod(module)
-    assert result.failed == 0 and result.attempted > 0
-
 
 # ---------------------------------------------------------------- Vocab
 
