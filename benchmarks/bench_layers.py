@@ -25,7 +25,8 @@ Method: each case is warmed up (at least two calls per library, more for cheap c
 timed in interleaved rounds: a round times a batch of rnnkit calls and a batch of torch calls
 back to back (alternating which goes first), each batch lasting about ``target`` seconds, with
 ``time.perf_counter`` (``--clock cpu``: ``time.process_time``, which leaves out time spent
-waiting for a CPU on a shared machine) and the garbage collector paused; 11 rounds (3 with ``--quick``), fewer
+waiting for a CPU on a shared machine) and the garbage collector paused; 11 rounds (3 with
+``--quick``), fewer
 (never under 3) where a case would take more than about 10 s.  The time per call is the median
 over the rounds, and interleaving makes the ratio robust to slow drift in machine speed.
 ``spread`` is the larger of the two libraries' (max - min) / median over the rounds: a large
@@ -252,7 +253,7 @@ def main(argv=None) -> int:
     info.update(repeats=repeats, target_s=target, case_budget_s=budget, clock=args.clock)
     print_header(info)
     print(f"median of {repeats} interleaved rounds (at least 3, at most ~{budget:g} s per case) "
-          f"of ~{target:g} s per library, {args.clock} clock; ratio > 1: rnnkit faster")  # fmt: skip
+          f"of ~{target:g} s per library, {args.clock} clock; ratio > 1: rnnkit faster")
 
     rows = []
     for mode, make in (("inference", inference_fns), ("training", training_fns)):

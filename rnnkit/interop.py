@@ -160,7 +160,7 @@ def _torch_params(module) -> dict[str, np.ndarray]:
 def _check_torch_module(module):
     import torch
 
-    for cell, name in _TORCH_NAMES.items():
+    for cell, name in _TORCH_NAMES.items():  # noqa: B007 -- the cell found is returned
         if isinstance(module, getattr(torch.nn, name)):
             break
     else:

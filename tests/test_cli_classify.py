@@ -13,7 +13,8 @@ import pytest
 from rnnkit.cli.main import main
 from rnnkit.train.checkpoint import load_checkpoint
 
-WORDS = ["the", "a", "film", "movie", "plot", "actor", "scene", "story", "was", "is", "very", "quite"]
+WORDS = ["the", "a", "film", "movie", "plot", "actor", "scene", "story", "was", "is", "very",
+         "quite"]
 
 
 def classification_file(path, n, seed, fmt="space"):

@@ -100,7 +100,8 @@ def test_correlated_units_find_a_planted_unit():
 
 def test_page_is_self_contained_and_escapes_the_text(tmp_path):
     path, _, _ = _checkpoint(tmp_path)
-    page = activation_page(load_model(path), tmp_path / "text.py", tmp_path / "page.html").read_text()
+    page = activation_page(load_model(path), tmp_path / "text.py",
+                           tmp_path / "page.html").read_text()
     assert not re.search(r"""(src|href)\s*=|<link|@import|url\(|https?://""", page)
     data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>',
                                 page, re.DOTALL).group(1))
@@ -205,7 +206,8 @@ def _chromium(args, tmp_path, timeout=90):
 @pytest.mark.skipif(BROWSER is None, reason="no chromium to run the page in")
 def test_page_in_a_headless_browser(tmp_path):
     path, _, _ = _checkpoint(tmp_path)
-    page = activation_page(load_model(path), tmp_path / "text.py", tmp_path / "page.html").read_text()
+    page = activation_page(load_model(path), tmp_path / "text.py",
+                           tmp_path / "page.html").read_text()
     page = page.replace("<head>", "<head>" + CAPTURE, 1).replace("</body>", SELFTEST + "</body>")
     (tmp_path / "test.html").write_text(page)
     try:

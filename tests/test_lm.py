@@ -1,4 +1,5 @@
-"""rnnkit.tasks.lm.model: the language model's gradients, loss, truncated BPTT and generation step."""
+"""rnnkit.tasks.lm.model: the language model's gradients, loss, truncated BPTT and generation
+step."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""rnnkit.nn.recurrent: gradient checks of every layer configuration and the compositions users call.
+"""rnnkit.nn.recurrent: gradient checks of every layer configuration and the compositions users
+call.
 
 Every backward is checked against float64 central differences (tests/gradcheck.py) for the
 input, the initial state (h and c) and every parameter, with random nonzero biases and

@@ -54,7 +54,8 @@ def gradcheck_model(model, sample_prob=0.0, seed=7):
 CONFIGS = [
     pytest.param({}, id="lstm-plain"),
     pytest.param({"cell": "gru", "attention": "dot"}, id="gru-dot"),
-    pytest.param({"cell": "rnn", "attention": "general", "bidirectional": True}, id="rnn-bi-general"),
+    pytest.param({"cell": "rnn", "attention": "general", "bidirectional": True},
+                 id="rnn-bi-general"),
     pytest.param({"attention": "additive", "input_feed": True}, id="lstm-additive-feed"),
     pytest.param({"cell": "gru", "attention": "general", "input_feed": True, "num_layers": 2,
                   "bidirectional": True, "decoder_hidden_size": 4}, id="gru-2layer-bi-linear-feed"),

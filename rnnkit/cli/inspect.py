@@ -269,8 +269,8 @@ def _activations(args) -> int:
     from ..inspect.viewer import activation_page
     from ..tasks import load_model
 
-    path = activation_page(load_model(args.checkpoint), args.file, args.out, max_tokens=args.max_tokens,
-                           top=args.top, encoding=args.encoding)
+    path = activation_page(load_model(args.checkpoint), args.file, args.out,
+                           max_tokens=args.max_tokens, top=args.top, encoding=args.encoding)
     print(f"page: {path}  (open it in a browser; no network needed)")
     return 0
 

@@ -354,7 +354,8 @@ def memory_task(B: int, T: int, V: int, rng: np.random.Generator):
 
 
 def readout_upstream(out_last: np.ndarray, W_o: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dL/dout_T of ``L = mean_b CE(softmax(out_T W_o), y)``: ``(softmax - onehot(y)) W_o^T / B``."""
+    """dL/dout_T of ``L = mean_b CE(softmax(out_T W_o), y)``:
+    ``(softmax - onehot(y)) W_o^T / B``."""
     logits = out_last @ W_o  # (B, V)
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)

@@ -13,7 +13,8 @@ def as_rng(seed) -> np.random.Generator:
 
 
 def xavier_uniform(rng: np.random.Generator, fan_in: int, fan_out: int, dtype) -> np.ndarray:
-    """Glorot & Bengio (2010): U(-a, a), a = sqrt(6 / (fan_in + fan_out)); shape (fan_in, fan_out)."""
+    """Glorot & Bengio (2010): U(-a, a), a = sqrt(6 / (fan_in + fan_out));
+    shape (fan_in, fan_out)."""
     a = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-a, a, size=(fan_in, fan_out)).astype(dtype)
 

@@ -1,7 +1,8 @@
 """Pooling the outputs of a recurrent stack over time into one vector per row.
 
 ``out`` is the (B, T, dirs*H) output of a sequence layer and ``lengths`` (B,) the number of
-real steps of each row; whatever is at the padded steps is ignored.  Three modes, all over *real steps only*::
+real steps of each row; whatever is at the padded steps is ignored.  Three modes, all over
+*real steps only*::
 
     last:  unidirectional  v_b = out[b, len_b - 1]
            bidirectional   v_b = out[b, len_b - 1, :H] ⊕ out[b, 0, H:]

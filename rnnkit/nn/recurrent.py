@@ -135,7 +135,8 @@ class Direction(Module):
 
 
 class Recurrent(Module):
-    """A stack of recurrent layers of one cell type.  Use :class:`RNN`, :class:`GRU`, :class:`LSTM`."""
+    """A stack of recurrent layers of one cell type.  Use :class:`RNN`, :class:`GRU` or
+    :class:`LSTM`."""
 
     cell = ""
 

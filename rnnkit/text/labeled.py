@@ -249,7 +249,8 @@ def check_label_counts(data: ClassificationData, min_count: int = 2) -> None:
 _CONLLU_COLUMNS = {"upos": 3, "xpos": 4}
 
 
-def read_tagged(path, fmt: str = "auto", *, column: str = "upos", encoding: str = "utf-8",
+def read_tagged(path, fmt: str = "auto", *,  # noqa: C901 -- one pass over both line formats
+                column: str = "upos", encoding: str = "utf-8",
                 tags: Sequence[str] | None = None, on_error: str = "raise") -> TaggedData:
     """Read a CoNLL-U or ``word tag`` file (see the module docstring).
 
@@ -492,7 +493,8 @@ class CharTable:
 # -- pre-trained word vectors -------------------------------------------------------------
 
 
-def load_vectors(path, vocab: Vocab, *, encoding: str = "utf-8",
+def load_vectors(path, vocab: Vocab, *,  # noqa: C901 -- one pass, one message per bad line
+                 encoding: str = "utf-8",
                  lowercase_fallback: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
     """Pre-trained vectors for the words of ``vocab`` from a GloVe or word2vec text file.
 

@@ -353,7 +353,8 @@ def find_checkpoint(path) -> Path:
             "(no best/ or last/ checkpoint inside)"
         )
     if path.exists():
-        hint = f"; pass its directory {path.parent}" if path.name in (MANIFEST, *_DATA_FILES) else ""
+        hint = (f"; pass its directory {path.parent}" if path.name in (MANIFEST, *_DATA_FILES)
+                else "")
         raise CheckpointError(f"{path}: not an rnnkit checkpoint (a file, not a directory){hint}")
     raise CheckpointError(f"{path}: no such checkpoint (the path does not exist)")
 

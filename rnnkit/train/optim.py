@@ -5,7 +5,7 @@ The optimisers update the parameter arrays *in place* (the live arrays from
 Their state lives in buffers allocated once at construction; a step is a handful of in-place
 NumPy operations per parameter and no Python loop over elements.
 
-Training-loop order (see STYLE.md, rule 15)::
+Training-loop order (as :class:`rnnkit.train.Trainer` runs it)::
 
     schedule.apply(opt, epoch)              # or plateau.step(val_loss, opt) after evaluating
     model.zero_grad(); loss = forward/backward

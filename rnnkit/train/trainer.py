@@ -5,9 +5,9 @@ evaluation; the trainer supplies everything else, in named phases read top to bo
 
     schedule -> (stop?) -> forward/backward -> clip -> step -> log -> evaluate -> checkpoint
 
-A task is any object with:
+A task is any object that follows the :class:`Task` protocol:
 
-``model``                 a :class:`rnnkit.nn.module.Module` with ``config_dict()``
+``model``                 the :class:`rnnkit.nn.module.Module` whose parameters are trained
 ``kind``                  checkpoint kind ("lm", "classifier", ...)
 ``num_batches()``         batches per epoch
 ``start_epoch(epoch)``    reset carried state / fix this epoch's order (derived from the seed)
@@ -45,15 +45,34 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from ..checks import config_from_dict
 from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..nn.losses import perplexity
+from ..nn.module import Module
 from .checkpoint import load_checkpoint, save_checkpoint
 from .optim import ReduceOnPlateau, StepDecay, clip_grad_norm, clip_grad_value, make_optimizer
 from .runlog import MetricsLog, Progress
+
+
+class Task(Protocol):
+    """What :class:`Trainer` needs from a task (the table in the module docstring)."""
+
+    model: Module
+    kind: str
+    metric: tuple[str, str]
+
+    def num_batches(self) -> int: ...
+    def start_epoch(self, epoch: int) -> None: ...
+    def train_batch(self, i: int, rng: np.random.Generator) -> tuple[float, int]: ...
+    def evaluate(self, split: str) -> dict | None: ...
+    def state(self) -> tuple[dict, dict]: ...
+    def load_state(self, meta: dict, arrays: dict) -> None: ...
+    def payload(self) -> tuple[dict, dict]: ...
+
 
 EVAL_COST = 0.4  # a validation token costs about this fraction of a training token (no backward)
 PLAIN_PROGRESS_S = 10.0  # without a terminal: a progress line at most this often
@@ -186,7 +205,7 @@ class Trainer:
     of a time budget; ``clock`` returns seconds (tests pass a fake one).
     """
 
-    def __init__(self, task, cfg: TrainConfig, out, *, resume: bool = False, echo=print,
+    def __init__(self, task: Task, cfg: TrainConfig, out, *, resume: bool = False, echo=print,
                  reserve_s: float = 0.0, clock=time.monotonic):
         self.task, self.cfg, self.out = task, cfg, Path(out)
         self.model = task.model
@@ -304,7 +323,8 @@ class Trainer:
         else:
             self.log.log("start", params=self.model.num_parameters(), train=asdict(self.cfg))
         self.t_start = self.clock() - self.elapsed
-        self._train_seconds, self._train_units = 0.0, 0  # this session's throughput
+        # the throughput of this process (since the start or the resume)
+        self._train_seconds, self._train_units = 0.0, 0
         self._record: dict = {}
         previous = self._catch_sigint()
         try:
@@ -343,7 +363,7 @@ class Trainer:
             return "time"
         return None
 
-    def _run_epoch(self) -> str | None:
+    def _run_epoch(self) -> str | None:  # noqa: C901 -- the training phases, in order
         cfg, task = self.cfg, self.task
         n_batches = task.num_batches()
         # schedule
@@ -461,8 +481,8 @@ class Trainer:
         bar.update(0, loss=mean, ppl=perplexity(mean), tokens_per_s=tps, grad_norm=norm)
         if self.cfg.progress and not self.show_bar and now - self._last_line >= PLAIN_PROGRESS_S:
             self.echo(f"epoch {self.epoch} step {self.step} ({self.batch}/{n_batches}) | "
-                      f"loss {mean:.4f} | ppl {fmt_figure(perplexity(mean), 2)} | {tps:,.0f} tok/s | "
-                      f"|g| {norm:.3g} | {_clock(now - self.t_start)}")
+                      f"loss {mean:.4f} | ppl {fmt_figure(perplexity(mean), 2)} | "
+                      f"{tps:,.0f} tok/s | |g| {norm:.3g} | {_clock(now - self.t_start)}")
             self._last_line = now
         self._interval = [0.0, 0, now]
 

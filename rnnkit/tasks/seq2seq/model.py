@@ -81,7 +81,7 @@ class Seq2SeqConfig:
     init_scale: float = 0.1
     dtype: str = "float32"
 
-    def __post_init__(self):
+    def __post_init__(self):  # noqa: C901 -- one flat check per option, read top to bottom
         if self.cell not in ("rnn", "gru", "lstm"):
             raise ConfigError(f"cell must be rnn, gru or lstm, got {self.cell!r}")
         for k in ("src_vocab_size", "tgt_vocab_size", "embed_size", "hidden_size",
@@ -549,7 +549,7 @@ class Seq2Seq(Module):
         live = [Hypothesis([], 0.0, [], False)]
         done: list[Hypothesis] = []
         tok = np.array([BOS_ID])
-        for t in range(max_len):
+        for _ in range(max_len):
             n = len(live)
             e = Encoded(*(np.repeat(x[:1], n, axis=0) if x is not None else None for x in enc))
             logits, state, a = self.step(tok, state, e)
