@@ -4,8 +4,8 @@ One self-contained file: no external script, style sheet, font or image.  ``@@TI
 ``@@INFO@@`` are replaced by HTML-escaped text and ``@@DATA@@`` by the JSON data (with every ``<``
 written ``\u003c``, so nothing in it can close the script element).  Tokens are inserted with
 ``textContent``, never as HTML.  ``window.rnnkitViewer`` exposes
-``select(layer, quantity, unit)`` and ``colours()`` for scripted checks; a URL ending in ``#layer=0&show=f&unit=3`` opens on that
-selection.
+``select(layer, quantity, unit)`` and ``colours()`` for scripted checks; a URL ending in
+``#layer=0&show=f&unit=3`` opens on that selection.
 """
 
 PAGE = r"""<!DOCTYPE html>

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
-
-import numpy as np
 
 from ...train.options import add_train_arguments, out_dir, resume_train_config, train_config
 
@@ -127,22 +124,13 @@ def _warn(message: str) -> None:
     print(f"rnnkit train: warning: {message}", file=sys.stderr)
 
 
-def _encode(tokenizer, texts: dict) -> dict:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ids = {k: (tokenizer.encode(v) if v else None) for k, v in texts.items()}
-    for w in caught:
-        _warn(str(w.message))
-    return ids
-
-
 def run(args) -> int:
-    from ...errors import CheckpointError, ConfigError, DataError
-    from ...text.tokenizers import make_tokenizer, tokenizer_from_dict
+    """Map the options to :func:`~rnnkit.tasks.lm.train.train_lm` and report."""
+    from ...errors import CheckpointError, ConfigError
+    from ...text.tokenizers import tokenizer_from_dict
     from ...train.checkpoint import load_checkpoint
-    from ...train.trainer import Trainer, fmt_figure
-    from .model import LanguageModel, LMConfig
-    from .task import LMTask
+    from ...train.trainer import fmt_figure
+    from .train import fit_tokenizer, train_lm
 
     if getattr(args, "model", "rnn") == "ngram":
         from ..ngram.cli import train_ngram_cli
@@ -166,68 +154,42 @@ def run(args) -> int:
     if args.epochs is None:
         args.epochs = 10 if args.minutes is None and args.max_steps is None else 10**6
     texts, level, info = load_data(args)
-    is_or = (ck.config["model"].get("cell") if ck is not None else args.cell) == \
-        "output-recurrent"
     if ck is not None:
         tokenizer = tokenizer_from_dict(ck.vocab)
-        cfg = None if is_or else LMConfig.from_dict(ck.config["model"])
-        info["level"] = level = tokenizer.level
+        model = _model_config(ck.config["model"], None)
+        ss_prob, feedback = ck.config.get("ss_prob", 0.0), ck.config.get("feedback", "sample")
         tcfg = resume_train_config(args, ck.config.get("train", {}))
     else:
-        # characters: every one of the text (as char-rnn and nanoGPT do), so that a rare one
-        # in the validation part is not <unk>; words: the training part only
-        fit_on = texts["train"] if level == "word" else "".join(t or "" for t in texts.values())
-        tokenizer = make_tokenizer(level).fit(fit_on, min_count=args.min_count,
-                                              max_size=args.max_vocab)
-        cfg = None if is_or else LMConfig(
-                       vocab_size=len(tokenizer.vocab), cell=args.cell, embed_size=args.embed,
-                       hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
-                       tie_weights=args.tie_weights, init=args.init,
-                       init_scale=args.init_scale, nonlinearity=args.nonlinearity,
-                       dtype=args.dtype)
+        tokenizer = fit_tokenizer(level, texts, min_count=args.min_count,
+                                  max_vocab=args.max_vocab)
+        model = _model_config(None, args, len(tokenizer.vocab))
+        ss_prob = getattr(args, "ss_prob", 0.0)
+        feedback = getattr(args, "feedback", "sample")
         tcfg = train_config(args)
-    ids = _encode(tokenizer, texts)
-    try:
-        if is_or:
-            model, task = build_from_args(args, tokenizer, ids, info,
-                                          config=ck.config if ck is not None else None,
-                                          seed=tcfg.seed)
-            cfg = model.cfg
-        else:
-            model = LanguageModel(cfg, rng=np.random.default_rng(tcfg.seed))
-            task = LMTask(model, tokenizer, ids["train"], ids.get("valid"), ids.get("test"),
-                          batch_size=args.batch_size, bptt=args.bptt,
-                          eval_batch_size=args.eval_batch_size, data_info=info)
-    except DataError as e:
-        raise DataError(f"{info['source']}: {e}") from None
-    print(f"rnnkit train: {level}-level {cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}, "
-          f"vocab {cfg.vocab_size}, {model.num_parameters():,} parameters, "
-          f"{len(ids['train']):,} training tokens -> {out}", file=sys.stderr)
     # a time budget covers everything: setup so far, training, validation, the plot and the
     # final sample
     reserve = 0.0
     if tcfg.minutes is not None:
         reserve = time.monotonic() - t0 + 2.5 + 0.002 * max(args.sample_length, 0)
-    trainer = Trainer(task, tcfg, out, resume=args.resume, reserve_s=reserve,
-                      echo=lambda s: print(s, file=sys.stderr))
-    step_before = trainer.step
     try:
-        summary = trainer.fit()
+        r = train_lm(texts, out, model=model, tokenizer=tokenizer, train=tcfg,
+                     batch_size=args.batch_size, bptt=args.bptt,
+                     eval_batch_size=args.eval_batch_size, ss_prob=ss_prob, feedback=feedback,
+                     data_info=info, resume=args.resume, reserve_s=reserve,
+                     echo=lambda s: print(s, file=sys.stderr),
+                     announce=lambda s: print(f"rnnkit train: {s}", file=sys.stderr),
+                     warn=_warn)
     except KeyboardInterrupt:
         print(f"rnnkit train: interrupted; progress saved in {out / 'last'}; continue with: "
               f"rnnkit train --out {out} --resume", file=sys.stderr)
         return 130
-    if args.resume and trainer.step == step_before:
+    summary = r.summary
+    if args.resume and r.steps == 0:
         _warn(f"the run had already stopped ({REASONS.get(summary['reason'], summary['reason'])}"
               "); raise --epochs, --minutes or --max-steps to train further")
     print(_summary_line(summary, out))
-    if ids.get("test") is not None:
-        from .inference import load_lm
-        from .task import evaluate_lm
-
-        best, _, _ = load_lm(out / "best")
-        r = evaluate_lm(best, ids["test"], args.eval_batch_size, args.bptt)
-        print(f"test perplexity: {fmt_figure(r['ppl'], 2)}")
+    if r.test is not None:
+        print(f"test perplexity: {fmt_figure(r.test['ppl'], 2)}")
     if args.sample_length > 0:
         from .sample_cli import sample_text
 
@@ -236,6 +198,25 @@ def run(args) -> int:
                     seed=tcfg.seed, stream=sys.stdout)
         print()
     return 0
+
+
+def _model_config(saved: dict | None, args, vocab_size: int = 1):
+    """The model configuration: a resumed run's (``saved``), else from the options."""
+    from .inference import OUTPUT_RECURRENT
+    from .model import LMConfig
+    from .output_recurrent import ORConfig
+
+    if saved is not None:
+        cls = ORConfig if saved.get("cell") == OUTPUT_RECURRENT else LMConfig
+        return cls.from_dict(saved)
+    if args.cell == OUTPUT_RECURRENT:
+        return ORConfig(vocab_size=vocab_size, hidden_size=args.hidden,
+                        nonlinearity=args.nonlinearity, dropout=args.dropout,
+                        init_scale=args.init_scale, dtype=args.dtype)
+    return LMConfig(vocab_size=vocab_size, cell=args.cell, embed_size=args.embed,
+                    hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
+                    tie_weights=args.tie_weights, init=args.init, init_scale=args.init_scale,
+                    nonlinearity=args.nonlinearity, dtype=args.dtype)
 
 
 def _summary_line(summary: dict, out) -> str:
@@ -267,33 +248,3 @@ def add_output_recurrent_arguments(p) -> None:
                         "prediction instead of the previous target (0: teacher forcing)")
     g.add_argument("--feedback", choices=("sample", "argmax"), default="sample",
                    help="how the model's own prediction is chosen when fed back")
-
-
-def build_from_args(args, tokenizer, ids: dict, info: dict, config: dict | None = None,
-                    seed: int | None = None):
-    """``(model, task)`` for ``rnnkit train --cell output-recurrent``.
-
-    ``config`` is the checkpoint config of a run being resumed (its model and feedback options
-    win); otherwise the model comes from ``--hidden``, ``--nonlinearity``, ``--dropout``,
-    ``--init-scale``, ``--dtype``; the weights are drawn with ``seed`` (default ``--seed``).
-    """
-    from .output_recurrent import ORConfig, OutputRecurrentLM
-    from .output_recurrent_task import OutputRecurrentTask
-
-    if config is not None:
-        cfg = ORConfig.from_dict(config["model"])
-        ss_prob = config.get("ss_prob", 0.0)
-        feedback = config.get("feedback", "sample")
-    else:
-        cfg = ORConfig(vocab_size=len(tokenizer.vocab), hidden_size=args.hidden,
-                       nonlinearity=args.nonlinearity, dropout=args.dropout,
-                       init_scale=args.init_scale, dtype=args.dtype)
-        ss_prob = getattr(args, "ss_prob", 0.0)
-        feedback = getattr(args, "feedback", "sample")
-    seed = args.seed if seed is None else seed
-    model = OutputRecurrentLM(cfg, rng=np.random.default_rng(seed))
-    task = OutputRecurrentTask(model, tokenizer, ids["train"], ids.get("valid"), ids.get("test"),
-                               ss_prob=ss_prob, feedback=feedback, batch_size=args.batch_size,
-                               bptt=args.bptt, eval_batch_size=args.eval_batch_size,
-                               data_info=info)
-    return model, task
