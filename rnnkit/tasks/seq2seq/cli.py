@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from ...train.options import add_train_arguments, out_dir, resume_train_config, train_config
 
 
@@ -146,12 +144,12 @@ def load_splits(args) -> tuple[dict, dict]:
 
 
 def run(args) -> int:
+    """Map the options to :func:`~rnnkit.tasks.seq2seq.train.train_seq2seq` and report."""
     from ...train.checkpoint import load_checkpoint
-    from ...train.trainer import Trainer
     from .data import SentenceTokenizer, write_pairs
-    from .inference import load_seq2seq
-    from .model import Seq2Seq, Seq2SeqConfig
-    from .task import SamplingSchedule, Seq2SeqTask, evaluate_pairs
+    from .model import Seq2SeqConfig
+    from .task import SamplingSchedule
+    from .train import train_seq2seq
 
     if args.beam < 1:
         raise ValueError(f"--beam must be at least 1, got {args.beam}")
@@ -192,40 +190,25 @@ def run(args) -> int:
         info["max_tgt_len"] = longest
         max_len = args.max_len or max(10, 2 * longest)
         tcfg = train_config(args)
-    enc = {k: [(src_tok.encode(a, warn=False), tgt_tok.encode(b, warn=False)) for a, b in v]
-           for k, v in splits.items()}
     _report_unknown(splits, src_tok, tgt_tok)
-    model = Seq2Seq(cfg, rng=np.random.default_rng(tcfg.seed))
-    refs = {k: [b for _, b in v] for k, v in splits.items()}  # raw text: <unk> never matches
-    task = Seq2SeqTask(model, src_tok, tgt_tok, enc["train"], enc["valid"], refs["valid"],
-                       batch_size=args.batch_size, seed=tcfg.seed, schedule=schedule,
-                       max_len=max_len, alpha=args.alpha, data_info=info,
-                       select=args.select, decode_valid=not args.no_decode_valid)
-    attn = "no attention" if cfg.attention == "none" else f"{cfg.attention} attention" + (
-        " + input feeding" if cfg.input_feed else "")
-    print(f"rnnkit train-seq2seq: {cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}"
-          f"{' bidirectional' if cfg.bidirectional else ''} -> {cfg.decoder_hidden_size}, "
-          f"{attn}, vocab {cfg.src_vocab_size}/{cfg.tgt_vocab_size}, "
-          f"{model.num_parameters():,} parameters, {len(enc['train']):,} training pairs, "
-          f"{len(enc['valid']):,} validation -> {out}", file=sys.stderr)
-    trainer = Trainer(task, tcfg, out, resume=args.resume,
-                      echo=lambda s: print(s, file=sys.stderr))
     try:
-        trainer.fit()
+        r = train_seq2seq(splits, out, model=cfg, src_tok=src_tok, tgt_tok=tgt_tok, train=tcfg,
+                          schedule=schedule, max_len=max_len, batch_size=args.batch_size,
+                          alpha=args.alpha, select=args.select,
+                          decode_valid=not args.no_decode_valid, data_info=info,
+                          resume=args.resume, beams=(1, args.beam),
+                          echo=lambda s: print(s, file=sys.stderr),
+                          announce=lambda s: print(f"rnnkit train-seq2seq: {s}",
+                                                   file=sys.stderr))
     except KeyboardInterrupt:
         print(f"rnnkit train-seq2seq: interrupted; checkpoint saved in {out / 'last'}; "
               f"continue with --out {out} --resume", file=sys.stderr)
         return 130
-    best, _, _, _ = load_seq2seq(out / "best")
-    for split in ("valid", "test"):
-        if not enc[split]:
-            continue
-        for beam in sorted({1, args.beam}):
-            r = evaluate_pairs(best, tgt_tok, enc[split], refs[split], beam=beam,
-                               max_len=max_len, alpha=args.alpha, loss=False)
-            bleu = f", BLEU {r['bleu']:.2f}" if "bleu" in r else ""
+    for split, by_beam in r.figures.items():
+        for beam, f in by_beam.items():
+            bleu = f", BLEU {f['bleu']:.2f}" if "bleu" in f else ""
             print(f"{split} ({'greedy' if beam == 1 else f'beam {beam}'}): exact match "
-                  f"{r['exact']:.4f}, token accuracy {r['token_acc']:.4f}{bleu}",
+                  f"{f['exact']:.4f}, token accuracy {f['token_acc']:.4f}{bleu}",
                   file=sys.stderr)
     print(f"checkpoint: {out / 'best'} (last: {out / 'last'})")
     return 0

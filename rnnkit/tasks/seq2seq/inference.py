@@ -36,14 +36,14 @@ def load_seq2seq(path):
     return ck.restore(Seq2Seq, cfg), src_tok, tgt_tok, ck
 
 
-def _prepare(ck):
+def text_preparation(ck):
     """The text preparation the run trained with (normalisation) as a function."""
     if (ck.config.get("data") or {}).get("normalize"):
         return normalize_string
     return str.strip
 
 
-def _max_len(ck, max_len):
+def output_limit(ck, max_len):
     return int(max_len or ck.config.get("max_len", 50))
 
 
@@ -95,7 +95,7 @@ def evaluate_file(path, file, *, beam: int = DEFAULT_EVAL_BEAM, max_len=None,
     """Teacher-forced loss, and exact match, token accuracy and corpus BLEU of greedy and
     (``beam > 1``) beam-search outputs on a pairs file, prepared as in training."""
     model, src_tok, tgt_tok, ck = load_seq2seq(path)
-    prepare = _prepare(ck)
+    prepare = text_preparation(ck)
     pairs = [(prepare(a), prepare(b)) for a, b in read_pairs(file, encoding)]
     bad = next((i for i, (a, b) in enumerate(pairs) if not a or not b), None)
     if bad is not None:
@@ -104,7 +104,7 @@ def evaluate_file(path, file, *, beam: int = DEFAULT_EVAL_BEAM, max_len=None,
         warnings.simplefilter("ignore")  # unknown words simply count against the model
         enc = [(src_tok.encode(a), tgt_tok.encode(b)) for a, b in pairs]
     refs = [b for _, b in pairs]
-    max_len = _max_len(ck, max_len)
+    max_len = output_limit(ck, max_len)
     alpha = ck.config.get("alpha", 1.0) if alpha is None else alpha
     figures: dict = {"pairs": len(pairs)}
     for k in sorted({1, beam}):

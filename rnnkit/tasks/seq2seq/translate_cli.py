@@ -61,7 +61,7 @@ def plot_attention(weights, src_tokens, out_tokens, path, title: str | None = No
 
 
 def run(args) -> int:
-    from .inference import _max_len, _prepare, load_seq2seq, translate_texts
+    from .inference import load_seq2seq, output_limit, text_preparation, translate_texts
 
     if args.beam < 1:
         raise ValueError(f"--beam must be at least 1, got {args.beam}")
@@ -70,7 +70,7 @@ def run(args) -> int:
     if args.temperature < 0:
         raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
     model, src_tok, tgt_tok, ck = load_seq2seq(args.checkpoint)
-    prepare = _prepare(ck)
+    prepare = text_preparation(ck)
     if args.text == "-":  # (line number, text); blank lines are skipped
         lines = [(n, t) for n, t in enumerate(sys.stdin.read().splitlines(), 1) if t.strip()]
     else:
@@ -84,7 +84,7 @@ def run(args) -> int:
         raise ValueError(f"--attention-plot draws one sentence; got {len(texts)} lines")
     if args.attention_plot and model.attention is None:
         raise ValueError("--attention-plot: this model has no attention")
-    max_len = _max_len(ck, args.max_len)
+    max_len = output_limit(ck, args.max_len)
     alpha = ck.config.get("alpha", 1.0) if args.alpha is None else args.alpha
     for n, text in zip(numbers, texts):
         with warnings.catch_warnings(record=True) as caught:
