@@ -1,4 +1,5 @@
-"""Classification and tagging metrics: accuracy, confusion matrix, macro-F1, BIO span P/R/F1.
+"""Evaluation metrics: accuracy, confusion matrix, macro-F1, BIO span P/R/F1 (classification
+and tagging); exact match, token accuracy and corpus BLEU (sequence outputs).
 
 Plain NumPy, no scikit-learn.  Conventions (the same as scikit-learn's defaults where both
 define the figure):
@@ -140,3 +141,33 @@ def span_prf(true_seqs: Sequence[Sequence[str]],
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "true_spans": n_true,
             "predicted_spans": n_pred}
+
+
+# -- sequences: exact match, token accuracy, BLEU ------------------------------------------
+
+
+def sequence_scores(hyps, refs, finished) -> tuple[float, float]:
+    """``(exact match, token accuracy)`` of token sequences (lists of strings or ids).  Token
+    accuracy compares ``hyp <eos>`` with ``ref <eos>`` position by position over the longer of
+    the two, so missing and extra tokens both count as errors; a hypothesis cut at the length
+    limit has no ``<eos>``."""
+    exact = correct = total = 0
+    end = object()
+    for h, r, done in zip(hyps, refs, finished):
+        h = list(h) + ([end] if done else [])
+        r = list(r) + [end]
+        exact += h == r
+        correct += sum(a is b or a == b for a, b in zip(h, r))
+        total += max(len(h), len(r))
+    return exact / max(1, len(hyps)), correct / max(1, total)
+
+
+def corpus_bleu(hyps: list[str], refs: list[str], level: str = "word") -> float | None:
+    """Corpus BLEU (sacrebleu; characters as tokens at char level); None without sacrebleu."""
+    try:
+        import sacrebleu
+    except ImportError:
+        return None
+    tokenize = "char" if level == "char" else "13a"
+    # force: our texts are tokenized on purpose (normalised, punctuation split off)
+    return float(sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize, force=True).score)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ...checks import config_from_dict
 from ...errors import ConfigError
+from ...metrics import corpus_bleu, sequence_scores
 from .model import BOS_ID, EOS_ID, PAD_ID
 
 SCHEDULES = ("none", "linear", "exponential", "inverse-sigmoid")
@@ -128,33 +129,6 @@ def decode_all(model, srcs, *, beam: int = 1, max_len: int = 50, alpha: float = 
             h = model.beam_search(np.asarray(s), beam=beam, max_len=max_len, alpha=alpha)[0]
             outputs[i], finished[i] = h.tokens, h.finished
     return outputs, finished
-
-
-def sequence_scores(hyps, refs, finished) -> tuple[float, float]:
-    """``(exact match, token accuracy)`` of token sequences (lists of strings or ids).  Token
-    accuracy compares ``hyp <eos>`` with ``ref <eos>`` position by position over the longer of
-    the two, so missing and extra tokens both count as errors; a hypothesis cut at the length
-    limit has no ``<eos>``."""
-    exact = correct = total = 0
-    end = object()
-    for h, r, done in zip(hyps, refs, finished):
-        h = list(h) + ([end] if done else [])
-        r = list(r) + [end]
-        exact += h == r
-        correct += sum(a is b or a == b for a, b in zip(h, r))
-        total += max(len(h), len(r))
-    return exact / max(1, len(hyps)), correct / max(1, total)
-
-
-def corpus_bleu(hyps: list[str], refs: list[str], level: str = "word") -> float | None:
-    """Corpus BLEU (sacrebleu; characters as tokens at char level); None without sacrebleu."""
-    try:
-        import sacrebleu
-    except ImportError:
-        return None
-    tokenize = "char" if level == "char" else "13a"
-    # force: our texts are tokenized on purpose (normalised, punctuation split off)
-    return float(sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize, force=True).score)
 
 
 def teacher_forced_loss(model, pairs, batch_size: int = 128) -> tuple[float, int]:
