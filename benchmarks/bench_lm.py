@@ -1,7 +1,7 @@
 """End-to-end language-model training speed: rnnkit against PyTorch on the CPU, side by side.
 
 One *training step* is what ``rnnkit train`` does per window (``rnnkit/train/trainer.py`` and
-``rnnkit/train/lm_task.py``): embedding -> dropout -> LSTM stack -> dropout -> linear ->
+``rnnkit/tasks/lm/task.py``): embedding -> dropout -> LSTM stack -> dropout -> linear ->
 softmax cross-entropy averaged over the B*T tokens -> backward -> clip the global gradient norm
 -> optimiser step, with the LSTM state of one window carried (detached) into the next::
 

@@ -44,6 +44,7 @@ def text_preparation(ck):
 
 
 def output_limit(ck, max_len):
+    """The longest output to decode: ``max_len`` if given, else the run's own."""
     return int(max_len or ck.config.get("max_len", 50))
 
 
