@@ -11,10 +11,9 @@ import sys
 import time
 
 from ...train.options import add_train_arguments, out_dir, resume_train_config, train_config
+from .data import BUILTIN, BUILTIN_VALID, load_texts
 
-BUILTIN = "builtin:python-stdlib"
 BUILTIN_MINUTES = 3.0
-BUILTIN_VALID = 0.025  # the last ~100,000 characters: validation stays a few seconds
 MODEL_OPTIONS = ("level", "min_count", "max_vocab", "cell", "embed", "hidden", "layers",
                  "dropout", "tie_weights", "init", "init_scale", "nonlinearity", "dtype")
 REASONS = {"epochs": "all epochs done", "time": "time budget used", "steps": "--max-steps reached",
@@ -77,26 +76,9 @@ def add_arguments(p) -> None:
 
 
 def load_data(args):
-    """``(texts, level, info)``: the train/valid/test texts, tokenizer level, data options."""
-    from ...errors import DataError
-    from ...text.datasets import DATASETS, load_corpus
-    from ...text.io import default_corpus, split_fraction
-
-    if args.data is None:
-        frac = BUILTIN_VALID if args.valid_fraction is None else args.valid_fraction
-        texts = split_fraction(default_corpus(), 1 - frac, frac, at_lines=True)
-        level = args.level or "char"
-        source = BUILTIN
-    else:
-        frac = 0.1 if args.valid_fraction is None else args.valid_fraction
-        if not 0 <= frac < 1:
-            raise DataError(f"--valid-fraction must be in [0, 1), got {frac}")
-        texts = load_corpus(args.data, args.encoding, fractions=(1 - frac, frac, 0.0))
-        known = DATASETS.get(args.data)
-        level = args.level or (known.level if known is not None else "char")
-        source = str(args.data)
-    info = {"source": source, "level": level, "encoding": args.encoding, "valid_fraction": frac}
-    return texts, level, info
+    """``(texts, level, info)`` from the data options (see :func:`.data.load_texts`)."""
+    return load_texts(args.data, level=args.level, encoding=args.encoding,
+                      valid_fraction=args.valid_fraction)
 
 
 def _restore_run_options(args, ck) -> None:

@@ -13,25 +13,13 @@ import numpy as np
 
 
 def load_texts(args):
-    """``(texts, level, info)`` from the data options, by the same rules as ``rnnkit train``."""
-    from ...text.datasets import DATASETS, load_corpus
-    from ...text.io import default_corpus, split_fraction
+    """``(texts, level, info)`` from the data options, by the rules of ``rnnkit train``
+    (:func:`rnnkit.tasks.lm.data.load_texts`)."""
+    from ..lm.data import load_texts as load_lm_texts
 
-    valid = getattr(args, "valid_fraction", None)
-    valid = 0.1 if valid is None else valid
-    data = getattr(args, "data", None)
-    if data is None:
-        texts = split_fraction(default_corpus(), 1 - valid, valid, at_lines=True)
-        level = getattr(args, "level", None) or "char"
-        info = {"source": "builtin:python-stdlib"}
-    else:
-        texts = load_corpus(data, getattr(args, "encoding", "utf-8"),
-                            fractions=(1 - valid, valid, 0.0))
-        known = DATASETS.get(data)
-        level = getattr(args, "level", None) or (known.level if known is not None else "char")
-        info = {"source": str(data)}
-    info["level"] = level
-    return texts, level, info
+    return load_lm_texts(getattr(args, "data", None), level=getattr(args, "level", None),
+                         encoding=getattr(args, "encoding", "utf-8"),
+                         valid_fraction=getattr(args, "valid_fraction", None))
 
 
 def _encode(tokenizer, text, who: str):

@@ -1,0 +1,37 @@
+"""The text a language model (recurrent or n-gram) trains on: a file, a directory, a registry
+data set or the built-in corpus, split into train/valid/test by one set of rules."""
+
+from __future__ import annotations
+
+BUILTIN = "builtin:python-stdlib"
+BUILTIN_VALID = 0.025  # the last ~100,000 characters: validation stays a few seconds
+DEFAULT_VALID = 0.1
+
+
+def load_texts(data=None, *, level: str | None = None, encoding: str = "utf-8",
+               valid_fraction: float | None = None) -> tuple[dict, str, dict]:
+    """``(texts, level, info)``: ``{"train", "valid", "test"}`` texts, the tokenizer level (the
+    data set's own unless ``level`` is given; else characters) and the data options to save.
+
+    ``data`` is a text file, ``.gz`` file, directory or registry name (``None``: the built-in
+    corpus, Python standard-library source); a single text is split at its last
+    ``valid_fraction`` (default 0.1; 0.025 for the built-in corpus)."""
+    from ...errors import DataError
+    from ...text.datasets import DATASETS, load_corpus
+    from ...text.io import default_corpus, split_fraction
+
+    if data is None:
+        frac = BUILTIN_VALID if valid_fraction is None else valid_fraction
+        texts = split_fraction(default_corpus(), 1 - frac, frac, at_lines=True)
+        level = level or "char"
+        source = BUILTIN
+    else:
+        frac = DEFAULT_VALID if valid_fraction is None else valid_fraction
+        if not 0 <= frac < 1:
+            raise DataError(f"--valid-fraction must be in [0, 1), got {frac}")
+        texts = load_corpus(data, encoding, fractions=(1 - frac, frac, 0.0))
+        known = DATASETS.get(data)
+        level = level or (known.level if known is not None else "char")
+        source = str(data)
+    info = {"source": source, "level": level, "encoding": encoding, "valid_fraction": frac}
+    return texts, level, info
