@@ -48,6 +48,7 @@ from ...nn.attention import KINDS as ATTENTION_KINDS
 from ...nn.attention import Attention
 from ...nn.cells.lstm import LSTMState
 from ...nn.layers import Embedding, Linear
+from ...nn.layers.dropout import dropout, dropout_backward
 from ...nn.losses import log_softmax, softmax_cross_entropy
 from ...nn.module import Module
 from ...nn.recurrent import make_recurrent
@@ -155,14 +156,6 @@ class DecoderState(NamedTuple):
     feed: np.ndarray | None
 
 
-def _dropout(x, p, rng):
-    if p == 0.0:
-        return x, None
-    m = (rng.random(x.shape) < 1.0 - p).astype(x.dtype)
-    m *= 1.0 / (1.0 - p)
-    return x * m, m
-
-
 def _reorder(state: DecoderState, idx: np.ndarray) -> DecoderState:
     """The states of the hypotheses ``idx`` (beam search)."""
     rnn = _map_state(lambda s: s[:, idx], state.rnn)
@@ -238,7 +231,7 @@ class Seq2Seq(Module):
         cfg = self.cfg
         p = cfg.dropout if self.training else 0.0
         x, ecache = self.src_embed.forward(src)
-        x, m_src = _dropout(x, p, rng)
+        x, m_src = dropout(x, p, rng)
         memory, final, rcache = self.encoder.forward(x, lengths=lengths, rng=rng)
         mask = np.arange(src.shape[1])[None, :] < lengths[:, None]  # (B, S)
         keys = kcache = None
@@ -311,8 +304,7 @@ class Seq2Seq(Module):
             dmemory = dmemory + self.attention.keys_backward(dkeys, kcache)
         dfinal = self._bridge_backward(dstate0, bcache)
         dx, _ = self.encoder.backward(dmemory, rcache, dfinal)
-        if m_src is not None:
-            dx = dx * m_src
+        dx = dropout_backward(dx, m_src)
         self.src_embed.backward(dx, ecache)
 
     # -- decoder: the attentional output of the recurrent outputs ----------------------------
@@ -340,10 +332,10 @@ class Seq2Seq(Module):
     def _decode_parallel(self, tgt_in, enc, state0, rng):
         p = self.cfg.dropout if self.training else 0.0
         x, ecache = self.tgt_embed.forward(tgt_in)
-        x, m_tgt = _dropout(x, p, rng)
+        x, m_tgt = dropout(x, p, rng)
         h, _, rcache = self.decoder.forward(x, state0.rnn, rng=rng)
         ht, a, acache = self._attend(h, enc)
-        hd, m_out = _dropout(ht, p, rng)
+        hd, m_out = dropout(ht, p, rng)
         logits, ocache = self.out.forward(hd)
         return logits, a, ("parallel", ecache, m_tgt, rcache, acache, m_out, ocache)
 
@@ -358,14 +350,14 @@ class Seq2Seq(Module):
             if t > 0 and sample_prob > 0:
                 own = rng.random(B) < sample_prob
                 fed[own, t] = logits[-1][own].argmax(axis=-1)
-            x, m_tgt = _dropout(W_e[fed[:, t]], p, rng)  # (B, E)
+            x, m_tgt = dropout(W_e[fed[:, t]], p, rng)  # (B, E)
             if feed is not None:
                 x = np.concatenate([x, feed], axis=-1)
             h, state, rcache = self.decoder.forward(x[:, None], state, rng=rng)
             ht, a, acache = self._attend(h, enc)  # (B, 1, Hd)
             if feed is not None:
                 feed = ht[:, 0]
-            hd, m_out = _dropout(ht[:, 0], p, rng)
+            hd, m_out = dropout(ht[:, 0], p, rng)
             logits.append(hd @ W_o + b_o)  # (B, V)
             HD.append(hd)
             masks.append((m_tgt, m_out))
@@ -385,8 +377,7 @@ class Seq2Seq(Module):
                 dht *= m_out
             dh, dkeys, dmemory = self._attend_backward(dht, acache)
             dx, dstate0 = self.decoder.backward(dh, rcache)
-            if m_tgt is not None:
-                dx = dx * m_tgt
+            dx = dropout_backward(dx, m_tgt)
             self.tgt_embed.backward(dx, ecache)
             return dmemory, dkeys, dstate0
         _, fed, steps, masks, HD = cache
@@ -401,7 +392,7 @@ class Seq2Seq(Module):
         for t in range(T - 1, -1, -1):
             rcache, acache = steps[t]
             m_tgt, m_out = masks[t]
-            dht = dHD[:, t] if m_out is None else dHD[:, t] * m_out
+            dht = dropout_backward(dHD[:, t], m_out)
             if dfeed is not None:
                 dht = dht + dfeed
             dh, dk, dm = self._attend_backward(dht[:, None], acache)
@@ -411,7 +402,7 @@ class Seq2Seq(Module):
             dx, dstate = self.decoder.backward(dh, rcache, dstate)
             if self.cfg.input_feed:
                 dfeed = dx[:, 0, E:]
-            dX[:, t] = dx[:, 0, :E] if m_tgt is None else dx[:, 0, :E] * m_tgt
+            dX[:, t] = dropout_backward(dx[:, 0, :E], m_tgt)
         self.tgt_embed.backward(dX, fed)
         return dmemory, dkeys, dstate
 
