@@ -42,6 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...checks import check_ids, check_lengths, config_from_dict
+from ...decode import beam_search
 from ...errors import ConfigError, ShapeError
 from ...nn import init as initializers
 from ...nn.attention import KINDS as ATTENTION_KINDS
@@ -511,14 +512,14 @@ class Seq2Seq(Module):
         return tokens, weights
 
     def beam_search(self, src, *, beam: int = 5, max_len: int = 50, alpha: float = 1.0):
-        """Beam search for one source ``src`` (S,) ids; hypotheses best first.
+        """Beam search for one source ``src`` (S,) ids: :func:`rnnkit.decode.beam_search`
+        (its stopping and length-normalisation rule) from ``<bos>`` to ``<eos>``.
 
-        Each step extends every live hypothesis by every token and keeps the ``2 * beam`` best
-        by log probability; those ending in ``<eos>`` among the first ``beam`` are finished,
-        the first ``beam`` others stay live.  Search stops when ``beam`` hypotheses have
-        finished, or after ``max_len`` tokens (live ones then count as unfinished results).
-        Ranking uses ``logp / len ** alpha`` (length normalisation; ``len`` counts the
-        ``<eos>``; ``alpha = 0`` disables it).  With ``beam == 1`` this is greedy decoding.
+        Returns :class:`rnnkit.decode.Hypothesis` objects, best first: ``tokens`` without the
+        ``<eos>``, ``logp``, ``finished``, and ``weights``, the attention weights
+        (len(tokens) + finished, S) (``None`` without attention).  Ranking uses
+        ``logp / len ** alpha`` with ``len`` counting the ``<eos>``.  With ``beam == 1`` this
+        is greedy decoding.
         """
         if not isinstance(beam, (int, np.integer)) or beam < 1:
             raise ValueError(f"beam width must be at least 1, got {beam!r}")
@@ -532,66 +533,14 @@ class Seq2Seq(Module):
         self.eval()
         try:
             enc, state, _ = self._encode(src, lengths, None)
-            return self._beam(enc, state, beam, max_len, alpha)
+
+            def step(tokens, state):
+                n = len(tokens)  # the live hypotheses share the one source
+                e = Encoded(*(None if x is None else np.repeat(x[:1], n, axis=0)
+                              for x in enc))
+                return self.step(tokens, state, e)
+
+            return beam_search(step, state, BOS_ID, beam, max_len, eos=EOS_ID, alpha=alpha,
+                               reorder=_reorder, trace=True)
         finally:
             self.train(was)
-
-    def _beam(self, enc, state, K, max_len, alpha):
-        live = [Hypothesis([], 0.0, [], False)]
-        done: list[Hypothesis] = []
-        tok = np.array([BOS_ID])
-        for _ in range(max_len):
-            n = len(live)
-            e = Encoded(*(np.repeat(x[:1], n, axis=0) if x is not None else None for x in enc))
-            logits, state, a = self.step(tok, state, e)
-            logp = log_softmax(logits.astype(np.float64))  # (n, V)
-            total = np.array([h.logp for h in live])[:, None] + logp  # (n, V)
-            flat = total.reshape(-1)
-            m = min(2 * K, flat.size)
-            best = np.argpartition(-flat, m - 1)[:m]
-            best = best[np.argsort(-flat[best], kind="stable")]
-            rows, toks, nxt = [], [], []
-            V = logp.shape[1]
-            for rank, j in enumerate(best):
-                k, w = divmod(int(j), V)
-                att = live[k].attention + ([] if a is None else [a[k]])
-                h = Hypothesis(live[k].tokens + [w], float(flat[j]), att, False)
-                if w == EOS_ID:
-                    if rank < K:
-                        h.finished = True
-                        done.append(h)
-                elif len(nxt) < K:
-                    nxt.append(h)
-                    rows.append(k)
-                    toks.append(w)
-            if len(done) >= K or not nxt:
-                break
-            live = nxt
-            state = _reorder(state, np.array(rows))
-            tok = np.array(toks)
-        else:
-            done += live  # max_len reached: unfinished hypotheses compete too
-        done.sort(key=lambda h: -h.score(alpha))
-        for h in done:
-            if h.finished:
-                h.tokens = h.tokens[:-1]
-        return done[:K]
-
-
-@dataclass
-class Hypothesis:
-    """A beam-search result: ``tokens`` (without ``<eos>``), total ``logp``, per-step attention
-    weights (list of (S,) arrays; empty without attention), whether ``<eos>`` ended it."""
-
-    tokens: list[int]
-    logp: float
-    attention: list
-    finished: bool
-
-    def score(self, alpha: float) -> float:
-        n = len(self.tokens)  # <eos> still included while ranking
-        return self.logp / max(1, n) ** alpha if alpha else self.logp
-
-    @property
-    def weights(self) -> np.ndarray | None:
-        return np.stack(self.attention) if self.attention else None
