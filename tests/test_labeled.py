@@ -12,17 +12,14 @@ import numpy as np
 import pytest
 
 from rnnkit.errors import DataError
+from rnnkit.text.batching import bucket_batches, epoch_rng, num_bucket_batches, pad_batch
 from rnnkit.text.labeled import (
     SkippedWarning,
-    bucket_batches,
     build_vocab,
     check_label_counts,
-    epoch_rng,
     is_bio,
     iter_lines,
     load_vectors,
-    num_bucket_batches,
-    pad_batch,
     read_classification,
     read_tagged,
 )

@@ -27,14 +27,7 @@ example (or sentence) is left out instead and one :class:`SkippedWarning` gives 
 skipped and where the first was.  An empty sentence (a CoNLL-U block of comments only) is
 always skipped with a warning.
 
-Batches: :func:`pad_batch` pads id sequences with 0 (``<pad>``) and returns their lengths;
-:func:`bucket_batches` cuts a shuffled order into batches of similar lengths, and
-:func:`epoch_rng` gives each epoch its own generator derived from ``(seed, epoch)`` so a resumed
-run sees exactly the batches an uninterrupted one would.
-
->>> ids, lengths = pad_batch([[5, 6, 7], [8]])
->>> ids.tolist(), lengths.tolist()
-([[5, 6, 7], [8, 0, 0]], [3, 1])
+Batches of these examples: :mod:`rnnkit.text.batching`.
 """
 
 from __future__ import annotations
@@ -53,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import DataError
+from .batching import pad_batch
 from .io import read_text
 from .vocab import PAD, UNK, Vocab
 
@@ -383,58 +377,6 @@ def encode_sequences(vocab: Vocab, sequences: Sequence[Sequence[str]],
     if lowercase:
         return [vocab.encode([t.lower() for t in s], warn=False) for s in sequences]
     return [vocab.encode(s, warn=False) for s in sequences]
-
-
-# -- batches --------------------------------------------------------------------------------
-
-
-def pad_batch(seqs: Sequence[Sequence[int]], pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids (B, T), lengths (B,))`` with ``T`` the longest sequence; empty ones refused."""
-    lengths = np.array([len(s) for s in seqs], dtype=np.int64)  # (B,)
-    if lengths.size == 0 or lengths.min() < 1:
-        raise DataError("pad_batch: every sequence needs at least one token")
-    ids = np.full((len(seqs), int(lengths.max())), pad, dtype=np.int64)  # (B, T)
-    for b, s in enumerate(seqs):
-        ids[b, : len(s)] = s
-    return ids, lengths
-
-
-def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
-    """The generator that orders epoch ``epoch`` of a run seeded with ``seed``."""
-    return np.random.default_rng([seed, epoch])
-
-
-def bucket_batches(lengths, batch_size: int, rng: np.random.Generator | None = None,
-                   pool: int = 50) -> list[np.ndarray]:
-    """Batches (arrays of example indices) of similar lengths.
-
-    The examples are shuffled, cut into pools of ``pool * batch_size``, sorted by length inside
-    each pool, cut into batches, and the batches shuffled.  Without ``rng``: sorted by length
-    over the whole set and not shuffled (for evaluation, least padding).  The number of batches
-    depends only on ``len(lengths)`` and ``batch_size``.
-    """
-    lengths = np.asarray(lengths)
-    n = len(lengths)
-    if batch_size < 1:
-        raise DataError(f"batch size must be >= 1, got {batch_size}")
-    if rng is None:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i: i + batch_size] for i in range(0, n, batch_size)]
-    perm = rng.permutation(n)
-    size = pool * batch_size
-    batches = []
-    for s in range(0, n, size):
-        chunk = perm[s: s + size]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches += [chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def num_bucket_batches(n: int, batch_size: int, pool: int = 50) -> int:
-    """How many batches :func:`bucket_batches` makes of ``n`` examples."""
-    size = pool * batch_size
-    full, rest = divmod(n, size)
-    return full * pool + -(-rest // batch_size)
 
 
 # -- characters of words ------------------------------------------------------------------
