@@ -14,7 +14,7 @@ import numpy as np
 from ...errors import CheckpointError
 from ...metrics import format_confusion
 from ...text.batching import bucket_batches, pad_batch
-from ...text.labeled import read_classification
+from ...text.classification import read_classification
 from .model import ClassifierConfig, SequenceClassifier
 from .task import ClassifierVocab, evaluate_classifier
 

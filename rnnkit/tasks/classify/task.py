@@ -30,14 +30,8 @@ from ...errors import DataError
 from ...metrics import accuracy, confusion_matrix, macro_f1
 from ...nn.losses import softmax_cross_entropy
 from ...text.batching import bucket_batches, epoch_rng, num_bucket_batches, pad_batch
-from ...text.labeled import (
-    ClassificationData,
-    build_vocab,
-    check_label_counts,
-    encode_sequences,
-    read_classification,
-)
-from ...text.vocab import Vocab
+from ...text.classification import ClassificationData, check_label_counts, read_classification
+from ...text.vocab import Vocab, build_vocab, encode_sequences
 from ...train.epoch_task import EpochOrderTask, fit_and_test, resume_setup, set_vectors
 from ...train.trainer import TrainConfig
 from .model import ClassifierConfig, SequenceClassifier

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import CheckpointError
-from ...text.labeled import read_tagged
+from ...text.tagged import read_tagged
 from .model import SequenceTagger, TaggerConfig
 from .task import EncodedSentences, TaggerVocab, evaluate_tagger, predict_tags
 

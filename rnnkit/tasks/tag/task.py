@@ -25,16 +25,9 @@ from ...errors import DataError
 from ...metrics import span_prf
 from ...nn.losses import softmax_cross_entropy
 from ...text.batching import bucket_batches, epoch_rng, num_bucket_batches, pad_batch
-from ...text.labeled import (
-    CharTable,
-    TaggedData,
-    build_char_vocab,
-    build_vocab,
-    encode_sequences,
-    is_bio,
-    read_tagged,
-)
-from ...text.vocab import Vocab
+from ...text.chars import CharTable
+from ...text.tagged import TaggedData, is_bio, read_tagged
+from ...text.vocab import Vocab, build_char_vocab, build_vocab, encode_sequences
 from ...train.epoch_task import EpochOrderTask, fit_and_test, resume_setup, set_vectors
 from ...train.trainer import TrainConfig
 from .model import SequenceTagger, TaggerConfig
