@@ -141,9 +141,9 @@ class _ErrorsOnly:
 def _run(args) -> int:
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # the training commands report what they saved
         print(f"rnnkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "status", 130)
     except Exception as e:  # one clear line unless --debug
         if getattr(args, "debug", False):
             raise

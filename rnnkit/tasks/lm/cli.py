@@ -10,7 +10,13 @@ from __future__ import annotations
 import sys
 import time
 
-from ...train.options import add_train_arguments, out_dir, resume_train_config, train_config
+from ...train.options import (
+    add_train_arguments,
+    out_dir,
+    report_interrupt,
+    resume_train_config,
+    train_config,
+)
 from .data import BUILTIN, BUILTIN_VALID, load_texts
 
 BUILTIN_MINUTES = 3.0
@@ -177,10 +183,9 @@ def run(args) -> int:
                      echo=lambda s: print(s, file=sys.stderr),
                      announce=lambda s: print(f"rnnkit train: {s}", file=sys.stderr),
                      warn=_warn)
-    except KeyboardInterrupt:
-        print(f"rnnkit train: interrupted; progress saved in {out / 'last'}; continue with: "
-              f"rnnkit train --out {out} --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return report_interrupt("train", out, e,
+                                f"continue with: rnnkit train --out {out} --resume")
     summary = r.summary
     if args.resume and r.steps == 0:
         _warn(f"the run had already stopped ({REASONS.get(summary['reason'], summary['reason'])}"
