@@ -48,15 +48,15 @@ table.heatmap thead th { writing-mode: vertical-rl; transform: rotate(180deg); }
 <body data-mode="" data-state="loading">
 <h1>rnnkit</h1>
 <div id="model">loading the model&hellip;</div>
-<form id="form">
+<form id="form" novalidate>
   <label for="input" id="input-label">Text</label>
   <textarea id="input" rows="4" spellcheck="false"></textarea>
   <div class="options generate">
     <label>length <input id="length" type="number" min="0" value="200"></label>
-    <label>temperature <input id="temperature" type="number" min="0" step="0.1" value="0.8">
+    <label>temperature <input id="temperature" type="number" min="0" step="any" value="0.8">
     </label>
     <label>top-k <input id="top_k" type="number" min="0" value="0"></label>
-    <label>top-p <input id="top_p" type="number" min="0.01" max="1" step="0.05" value="1">
+    <label>top-p <input id="top_p" type="number" min="0" max="1" step="any" value="1">
     </label>
     <label>seed <input id="seed" type="number" min="0" placeholder="random"></label>
   </div>
