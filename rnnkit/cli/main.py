@@ -16,6 +16,7 @@ GENERIC = {
     "eval": ("rnnkit.cli.evaluate", "evaluate a checkpoint on a file"),
     "predict": ("rnnkit.cli.predict", "labels or tags from a classifier/tagger checkpoint"),
     "inspect": ("rnnkit.cli.inspect", "look inside a model: gradients, spectra, gates"),
+    "serve": ("rnnkit.cli.serve", "serve a checkpoint over HTTP: a JSON API and a page"),
 }
 
 
