@@ -191,7 +191,7 @@ def run(args) -> int:
     if r.test is not None:
         print(f"test perplexity: {fmt_figure(r.test['ppl'], 2)}")
     if args.sample_length > 0:
-        from .sample_cli import sample_text
+        from .inference import sample_text
 
         print("sample:")
         sample_text(out / "best", prime="", length=args.sample_length, temperature=0.8,
