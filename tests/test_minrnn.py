@@ -66,10 +66,11 @@ def test_gradcheck_through_the_scan(klass, num_layers, bidirectional, lengths):
     assert "h0" in errors and "layers.0.fwd.W_x" in errors
 
 
+@pytest.mark.parametrize("locked", [False, True], ids=["unlocked", "locked"])
 @pytest.mark.parametrize("klass", CELLS)
-def test_gradcheck_from_the_zero_state_with_dropout(klass):
+def test_gradcheck_from_the_zero_state_with_dropout(klass, locked):
     layer = make(klass, 2)
-    layer.cfg.dropout = 0.3
+    layer.cfg.dropout, layer.cfg.locked = 0.3, locked
     x = np.random.default_rng(2).standard_normal((B, T, D))
     _gradcheck(layer, x, np.zeros((2, B, H)), dropout_seed=4)
 
@@ -108,6 +109,8 @@ def test_config_and_bad_state():
     assert again.config() == layer.config() and isinstance(again, MinLSTM)
     with pytest.raises(ValueError, match="unknown recurrent config keys"):
         MinRNNConfig.from_dict({**layer.config(), "W_h": 1})
+    with pytest.raises(ValueError, match="weight_drop acts on recurrent weights"):
+        MinGRU(D, H, weight_drop=0.5)
     with pytest.raises(ValueError, match="cell must be 'mingru' or 'minlstm'"):
         MinRNNConfig("gru", 2, 3)
 

@@ -64,6 +64,8 @@ class MinRNNConfig:
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0
+    locked: bool = False  # one between-layer dropout mask per call, reused at every step
+    weight_drop: float = 0.0  # must be 0: there is no W_h to drop
     init: str = "default"  # "default" (Xavier, zero bias) | "uniform" | "pytorch"
     init_scale: float | None = None
     dtype: str = "float32"
@@ -77,6 +79,9 @@ class MinRNNConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.weight_drop != 0.0:
+            raise ConfigError(f"weight_drop acts on recurrent weights, which {self.cell} does "
+                              f"not have; got {self.weight_drop!r}")
         if self.init not in ("default", "uniform", "pytorch"):
             raise ConfigError(f"init must be 'default', 'uniform' or 'pytorch' for "
                               f"{self.cell}, got {self.init!r}")
