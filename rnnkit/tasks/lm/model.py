@@ -4,7 +4,8 @@
 ``tie_weights`` the output matrix is the embedding matrix transposed (Press & Wolf 2017;
 needs ``embed_size`` equal to the stack's output width, ``hidden_size`` or ``proj_size``), so
 its gradient is the sum of both uses.  ``proj_size > 0`` makes the stack a projection LSTM
-(:mod:`rnnkit.nn.lstmp`).
+(:mod:`rnnkit.nn.lstmp`); cells ``mingru`` and ``minlstm`` are the parallel-scan cells of
+:mod:`rnnkit.nn.minrnn`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from ...checks import check_ids, config_from_dict
 from ...errors import ConfigError
 from ...nn import init as initializers
-from ...nn.factory import make_layer
+from ...nn.factory import CELLS, make_layer
 from ...nn.layers import Embedding, Linear
 from ...nn.layers.dropout import dropout, dropout_backward
 from ...nn.losses import softmax_cross_entropy
@@ -47,8 +48,8 @@ class LMConfig:
         return self.proj_size or self.hidden_size
 
     def __post_init__(self):
-        if self.cell not in ("rnn", "gru", "lstm"):
-            raise ConfigError(f"cell must be rnn, gru or lstm, got {self.cell!r}")
+        if self.cell not in CELLS:
+            raise ConfigError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         for k in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
