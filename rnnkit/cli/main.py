@@ -15,6 +15,8 @@ GENERIC = {
     "eval": ("rnnkit.cli.evaluate", "evaluate a checkpoint on a file"),
     "predict": ("rnnkit.cli.predict", "labels or tags from a classifier/tagger checkpoint"),
     "inspect": ("rnnkit.cli.inspect", "look inside a model: gradients, spectra, gates"),
+    "export": ("rnnkit.cli.export", "export a checkpoint to ONNX graphs"),
+    "quantize": ("rnnkit.cli.quantize", "int8 weights: a smaller checkpoint every command loads"),
 }
 
 
