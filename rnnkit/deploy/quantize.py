@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import RnnkitError
 
-MATRICES = ("W", "W_x", "W_h", "W_a", "W_q", "W_k")
+MATRICES = ("W", "W_x", "W_h", "W_a", "W_q", "W_k", "W_hq")  # W_hq: output-recurrent LM
 
 
 def quantizable(name: str, array) -> bool:
