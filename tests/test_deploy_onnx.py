@@ -97,7 +97,7 @@ def check_lm(loaded, graphs, ids):
     # the step graph, token by token from the zero state, gives the same log-probabilities
     step = session(graphs["step"])
     names = [i.name for i in step.get_inputs()]
-    st = {k: np.zeros(got["h_n"].shape, np.float32) for k in names if k in ("h", "c")}
+    st = {k: np.zeros(got[f"{k}_n"].shape, np.float32) for k in names if k in ("h", "c")}
     for t in range(ids.shape[1]):
         lp, *new = step.run(None, {"token": ids[:, t], **st})
         st = dict(zip([k for k in ("h", "c") if k in st], new))
@@ -123,6 +123,19 @@ def test_lm_stacked_and_tied_match(cell, tmp_path):
     graphs = build_graphs(model, "lm")
     loaded = type("L", (), {"model": model})
     check_lm(loaded, graphs, np.random.default_rng(1).integers(0, 11, (2, 7)))
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_projection_lstm_lm_matches(layers):
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+
+    model = LanguageModel(LMConfig(vocab_size=11, cell="lstm", embed_size=4, hidden_size=6,
+                                   proj_size=4, num_layers=layers, tie_weights=True), rng=3)
+    graphs = build_graphs(model.eval(), "lm")
+    scan = [n for n in graphs["model"].graph.node if n.op_type == "Scan"]
+    assert len(scan) == layers
+    loaded = type("L", (), {"model": model})
+    check_lm(loaded, graphs, np.random.default_rng(2).integers(0, 11, (3, 8)))
 
 
 def onnx_greedy_lm(step_model, tokenizer, first, banned, length):

@@ -110,7 +110,8 @@ def _lm_logits(g: Graph, model, h: str) -> str:
 
 def _lm(model, new) -> dict:
     cfg = model.cfg
-    L, H, V, lstm = cfg.num_layers, cfg.hidden_size, cfg.vocab_size, cfg.cell == "lstm"
+    L, V, lstm = cfg.num_layers, cfg.vocab_size, cfg.cell == "lstm"
+    H, Hc = getattr(cfg, "output_size", cfg.hidden_size), cfg.hidden_size  # h, c widths
     seq = new("lm")
     ids = seq.input("ids", I64, ["B", "T"])
     x = _time_major(seq, _embed(seq, "embed.W", ids))  # (T, B, E)
@@ -119,12 +120,12 @@ def _lm(model, new) -> dict:
     seq.output(logp, "log_probs", F32, ["B", "T", V])
     seq.output(_stack_states(seq, hs), "h_n", F32, [L, "B", H])
     if lstm:
-        seq.output(_stack_states(seq, cs), "c_n", F32, [L, "B", H])
+        seq.output(_stack_states(seq, cs), "c_n", F32, [L, "B", Hc])
 
     step = new("lm_step")
     tok = step.input("token", I64, ["B"])
     h0 = step.input("h", F32, [L, "B", H])
-    c0 = step.input("c", F32, [L, "B", H]) if lstm else None
+    c0 = step.input("c", F32, [L, "B", Hc]) if lstm else None
     x = step.op("Unsqueeze", [_embed(step, "embed.W", tok), step.ints([0])])  # (1, B, E)
     y, hs, cs = recurrent_stack(step, model.rnn, "rnn", x, h0=h0, c0=c0)
     y = step.op("Squeeze", [y, step.ints([0])])  # (B, H)
@@ -132,7 +133,7 @@ def _lm(model, new) -> dict:
                 ["B", V])
     step.output(_stack_states(step, hs), "h_out", F32, [L, "B", H])
     if lstm:
-        step.output(_stack_states(step, cs), "c_out", F32, [L, "B", H])
+        step.output(_stack_states(step, cs), "c_out", F32, [L, "B", Hc])
     return {"model": seq.to_model("rnnkit language model: log-probabilities of every next "
                                   "token", _meta("lm", "model")),
             "step": step.to_model("rnnkit language model: one step with explicit state",

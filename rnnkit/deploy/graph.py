@@ -40,15 +40,17 @@ class Graph:
     the int8 ones (a quantised checkpoint's ``Checkpoint.quantized``).
     """
 
-    def __init__(self, name: str, params: dict, quantized: dict | None = None):
+    def __init__(self, name: str, params: dict, quantized: dict | None = None,
+                 prefix: str = ""):
         self.name, self.params, self.quantized = name, params, quantized or {}
         self.nodes, self.inits, self.inputs, self.outputs = [], [], [], []
+        self.prefix = prefix  # of every name made here: a subgraph's never shadow the outer's
         self._count = 0
         self._cache: dict = {}
 
     def fresh(self, hint: str) -> str:
         self._count += 1
-        return f"{hint}_{self._count}"
+        return f"{self.prefix}{hint}_{self._count}"
 
     def op(self, op_type: str, inputs, hint: str | None = None, outputs: int = 1, **attrs):
         """Add a node; returns its output name (or a list of ``outputs`` names)."""
@@ -107,6 +109,12 @@ class Graph:
         v = self.params[name].astype(np.float32)
         return v if perm is None else v[perm]
 
+    def subgraph(self):
+        """The ``onnx.GraphProto`` of a loop body (``Scan``)."""
+        from onnx import helper
+
+        return helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
+
     def to_model(self, doc: str = "", metadata: dict | None = None):
         """The ``onnx.ModelProto``, checked by ``onnx.checker``."""
         import onnx
@@ -141,6 +149,8 @@ def recurrent_stack(g: Graph, rnn, prefix: str, x: str, lengths: str | None = No
     (zeros).  Returns ``(out (T, B, dirs*H), [h_n per layer (dirs, B, H)], [c_n ...])``.
     """
     cfg = rnn.cfg
+    if getattr(cfg, "proj_size", 0):
+        return _projection_stack(g, rnn, prefix, x, lengths, h0, c0)
     cell, H, dirs = cfg.cell, cfg.hidden_size, cfg.dirs
     perm = gate_permutation(cell, H)
     hs, cs = [], []
@@ -189,3 +199,53 @@ def _biases(g: Graph, name: str, cfg, perm) -> np.ndarray:
     if cfg.cell == "gru" and cfg.reset_after:
         Rb[2 * cfg.hidden_size:] = g.vector(f"{name}.b_hn")
     return np.concatenate([Wb, Rb])
+
+
+def _projection_stack(g: Graph, rnn, prefix: str, x: str, lengths, h0, c0):
+    """A projection LSTM (:mod:`rnnkit.nn.lstmp`), which ONNX's LSTM cannot express, as a
+    ``Scan`` over time whose body is one step in plain operators::
+
+        a = xp_t + r W_h;  i, f, g, o = sigma(a_i), sigma(a_f), tanh(a_g), sigma(a_o)
+        c' = f c + i g;    r' = (o tanh(c')) W_hr
+
+    Unidirectional, without lengths (the language model's use)."""
+
+    from ..errors import RnnkitError
+
+    cfg = rnn.cfg
+    if cfg.bidirectional or lengths is not None:
+        raise RnnkitError("ONNX export of a projection LSTM covers unidirectional layers "
+                          "without lengths")
+    H, P = cfg.hidden_size, cfg.proj_size
+    B = g.op("Gather", [g.op("Shape", [x]), g.ints([1])], axis=0)
+    hs, cs = [], []
+    for layer in range(cfg.num_layers):
+        n = f"{prefix}.layers.{layer}.fwd"
+        xp = g.op("Add", [g.op("MatMul", [x, g.matrix(f"{n}.W_x")]),
+                          g.const(g.vector(f"{n}.b"), "b")])  # (T, B, 4H)
+        W_h, W_hr = g.matrix(f"{n}.W_h"), g.matrix(f"{n}.W_hr")
+        init = []
+        for s, width in ((h0, P), (c0, H)):
+            if s is None:
+                init.append(g.op("ConstantOfShape", [g.op("Concat", [B, g.ints([width])],
+                                                          axis=0)]))
+            else:
+                init.append(g.op("Squeeze", [g.op("Slice", [
+                    s, g.ints([layer]), g.ints([layer + 1]), g.ints([0])]), g.ints([0])]))
+        body = Graph(f"{n}.step", {}, prefix=f"{g.fresh('scan')}/")
+        r = body.input(body.fresh("r"), "float32", ["B", P])
+        c = body.input(body.fresh("c"), "float32", ["B", H])
+        a = body.input(body.fresh("xp"), "float32", ["B", 4 * H])
+        a = body.op("Add", [a, body.op("MatMul", [r, W_h])])
+        i, f, gg, o = body.op("Split", [a], "gate", outputs=4, axis=1)
+        c2 = body.op("Add", [body.op("Mul", [body.op("Sigmoid", [f]), c]),
+                             body.op("Mul", [body.op("Sigmoid", [i]), body.op("Tanh", [gg])])])
+        m = body.op("Mul", [body.op("Sigmoid", [o]), body.op("Tanh", [c2])])
+        r2 = body.op("MatMul", [m, W_hr])
+        for t, name, width in ((r2, "r_out", P), (c2, "c_out", H), (r2, "y", P)):
+            body.output(t, body.fresh(name), "float32", ["B", width])
+        r_n, c_n, x = g.op("Scan", [*init, xp], "lstmp", outputs=3, num_scan_inputs=1,
+                           body=body.subgraph())  # x: (T, B, P)
+        hs.append(g.op("Unsqueeze", [r_n, g.ints([0])]))
+        cs.append(g.op("Unsqueeze", [c_n, g.ints([0])]))
+    return x, hs, cs

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ..errors import RnnkitError
 
-MATRICES = ("W", "W_x", "W_h", "W_a", "W_q", "W_k", "W_hq")  # W_hq: output-recurrent LM
+# W_hr: the projection of an LSTMP; W_hq: the output layer of the output-recurrent LM
+MATRICES = ("W", "W_x", "W_h", "W_a", "W_q", "W_k", "W_hr", "W_hq")
 
 
 def quantizable(name: str, array) -> bool:
