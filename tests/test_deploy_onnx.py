@@ -167,6 +167,22 @@ def test_greedy_generation_reproduces_rnnkit_sample(name, capsys):
     assert "".join(loaded.tokenizer.decode([t]) for t in toks) == expected
 
 
+def test_word_level_greedy_generation_reproduces_rnnkit_sample(capsys):
+    path = FIXTURES / "lm-word" / "ckpt"
+    assert main(["sample", str(path), "--temperature", "0", "--length", "30"]) == 0
+    expected = capsys.readouterr().out[:-1]
+    loaded, graphs = lm_graphs(path)
+    vocab = loaded.tokenizer.vocab
+    toks = onnx_greedy_lm(graphs["step"], loaded.tokenizer, vocab.eos_id,
+                          [vocab.pad_id, vocab.bos_id], 30)
+    text, prev = "", "\n"
+    for t in toks:  # words joined by spaces, <eos> as a line break
+        word = "\n" if t == vocab.eos_id else loaded.tokenizer.decode([t])
+        text += word if word == "\n" or prev == "\n" else " " + word
+        prev = word
+    assert text == expected and len(toks) == 30
+
+
 # -- classifier and tagger --------------------------------------------------------------------
 
 

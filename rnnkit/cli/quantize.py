@@ -21,5 +21,6 @@ def run(args) -> int:
     out = quantize_checkpoint(src, args.out)
     size = sum(f.stat().st_size for f in out.iterdir())
     before = sum(f.stat().st_size for f in src.iterdir() if not f.name.startswith("train_state"))
-    print(f"{out}: {size / 1e6:.3f} MB (float without training state: {before / 1e6:.3f} MB)")
+    print(f"{out}: {size:,} bytes ({size / before:.2f} of the float checkpoint's {before:,} "
+          "bytes without training state)")
     return 0
