@@ -16,6 +16,9 @@ GENERIC = {
     "eval": ("rnnkit.cli.evaluate", "evaluate a checkpoint on a file"),
     "predict": ("rnnkit.cli.predict", "labels or tags from a classifier/tagger checkpoint"),
     "inspect": ("rnnkit.cli.inspect", "look inside a model: gradients, spectra, gates"),
+    "serve": ("rnnkit.cli.serve", "serve a checkpoint over HTTP: a JSON API and a page"),
+    "export": ("rnnkit.cli.export", "export a checkpoint to ONNX graphs"),
+    "quantize": ("rnnkit.cli.quantize", "int8 weights: a smaller checkpoint every command loads"),
 }
 
 

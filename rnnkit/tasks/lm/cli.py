@@ -48,10 +48,12 @@ def add_arguments(p) -> None:
     m.add_argument("--model", choices=("rnn", "ngram"), default="rnn",
                    help="rnn: a recurrent network (--cell); ngram: a counted n-gram model "
                         "(--order, --smoothing)")
-    m.add_argument("--cell", choices=("rnn", "gru", "lstm", "output-recurrent"),
+    m.add_argument("--cell", choices=("rnn", "gru", "lstm", "mingru", "minlstm",
+                                      "output-recurrent"),
                    default="lstm",
-                   help="recurrent cell; output-recurrent feeds the previous target/output "
-                        "back instead of the hidden state")
+                   help="recurrent cell; mingru/minlstm: gates from x_t alone, a whole window "
+                        "in one parallel scan (Feng et al. 2024); output-recurrent feeds the "
+                        "previous target/output back instead of the hidden state")
     m.add_argument("--embed", type=int, default=64, help="embedding size")
     m.add_argument("--hidden", type=int, default=256, help="hidden units per layer")
     m.add_argument("--layers", type=int, default=2, help="stacked recurrent layers")
