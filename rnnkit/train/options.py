@@ -68,6 +68,8 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
     g.add_argument("--inspect-every", type=int, default=None, metavar="N",
                    help="every N steps log the singular values of each W_h and the gate "
                         "saturation to metrics.jsonl (default: off)")
+    g.add_argument("--ignore-memory-check", action="store_true",
+                   help="train even when the estimated memory exceeds what is available")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress display (default: a bar on a terminal, else a line "
                         "every 10 s)")

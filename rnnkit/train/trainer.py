@@ -308,7 +308,7 @@ class Trainer:
                 "resumed exactly; start a new run (another --out) instead")
         m, a = ck.train_meta, ck.train_arrays or {}
         try:
-            self.model.load_state_dict(ck.weights)
+            ck.load_into(self.model)
             self.opt.load_state_dict(m["optimizer"], {k[4:]: v for k, v in a.items()
                                                       if k.startswith("opt.")})
             self._resume_rng(m)
@@ -326,8 +326,9 @@ class Trainer:
                 saved = {k[4:]: v for k, v in a.items() if k.startswith("ema.")}
                 if "ema_updates" in m and saved:
                     self.ema.load(saved, m["ema_updates"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{ck.path}: training state unreadable ({e})") from None
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError) as e:
+            detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+            raise CheckpointError(f"{ck.path}: training state unreadable ({detail})") from None
         self._best_on_disk()
         self.task.load_state(*task_state)  # now, and again after start_epoch if mid-epoch
         self._pending_task_state = task_state if self.batch > 0 else None
