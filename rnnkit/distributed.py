@@ -272,6 +272,10 @@ def world(force: bool = False) -> World:
                 'installed: pip install "rnnkit[mpi]"') from None
         _WORLD = World()
         return _WORLD
+    except RuntimeError as e:  # mpi4py is there, the MPI library it needs is not
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"mpi4py cannot load an MPI library ({first}): install one, e.g. "
+                          'pip install "rnnkit[mpi]" (the mpich wheel)') from None
     comm = MPI.COMM_WORLD
     _WORLD = World(comm) if comm.Get_size() > 1 else World()
     return _WORLD
