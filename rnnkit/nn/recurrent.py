@@ -18,6 +18,12 @@ the backward direction is its state after reading the *first* step, so it is not
 ``out[:, -1, H:]``; and with ``lengths`` the forward final state is the state at each row's last
 real step, not at step T.
 
+Regularisation in training (all off in ``eval()``): ``dropout`` between layers, a fresh mask
+per step or, with ``locked=True``, one mask per call reused at every step; ``weight_drop``:
+DropConnect on every ``W_h``, one mask per layer and direction per call, the cells run with
+``W_h * M / (1 - p)`` (AWD-LSTM's WeightDrop; docs/derivations.md#weight-drop).  The masks are
+drawn from the ``rng`` passed to ``forward``.
+
 Inside, buffers are time-major so every step is a contiguous slice; the input projections of a
 layer are one multiply before the time loop and ``dW_x``, ``db``, ``dX`` one multiply each after.
 """
@@ -51,6 +57,9 @@ class RecurrentConfig:
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0
+    weight_drop: float = 0.0  # DropConnect on every W_h, one mask per forward call (training)
+    locked: bool = False  # the between-layer dropout mask is drawn once per call, reused at every
+    #                       step (variational / locked dropout)
     nonlinearity: str = "tanh"  # RNN only: "tanh" | "relu"
     reset_after: bool = True  # GRU only: PyTorch/cuDNN placement of the reset gate
     peephole: bool = False  # LSTM only
@@ -69,6 +78,8 @@ class RecurrentConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= self.weight_drop < 1.0:
+            raise ConfigError(f"weight_drop must be in [0, 1), got {self.weight_drop!r}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ConfigError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
         if self.init not in ("default", "uniform", "pytorch", "identity"):
@@ -257,23 +268,27 @@ class Recurrent(Module):
         for layer in range(cfg.num_layers):
             if layer > 0 and cfg.dropout > 0 and self.training:
                 keep = 1.0 - cfg.dropout
-                drop = np.empty(inp.shape, self.np_dtype)  # (T, B, dirs*H)
-                draw = _lend(scratch, ("drop", layer), inp.shape, np.float64)
+                # locked: one (B, dirs*H) mask shared by every step
+                shape = (1, *inp.shape[1:]) if cfg.locked else inp.shape  # (T|1, B, dirs*H)
+                drop = np.empty(shape, self.np_dtype)
+                draw = _lend(scratch, ("drop", layer), shape, np.float64)
                 np.less(rng.random(out=draw), keep, out=drop)  # 1 where kept, else 0
                 drop /= keep
                 inp = inp * drop
             else:
                 drop = None
-            outs, caches = [], []
+            outs, caches, wmasks = [], [], []
             for d, unit in enumerate(self.dirs[layer]):
+                wmask = self._weight_mask(unit, rng)
                 hs, final, cache = self._run_direction(unit, inp, self._cell_state(
                     state, layer * cfg.dirs + d), d, mask, full, gather, grad,
                     _lend(scratch, ("xp", layer, d), (T * B, unit.param["W_x"].shape[1]),
-                          self.np_dtype))
+                          self.np_dtype), wmask)
                 outs.append(hs)
                 finals.append(final)
                 caches.append(cache)
-            layers.append({"inp": inp, "drop": drop, "dirs": caches})
+                wmasks.append(wmask)
+            layers.append({"inp": inp, "drop": drop, "dirs": caches, "wdrop": wmasks})
             inp = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)  # (T, B, dirs*H)
             if mask is not None:
                 inp = inp * mask  # never in place: outs[0] may be a view of the cache
@@ -288,10 +303,24 @@ class Recurrent(Module):
         cache = {"layers": layers, "mask": mask, "gather": gather, "B": B, "T": T}
         return out, final_state, cache
 
+    def _weight_mask(self, unit: Direction, rng: np.random.Generator):
+        """The DropConnect mask of ``unit.W_h`` for one forward call (``None`` when off):
+        ``M_ij ~ Bernoulli(1 - p) / (1 - p)``, as AWD-LSTM's WeightDrop draws it."""
+        p = self.cfg.weight_drop
+        if not self.training or p == 0.0:
+            return None
+        keep = 1.0 - p
+        W_h = unit.param["W_h"]
+        m = np.less(rng.random(W_h.shape), keep).astype(W_h.dtype)  # (H, G*H)
+        m /= keep
+        return m
+
     def _run_direction(self, unit: Direction, inp, state0, d, mask, full, gather, grad=True,
-                       out=None):
+                       out=None, wmask=None):
         T, B, D = inp.shape
         p = unit.param
+        if wmask is not None:  # the cell sees (and its cache keeps) the dropped matrix
+            p = {**p, "W_h": p["W_h"] * wmask}
         # (T*B, G*H): every input projection at once
         xp = np.matmul(inp.reshape(T * B, D), p["W_x"], out=out)
         xp += p["b"]
@@ -321,7 +350,7 @@ class Recurrent(Module):
         mask, gather = cache["mask"], cache["gather"]
         if dstate is not None:
             dstate = self._check_state(dstate, B)
-        H = cfg.hidden_size
+        H = self.output_size // cfg.dirs  # width of one direction's output
         dstate0 = [None] * (cfg.num_layers * cfg.dirs)
         for layer in range(cfg.num_layers - 1, -1, -1):
             lc = cache["layers"][layer]
@@ -345,6 +374,8 @@ class Recurrent(Module):
                 unit.grad["W_x"] += inp2.T @ dxp2
                 unit.grad["b"] += dxp2.sum(axis=0)
                 for key, g in dparams.items():
+                    if key == "W_h" and lc["wdrop"][d] is not None:
+                        g *= lc["wdrop"][d]  # d(W_h * M)/dW_h: the same mask
                     unit.grad[key] += g
                 dx = dxp2 @ unit.param["W_x"].T  # (T*B, D)
                 if dinp is None:

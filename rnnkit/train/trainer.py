@@ -63,8 +63,10 @@ from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..nn.losses import perplexity
 from ..nn.module import Module
 from .checkpoint import load_checkpoint, save_checkpoint
-from .optim import ReduceOnPlateau, StepDecay, clip_grad_norm, clip_grad_value, make_optimizer
+from .ema import WeightAverage
+from .optim import clip_grad_norm, clip_grad_value, make_optimizer
 from .runlog import MetricsLog, Progress
+from .schedules import ReduceOnPlateau, StepDecay
 
 
 class Task(Protocol):
@@ -143,56 +145,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         return config_from_dict(cls, d, "trainer")
-
-
-class WeightAverage:
-    """Exponential moving average of the parameters (Polyak averaging), updated after every
-    optimiser step: ``avg <- d avg + (1 - d) w`` with ``d = min(decay, (1 + n) / (10 + n))``
-    after ``n`` updates, so early averages are not dominated by the initial weights (the
-    warm-up of TensorFlow's ``ExponentialMovingAverage``).  ``swapped()`` puts the averages
-    into the live parameter arrays for a while (for validation) and restores the raw weights.
-    """
-
-    def __init__(self, params: dict[str, np.ndarray], decay: float):
-        self.params, self.decay = params, float(decay)
-        self.avg = {k: v.copy() for k, v in params.items()}
-        self.updates = 0
-
-    def update(self) -> None:
-        n = self.updates
-        d = min(self.decay, (1.0 + n) / (10.0 + n))
-        for k, w in self.params.items():
-            a = self.avg[k]
-            a *= d
-            a += (1.0 - d) * w
-        self.updates = n + 1
-
-    def load(self, arrays: dict[str, np.ndarray], updates: int) -> None:
-        if set(arrays) != set(self.avg):
-            raise ValueError("the averaged weights do not match the model's parameters")
-        for k, v in arrays.items():
-            np.copyto(self.avg[k], v)
-        self.updates = int(updates)
-
-    def swapped(self):
-        return _Swapped(self)
-
-
-class _Swapped:
-    def __init__(self, ema: WeightAverage):
-        self.ema, self.saved = ema, None
-
-    def __enter__(self):
-        self.saved = {k: w.copy() for k, w in self.ema.params.items()}
-        for k, w in self.ema.params.items():
-            np.copyto(w, self.ema.avg[k])
-        return self
-
-    def __exit__(self, *exc):
-        for k, w in self.ema.params.items():
-            np.copyto(w, self.saved[k])
-        self.saved = None
-        return False
 
 
 def fmt_figure(value: float, decimals: int = 4) -> str:
