@@ -82,6 +82,16 @@ def test_weight_checksum_sees_one_changed_bit():
     assert distributed.weight_checksum(a) != distributed.weight_checksum(b)
 
 
+def test_weights_that_differ_between_ranks_stop_the_run():
+    w = distributed.World()
+    w.size = 2
+    w.allgather = lambda obj, what="": [obj, obj + 1]  # rank 1 holds other weights
+    with pytest.raises(distributed.DistributedError, match=r"differ between ranks after step 7"):
+        w.check_weights(_lm(), step=7)
+    w.allgather = lambda obj, what="": [obj, obj]
+    w.check_weights(_lm(), step=8)
+
+
 def test_import_costs_nothing_without_a_launcher():
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PMI_", "PMIX_", "OMPI_", "MV2_", "SLURM_", "RNNKIT_MPI"))}

@@ -105,7 +105,7 @@ def resume_train_config(args, saved: dict) -> TrainConfig:
 
 def out_dir(args, kind: str) -> Path:
     """``--out`` (which must hold a run for ``--resume``, and must not for a new run), or a
-    new folder ``runs/<kind>-<date>-<time>``."""
+    new folder ``runs/<kind>-<date>-<time>`` (rank 0's name, under an MPI launcher)."""
     if args.out is not None:
         out = Path(args.out)
         if args.resume and not (out / "last").exists():
@@ -122,4 +122,6 @@ def out_dir(args, kind: str) -> Path:
     while out.exists():
         i += 1
         out = base.with_name(f"{base.name}-{i}")
-    return out
+    from ..distributed import world
+
+    return world().bcast(out, what="the run directory")
