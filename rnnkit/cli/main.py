@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if world is None:
         return 2
     rc = _run(args)
-    if rc not in (0, 130):  # an error on one rank ends every rank, rather than a wait
+    if rc not in (0, 130, 143):  # an error on one rank ends every rank, rather than a wait
         world.abort(rc)
     return rc
 
