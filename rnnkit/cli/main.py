@@ -137,6 +137,9 @@ class _ErrorsOnly:
     def isatty(self) -> bool:
         return False
 
+    def __getattr__(self, name):  # fileno, encoding, ...: the real stream's
+        return getattr(self.stream, name)
+
 
 def _run(args) -> int:
     try:

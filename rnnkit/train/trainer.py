@@ -18,6 +18,9 @@ A task is any object that follows the :class:`Task` protocol:
 ``metric``                ``("loss", "min")`` or e.g. ``("accuracy", "max")`` to pick the best
 ``eval_size()``           optional: how many units (as counted by ``train_batch``) one
                           validation pass reads, so a time budget can keep room for it
+``distribute(world)``     needed under an MPI launcher only: from then on ``train_batch`` reads
+                          this rank's share of batch ``i`` (and may return ``(0.0, 0)`` for an
+                          empty share) and ``evaluate`` returns the figures of all the ranks
 
 Checkpoints go to ``OUT/best`` (best validation figure) and ``OUT/last`` (end of every epoch,
 and wherever training stops: time budget, ``max_steps``, Ctrl-C); ``resume=True`` continues from
@@ -207,18 +210,17 @@ class Trainer:
         self._agreed_stop: str | None = None  # what every rank agreed at the last step
         if resume:
             self._resume()
-        if self.world.size > 1:
             self.world.broadcast_parameters(self.model)
 
     def _distribute(self) -> None:
-        """Split the task across the ranks, and give the model its flat gradient buffer (before
-        the trainer keeps the gradient arrays)."""
+        """Split the task across the ranks, start every rank from rank 0's weights, and give the
+        model its flat gradient buffer (before the trainer keeps the gradient arrays)."""
         split = getattr(self.task, "distribute", None)
         if split is None:
             raise ConfigError(f"{type(self.task).__name__} cannot be split across "
                               f"{self.world.size} processes: it has no distribute(world)")
         split(self.world)
-        self.world.broadcast_parameters(self.model)
+        self.world.broadcast_parameters(self.model)  # before the weight average copies them
 
     # -- state ----------------------------------------------------------------------------
     def _meta(self) -> tuple[dict, dict]:
