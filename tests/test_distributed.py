@@ -301,11 +301,15 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="ne
 
 @needs_mpi
 @needs_proc
-def test_ctrl_c_on_one_rank_stops_both_with_a_checkpoint(files, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_one_rank_stops_both_with_a_checkpoint(files, tmp_path, signum):
+    """Ctrl-C or SIGTERM on rank 1: both ranks stop after the same step, rank 0 saves and
+    names the signal rank 1 got."""
     p, ranks = _running(files, tmp_path / "run")
-    os.kill(ranks[1], signal.SIGINT)
+    os.kill(ranks[1], signum)
     _, err = p.communicate(timeout=60)
-    assert p.returncode != 0 and "interrupted; progress saved" in err
+    what = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+    assert p.returncode != 0 and f"{what}; progress saved" in err, err
     records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").open()]
     assert records[-1]["event"] == "interrupted"
     ck = load_checkpoint(tmp_path / "run/last")
