@@ -277,6 +277,13 @@ def world(force: bool = False) -> World:
         raise ConfigError(f"mpi4py cannot load an MPI library ({first}): install one, e.g. "
                           'pip install "rnnkit[mpi]" (the mpich wheel)') from None
     comm = MPI.COMM_WORLD
+    size = launched_size()
+    if size and size > 1 and comm.Get_size() == 1:
+        # every process would train alone and write the same files
+        raise ConfigError(
+            f"started as one of {size} processes by an MPI launcher, but MPI sees a world of "
+            f"one: mpi4py uses another MPI library ({MPI.Get_library_version().splitlines()[0]}"
+            ") than the launcher; use the mpiexec of that library")
     _WORLD = World(comm) if comm.Get_size() > 1 else World()
     return _WORLD
 

@@ -100,6 +100,26 @@ def test_import_costs_nothing_without_a_launcher():
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
 
 
+def _launched_alone(tmp_path, extra_path=None) -> subprocess.CompletedProcess:
+    """``rnnkit train`` in an environment that says an MPI launcher started 2 processes."""
+    env = {**os.environ, "PMI_SIZE": "2", "PMI_RANK": "0"}
+    if extra_path:
+        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "rnnkit.cli.main", "train", "--epochs", "1",
+                           "--out", str(tmp_path / "run")], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_launcher_without_mpi4py_is_one_clear_error(tmp_path):
+    fake = tmp_path / "fake" / "mpi4py"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no mpi4py here')\n")
+    r = _launched_alone(tmp_path, tmp_path / "fake")
+    assert r.returncode == 2 and not (tmp_path / "run").exists()
+    assert r.stderr.strip() == ('rnnkit train: error: started as one of 2 processes by an MPI '
+                                'launcher, but mpi4py is not installed: pip install "rnnkit[mpi]"')
+
+
 def test_a_rank_other_than_0_writes_nothing(tmp_path):
     """The trainer of rank 1 trains but leaves the run directory to rank 0."""
     from rnnkit.tasks.lm.task import LMTask
@@ -255,6 +275,15 @@ def test_resume_under_two_ranks_and_under_one(files, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "saved by 2 process(es) and resumes in 1" in proc.stderr
     assert load_checkpoint(tmp_path / "part1/last").train_meta["step"] == 60
+
+
+@needs_mpi
+def test_an_mpi_that_sees_one_process_of_two_is_refused(tmp_path):
+    """The launcher of one MPI library and mpi4py built on another: each process would train
+    alone into the same directory."""
+    r = _launched_alone(tmp_path)
+    assert r.returncode == 2 and "MPI sees a world of one" in r.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def _ranks(pid: int) -> dict[int, int]:
