@@ -367,3 +367,15 @@ def test_a_lost_rank_ends_the_other_within_60_s(files, tmp_path, how):
     if how == "hung":
         assert "another rank has died or stopped answering" in err
     load_checkpoint(tmp_path / "run/last")
+
+
+@needs_mpi
+def test_the_example_loop_takes_the_same_steps_on_two_processes():
+    """examples/distributed_loop.py: a loop of one's own prints the same losses and weights
+    on one process and on two."""
+    script = Path(__file__).resolve().parent.parent / "examples" / "distributed_loop.py"
+    one = subprocess.run([sys.executable, str(script)], env={**ENV, "RNNKIT_MPI": "0"},
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    two = subprocess.run([_mpiexec(), "-n", "2", sys.executable, str(script)], env=ENV,
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert one == two and one.count("loss") == 4
