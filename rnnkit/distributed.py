@@ -19,13 +19,15 @@ In a training loop of one's own::
 
     w = dist.world()                    # rank, size
     dist.broadcast_parameters(model)    # every rank starts from rank 0's weights
-    for x, y in my_batches[w.rank::w.size]:
+    for x, y in my_batches:             # this rank's share of each global batch (w.part)
         model.zero_grad()
         loss, n, _ = model.loss(x, y)
         n_all, (loss_sum,) = dist.allreduce_grads(model, count=n, extra=[loss * n])
         opt.step(model.grads())         # the same step on every rank
         if w.rank == 0:
             print(loss_sum / n_all)
+
+(``examples/distributed_loop.py`` is a complete one.)
 
 A collective that waits longer than ``timeout`` seconds (``RNNKIT_MPI_TIMEOUT``, default 600)
 means another rank has died or hangs: the waiting rank prints what it waited for and exits
