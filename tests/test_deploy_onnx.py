@@ -200,7 +200,7 @@ def test_classifier_fixture_matches_on_real_sentences():
     lines = (FIXTURES / "classifier" / "input.txt").read_text().splitlines()
     texts = [line.split()[1:] for line in lines if line.strip()][:8]
     ids = [vocab.encode_texts([t])[0] for t in texts]
-    from rnnkit.text.labeled import pad_batch
+    from rnnkit.text.batching import pad_batch
 
     x, lengths = pad_batch(ids)
     got = run(build_graphs(loaded.model, "classifier")["model"], ids=x, lengths=lengths)
