@@ -13,7 +13,8 @@ One ``.onnx`` file per graph; ``docs/export.md`` lists every input and output:
 Beside them ``model.json`` holds the kind, the files and the checkpoint's vocabulary (the
 tokenizers' dictionaries, as in ``vocab.json``).  Evaluation mode throughout: no dropout.
 Weights are float32 (a float64 model is exported in float32), or int8 with ``DequantizeLinear``
-for the weights a quantised checkpoint stores as int8.
+for the weights a quantised checkpoint stores as int8 (an int8 embedding table: its rows and
+scales gathered, then multiplied).
 
 The n-gram model, the output-recurrent language model and the conditioned language model are
 not exported (a :class:`~rnnkit.errors.RnnkitError` says so).
@@ -81,8 +82,7 @@ def _meta(kind: str, role: str) -> dict:
 
 
 def _embed(g: Graph, table: str, ids: str) -> str:
-    """``Gather`` of the float rows of ``table`` (embeddings are never quantised)."""
-    return g.op("Gather", [g.const(g.params[table].astype(np.float32), "E"), ids], axis=0)
+    return g.lookup(table, ids)
 
 
 def _time_major(g: Graph, x: str) -> str:
@@ -103,7 +103,7 @@ def _stack_states(g: Graph, states: list[str]) -> str:
 
 def _lm_logits(g: Graph, model, h: str) -> str:
     if model.out is None:  # tied: h @ E^T + b_out
-        ET = g.const(g.params["embed.W"].astype(np.float32).T, "E_T")
+        ET = g.op("Transpose", [g.table("embed.W")], perm=[1, 0])
         return g.op("Add", [g.op("MatMul", [h, ET]), g.const(g.vector("b_out"), "b")])
     return _linear(g, h, "out")
 

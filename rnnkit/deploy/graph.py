@@ -36,8 +36,8 @@ def gate_permutation(cell: str, H: int) -> np.ndarray:
 class Graph:
     """Nodes, initialisers, inputs and outputs of one ONNX graph.
 
-    ``params``: the model's float parameters by name; ``quantized``: ``{name: (q, scale)}`` of
-    the int8 ones (a quantised checkpoint's ``Checkpoint.quantized``).
+    ``params``: the model's float parameters by name; ``quantized``: ``{name: (q, scale,
+    axis)}`` of the int8 ones (a quantised checkpoint's ``Checkpoint.quantized``).
     """
 
     def __init__(self, name: str, params: dict, quantized: dict | None = None,
@@ -90,7 +90,7 @@ class Graph:
         if key in self._cache:
             return self._cache[key]
         if name in self.quantized:
-            q, scale = self.quantized[name]
+            q, scale, _ = self.quantized[name]
             q, scale = (q.T, scale) if transpose else (q, scale)
             if perm is not None:
                 q, scale = q[perm], scale[perm]
@@ -104,6 +104,29 @@ class Graph:
             out = self.const(W if perm is None else W[perm], "W")
         self._cache[key] = out
         return out
+
+    def table(self, name: str) -> str:
+        """The embedding table ``name`` (V, E) as a float32 tensor (dequantised per row if it
+        is int8)."""
+        if name not in self.quantized:
+            return self.const(self.params[name].astype(np.float32), "E")
+        if name not in self._cache:
+            q, scale, _ = self.quantized[name]
+            self._cache[name] = self.op("DequantizeLinear", [
+                self.const(q, "q"), self.const(scale.astype(np.float32), "scale"),
+                self.const(np.zeros(len(scale), np.int8), "zero")], "E", axis=0)
+        return self._cache[name]
+
+    def lookup(self, name: str, ids: str) -> str:
+        """Rows ``ids`` (any shape) of the embedding table ``name``: a ``Gather``; of an int8
+        table, the int8 rows and their scales gathered, then multiplied (the table is never
+        dequantised whole)."""
+        if name not in self.quantized:
+            return self.op("Gather", [self.table(name), ids], axis=0)
+        q, scale, _ = self.quantized[name]
+        rows = self.op("Cast", [self.op("Gather", [self.const(q, "q"), ids], axis=0)], to=1)
+        s = self.op("Gather", [self.const(scale.astype(np.float32), "scale"), ids], axis=0)
+        return self.op("Mul", [rows, self.op("Unsqueeze", [s, self.ints([-1])])])
 
     def vector(self, name: str, perm=None) -> np.ndarray:
         v = self.params[name].astype(np.float32)
@@ -124,9 +147,7 @@ class Graph:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                                   producer_name="rnnkit", doc_string=doc)
         model.ir_version = 8  # the newest IR that every onnxruntime since 1.14 reads
-        for k, v in (metadata or {}).items():
-            helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
-                                           k: str(v)})
+        helper.set_model_props(model, {k: str(v) for k, v in (metadata or {}).items()})
         onnx.checker.check_model(model, full_check=True)
         return model
 
