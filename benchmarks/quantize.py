@@ -4,9 +4,9 @@ Trains four small models on real data, each for ``--minutes`` (default 1.5): a P
 language model, an SST-2 BiLSTM classifier, a UD English EWT UPOS tagger (with characters) and
 a Tatoeba EN->FR GRU with attention; or takes checkpoints already trained
 (``--lm``, ``--sst2``, ``--upos``, ``--tatoeba``, each a checkpoint or run directory, the last
-with the test split its run saved).  Each is quantised with ``rnnkit quantize`` (the weight matrices) and
-``rnnkit quantize --embeddings`` (the embedding tables too) and all three versions are
-evaluated on the test split by the same function ``rnnkit eval`` uses: PTB
+with the test split its run saved).  Each is quantised with ``rnnkit quantize`` (the weight
+matrices) and ``rnnkit quantize --embeddings`` (the embedding tables too), and all three
+versions are evaluated on the test split by the same function ``rnnkit eval`` uses: PTB
 perplexity, SST-2 accuracy, UPOS token accuracy, Tatoeba corpus BLEU (greedy).
 
 Time is the wall time of that evaluation (loading included), float and int8 interleaved,
