@@ -363,6 +363,12 @@ def find_checkpoint(path) -> Path:
     raise CheckpointError(f"{path}: no such checkpoint (the path does not exist)")
 
 
+def recover(path) -> Path:
+    """Put back a checkpoint left half-swapped at ``path`` by a crash (see :func:`_recover`);
+    returns the path to use."""
+    return _recover(_as_path(path))
+
+
 def _recover(path: Path) -> Path:
     """If a crash struck between the two renames of a save, put the old checkpoint back.
 
