@@ -106,7 +106,7 @@ def test_classifier_and_tagger_outputs_close_to_float(quantised):
         if name == "classifier":
             a, b = (m.model.predict_proba(ids, lengths) for m in (fl, q))
         else:
-            from rnnkit.text.labeled import CharBatch
+            from rnnkit.text.chars import CharBatch
 
             chars = CharBatch(np.array([[3, 4, 0], [5, 6, 7]]), np.array([2, 3]),
                               np.array([[0, 1, 0, 1], [1, 0, 0, 0]]))
