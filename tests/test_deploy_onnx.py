@@ -138,6 +138,20 @@ def test_projection_lstm_lm_matches(layers):
     check_lm(loaded, graphs, np.random.default_rng(2).integers(0, 11, (3, 8)))
 
 
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_parallel_scan_cells_lm_matches(cell):
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+
+    model = LanguageModel(LMConfig(vocab_size=11, cell=cell, embed_size=5, hidden_size=6,
+                                   num_layers=2), rng=4)
+    for p in model.parameters().values():  # both branches of g(u), gates away from 1/2
+        p[...] = np.random.default_rng(5).uniform(-1.5, 1.5, p.shape)
+    graphs = build_graphs(model.eval(), "lm")
+    assert sum(n.op_type == "Scan" for n in graphs["model"].graph.node) == 2
+    loaded = type("L", (), {"model": model})
+    check_lm(loaded, graphs, np.random.default_rng(6).integers(0, 11, (3, 9)))
+
+
 def onnx_greedy_lm(step_model, tokenizer, first, banned, length):
     step = session(step_model)
     names = [i.name for i in step.get_inputs()]

@@ -110,7 +110,7 @@ def _lm_logits(g: Graph, model, h: str) -> str:
 
 def _lm(model, new) -> dict:
     cfg = model.cfg
-    L, V, lstm = cfg.num_layers, cfg.vocab_size, cfg.cell == "lstm"
+    L, V, lstm = cfg.num_layers, cfg.vocab_size, cfg.cell == "lstm"  # minlstm: h only
     H, Hc = getattr(cfg, "output_size", cfg.hidden_size), cfg.hidden_size  # h, c widths
     seq = new("lm")
     ids = seq.input("ids", I64, ["B", "T"])
