@@ -388,6 +388,12 @@ def test_export_command_writes_checked_graphs(name, files, tmp_path, capsys):
     assert capsys.readouterr().out.split() == [str(tmp_path / f) for f in files]
 
 
+def test_a_dotted_name_keeps_its_stem(tmp_path):
+    paths = export_checkpoint(FIXTURES / "seq2seq" / "ckpt", tmp_path / "fra.v1.onnx")
+    assert [p.name for p in paths] == ["fra.v1.onnx", "fra.v1.decoder.onnx", "fra.v1.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+
+
 def test_ngram_and_bad_out_are_refused(tmp_path, capsys):
     assert main(["export", str(FIXTURES / "ngram" / "ckpt"), "--out",
                  str(tmp_path / "m.onnx")]) == 2

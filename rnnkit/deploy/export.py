@@ -23,6 +23,7 @@ not exported (a :class:`~rnnkit.errors.RnnkitError` says so).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,8 @@ F32, I64 = "float32", "int64"
 
 def export_checkpoint(checkpoint, out) -> list[Path]:
     """Write the ONNX graphs of ``checkpoint`` (a checkpoint or run directory) next to ``out``
-    (``model.onnx``) and ``model.json``; returns the paths written."""
+    (``model.onnx``) and ``model.json``; returns the paths written.  Every graph is built and
+    checked before anything is written, and each file is written whole or not at all."""
     from ..tasks import load_model
 
     out = Path(out)
@@ -43,23 +45,26 @@ def export_checkpoint(checkpoint, out) -> list[Path]:
         raise ValueError(f"--out: expected a file name ending in .onnx, got {str(out)!r}")
     loaded = load_model(checkpoint)
     graphs = build_graphs(loaded.model, loaded.kind, loaded.checkpoint.quantized)
-    stem = out.with_suffix("")
-    paths, files = [], {}
-    import onnx
-
-    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = str(out.with_suffix(""))
+    blobs, files = {}, {}
     for i, (role, model) in enumerate(graphs.items()):  # the first graph is `out`
         path = out if i == 0 else Path(f"{stem}.{role}.onnx")
-        onnx.save(model, path)
-        paths.append(path)
+        blobs[path] = model.SerializeToString()
         files[role] = path.name
     meta = {"format": "rnnkit-onnx", "opset": OPSET, "kind": loaded.kind, "files": files,
             "config": loaded.checkpoint.config.get("model", {}),
             "quantized": sorted(loaded.checkpoint.quantized),
             "vocab": loaded.checkpoint.vocab}
-    side = stem.with_suffix(".json")
-    side.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return [*paths, side]
+    blobs[Path(f"{stem}.json")] = (json.dumps(meta, indent=2) + "\n").encode()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, data in blobs.items():
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return list(blobs)
 
 
 def build_graphs(model, kind: str, quantized: dict | None = None) -> dict:
