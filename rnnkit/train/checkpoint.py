@@ -73,9 +73,10 @@ class Checkpoint:
     train_meta: dict | None = field(repr=False)
     train_arrays: dict[str, np.ndarray] | None = field(repr=False)
     manifest: dict = field(repr=False)
-    # int8 weights of a quantised checkpoint as stored: {name: (q int8, scale)}; ``weights``
-    # holds them dequantised (see dequantize_weights)
-    quantized: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    # int8 weights of a quantised checkpoint as stored: {name: (q int8, scale, axis)}, the
+    # scales running along `axis` of q (1: per column, 0: per row); ``weights`` holds them
+    # dequantised (see dequantize_weights)
+    quantized: dict[str, tuple] = field(default_factory=dict, repr=False)
 
     def read(self, parse):
         """``parse()``, which reads ``config`` and ``vocab`` into objects, with a missing or
@@ -454,28 +455,32 @@ SCALE_SUFFIX = ".scale"
 
 def dequantize_weights(path: Path, config: dict, weights: dict):
     """``(weights, quantized)``: the weights with every int8 matrix that ``config["quantization"]``
-    lists turned back into floats (``q * scale``, one scale per output column; see
-    :mod:`rnnkit.nn.quant`), and the stored ``{name: (q, scale)}``.  A checkpoint without that
-    key is returned as it is."""
-    from ..nn.quant import dequantize_columns
+    lists turned back into floats (``q * scale``: one scale per column for the names under
+    ``"weights"``, per row for those under ``"rows"``; see :mod:`rnnkit.nn.quant`), and the
+    stored ``{name: (q, scale, axis)}``.  A checkpoint without that key is returned as it is."""
+    from ..nn.quant import dequantize
 
     spec = config.get(QUANTIZATION)
     if spec is None:
         return weights, {}
-    names = spec.get("weights") if isinstance(spec, dict) else None
-    if spec.get("scheme") != "int8-per-output" or not isinstance(names, list):
+    ok = isinstance(spec, dict) and spec.get("scheme") == "int8-per-output"
+    columns, rows = (spec.get("weights"), spec.get("rows", [])) if ok else (None, None)
+    if not (isinstance(columns, list) and isinstance(rows, list)):
         raise CheckpointError(f"{path}: {CONFIG} has an unknown {QUANTIZATION!r} entry; "
                               "expected scheme 'int8-per-output' and a list of weights")
     out, quantized = dict(weights), {}
-    for name in names:
-        q, scale = weights.get(name), weights.get(name + SCALE_SUFFIX)
-        if (q is None or scale is None or q.dtype != np.int8 or q.ndim != 2
-                or scale.dtype.kind != "f" or scale.shape != q.shape[1:]):
-            raise CheckpointError(f"{path}: quantised weight {name!r} needs an int8 matrix and "
-                                  f"a float {name + SCALE_SUFFIX!r} of one scale per column")
-        out[name] = dequantize_columns(q, scale)
-        del out[name + SCALE_SUFFIX]
-        quantized[name] = (q, scale)
+    for axis, names in ((1, columns), (0, rows)):
+        for name in names:
+            q, scale = weights.get(name), weights.get(name + SCALE_SUFFIX)
+            if (q is None or scale is None or q.dtype != np.int8 or q.ndim != 2
+                    or scale.dtype.kind != "f" or scale.shape != (q.shape[axis],)):
+                what = "column" if axis else "row"
+                raise CheckpointError(f"{path}: quantised weight {name!r} needs an int8 matrix "
+                                      f"and a float {name + SCALE_SUFFIX!r} of one scale per "
+                                      f"{what}")
+            out[name] = dequantize(q, scale, axis)
+            del out[name + SCALE_SUFFIX]
+            quantized[name] = (q, scale, axis)
     return out, quantized
 
 

@@ -119,7 +119,8 @@ def train_lm(texts: dict, out, *, model: LMConfig | ORConfig, tokenizer=None,
         from .inference import load_lm
 
         best, _, _ = load_lm(trainer.out / "best")
-        test = evaluate_lm(best, ids["test"], eval_batch_size, bptt)
+        test = evaluate_lm(best, ids["test"], eval_batch_size, bptt,
+                           world=trainer.world if trainer.world.size > 1 else None)
     return LMRun(summary, net, tokenizer, ids, trainer.step - step_before, test)
 
 

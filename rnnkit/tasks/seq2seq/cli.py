@@ -161,7 +161,9 @@ def run(args) -> int:
         raise ValueError(f"--beam must be at least 1, got {args.beam}")
     out = out_dir(args, "seq2seq")
     splits, info = load_splits(args)
-    if args.save_splits:
+    from ...distributed import world
+
+    if args.save_splits and world().rank == 0:
         from pathlib import Path
 
         for name, pairs in splits.items():
