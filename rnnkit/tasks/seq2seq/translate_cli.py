@@ -11,20 +11,22 @@ from __future__ import annotations
 import sys
 import warnings
 
+from ...train.options import nonneg_float, nonneg_int, positive_int
+
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", help="checkpoint directory or run directory")
     p.add_argument("text", nargs="?", default="-",
                    help="the sentence to translate; '-' reads lines from standard input")
     p.add_argument("--beam", type=int, default=5, help="beam width (1: greedy)")
-    p.add_argument("--alpha", type=float, default=None,
+    p.add_argument("--alpha", type=nonneg_float, default=None,
                    help="length normalisation: rank by logp / length^alpha (default: the "
                         "run's, usually 1.0; 0 disables)")
-    p.add_argument("--max-len", type=int, default=None,
+    p.add_argument("--max-len", type=positive_int, default=None,
                    help="longest output in tokens (default: the run's)")
     p.add_argument("--temperature", type=float, default=0.0,
                    help="with --beam 1: sample at this temperature instead of greedy")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed for sampling")
     p.add_argument("--n-best", type=int, default=1,
                    help="print this many beam hypotheses with their log probabilities")
     p.add_argument("--attention-plot", default=None, metavar="FILE.png",
