@@ -224,13 +224,13 @@ def test_classifier_matches(cell, pooling):
 
 def test_tagger_fixture_with_characters_matches_on_real_sentences():
     from rnnkit.tasks.tag.inference import load_tagger
-    from rnnkit.tasks.tag.task import Encoded
+    from rnnkit.tasks.tag.task import EncodedSentences
 
     model, vocab, _ = load_tagger(FIXTURES / "tagger" / "ckpt")
     blocks = (FIXTURES / "tagger" / "input.txt").read_text().strip().split("\n\n")
     sentences = [[row.split()[0] for row in b.splitlines()] for b in blocks][:6]
     sentences.append(["Zyx", "unseen-word", "Bob"])  # unknown words reach the characters
-    enc = Encoded(vocab, vocab.char_table(), sentences)
+    enc = EncodedSentences(vocab, vocab.char_table(), sentences)
     x, lengths, chars, _ = enc.batch(np.arange(len(sentences)))
     got = run(build_graphs(model, "tagger")["model"], ids=x, lengths=lengths,
               char_ids=chars.ids, char_lengths=chars.lengths, char_index=chars.index)
