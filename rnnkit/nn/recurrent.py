@@ -418,7 +418,8 @@ class Recurrent(Module):
         ``t + 1``), ``c[t]`` the ``dL/dc_t`` that step ``t + 1`` passes back along the cell
         state.  To see those, a stack with a backward hook runs the same cell functions one
         step at a time (:meth:`_steps_forward`); outputs and gradients are the same up to
-        rounding, at the cost of a Python loop over the steps.
+        rounding, at the cost of a Python loop over the steps.  It sees the backward passes
+        whose forward pass ran after it was added.
         """
         self._hooks = (*self._hooks, hook)
         return HookHandle(self, hook)
