@@ -31,10 +31,9 @@ import numpy as np
 from ..checks import check_array, check_lengths, config_from_dict
 from ..errors import ConfigError
 from . import init as initializers
-from .cells import gru as gru_cell
-from .cells import lstm as lstm_cell
-from .cells import rnn as rnn_cell
+from .cells import OPTIONS
 from .cells.activations import gate_slice, num_gates
+from .cells.dispatch import cell_module
 from .cells.lstm import LSTMState
 from .module import Module
 
@@ -181,6 +180,11 @@ class Recurrent(Module):
     def config(self) -> dict:
         return asdict(self.cfg)
 
+    @property
+    def _options(self) -> dict:
+        """The cell's equation options, as its functions take them."""
+        return {k: getattr(self.cfg, k) for k in OPTIONS[self.cell]}
+
     # -- helpers ------------------------------------------------------------------------
     @property
     def hidden_size(self) -> int:
@@ -298,7 +302,9 @@ class Recurrent(Module):
         xp = xp.reshape(T, B, -1)  # (T, B, G*H)
         if d == 1:
             xp = xp[::-1] if gather is None else xp[gather]
-        Hs, final, cache = self._cell_forward(xp, state0, p, mask, full, grad)
+        opts = self._options
+        Hs, final, cache = cell_module(self.cell, xp.dtype, **opts).forward(
+            xp, state0, p, mask, full, grad=grad, **opts)
         hs = Hs[1:]
         if d == 1:
             hs = hs[::-1] if gather is None else hs[gather]
@@ -335,7 +341,8 @@ class Recurrent(Module):
                 if d == 1:
                     dhs = dhs[::-1] if gather is None else dhs[gather]
                 unit = self.dirs[layer][d]
-                dxp, ds0, dparams = self._cell_backward(dhs, dT, lc["dirs"][d], consume_cache)
+                dxp, ds0, dparams = cell_module(self.cell, dhs.dtype, **self._options).backward(
+                    dhs, dT, lc["dirs"][d], consume_cache)
                 dstate0[k] = ds0
                 if d == 1:
                     dxp = dxp[::-1] if gather is None else dxp[gather]
@@ -372,7 +379,9 @@ class Recurrent(Module):
             p = self.dirs[layer][0].param
             xp = inp @ p["W_x"]
             xp += p["b"]
-            s = self._cell_step(xp, self._cell_state(state, layer), p)
+            opts = self._options
+            s = cell_module(self.cell, xp.dtype, **opts).step(
+                xp, self._cell_state(state, layer), p, **opts)
             new.append(s)
             inp = s[0] if self.cell == "lstm" else s
         if self.cell == "lstm":
@@ -391,16 +400,6 @@ class RNN(Recurrent):
 
     cell = "rnn"
 
-    def _cell_forward(self, xp, h0, p, mask, full, grad=True):
-        Hs, cache = rnn_cell.forward(xp, h0, p, mask, full, self.cfg.nonlinearity)
-        return Hs, Hs[-1], cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return rnn_cell.backward(dhs, dT, cache)
-
-    def _cell_step(self, xp, h, p):
-        return rnn_cell.step(xp, h, p, self.cfg.nonlinearity)
-
 
 class GRU(Recurrent):
     """Gated recurrent unit; ``reset_after=True`` is the PyTorch/cuDNN form (weights interchange
@@ -414,16 +413,6 @@ class GRU(Recurrent):
 
     cell = "gru"
 
-    def _cell_forward(self, xp, h0, p, mask, full, grad=True):
-        Hs, cache = gru_cell.forward(xp, h0, p, mask, full, self.cfg.reset_after)
-        return Hs, Hs[-1], cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return gru_cell.backward(dhs, dT, cache)
-
-    def _cell_step(self, xp, h, p):
-        return gru_cell.step(xp, h, p, self.cfg.reset_after)
-
 
 class LSTM(Recurrent):
     """Long short-term memory, gates ``i, f, g, o``; optional diagonal ``peephole`` weights.
@@ -435,16 +424,6 @@ class LSTM(Recurrent):
     """
 
     cell = "lstm"
-
-    def _cell_forward(self, xp, state0, p, mask, full, grad=True):
-        Hs, Cs, cache = lstm_cell.forward(xp, state0, p, mask, full, grad)
-        return Hs, (Hs[-1], Cs[-1]), cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return lstm_cell.backward(dhs, dT, cache, consume)
-
-    def _cell_step(self, xp, state, p):
-        return lstm_cell.step(xp, state, p)
 
 
 def _lend(scratch: dict | None, key, shape, dtype):
