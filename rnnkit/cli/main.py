@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # the commands every kind shares; each task adds its own through rnnkit.tasks.REGISTRY
@@ -15,6 +16,9 @@ GENERIC = {
     "eval": ("rnnkit.cli.evaluate", "evaluate a checkpoint on a file"),
     "predict": ("rnnkit.cli.predict", "labels or tags from a classifier/tagger checkpoint"),
     "inspect": ("rnnkit.cli.inspect", "look inside a model: gradients, spectra, gates"),
+    "serve": ("rnnkit.cli.serve", "serve a checkpoint over HTTP: a JSON API and a page"),
+    "export": ("rnnkit.cli.export", "export a checkpoint to ONNX graphs"),
+    "quantize": ("rnnkit.cli.quantize", "int8 weights: a smaller checkpoint every command loads"),
 }
 
 
@@ -88,11 +92,64 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.given = given_options(parser.commands[args.command], argv[argv.index(args.command) + 1:],
                                args)
+    world = _world(args.command)
+    if world is None:
+        return 2
+    rc = _run(args)
+    if rc not in (0, 130, 143):  # an error on one rank ends every rank, rather than a wait
+        world.abort(rc)
+    return rc
+
+
+def _world(command: str):
+    """This process's :class:`~rnnkit.distributed.World`; under an MPI launcher the ranks other
+    than 0 keep quiet on stdout (rank 0 reports), and write only errors to stderr.  ``None``
+    (after a one-line error) when the launcher's processes cannot form a world."""
+    from .. import distributed
+    from ..errors import RnnkitError
+
+    try:
+        world = distributed.world()
+    except RnnkitError as e:
+        print(f"rnnkit {command}: error: {e}", file=sys.stderr)
+        return None
+    if world.rank != 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- for the life of the process
+        sys.stderr = _ErrorsOnly(sys.stderr)
+    return world
+
+
+class _ErrorsOnly:
+    """A stderr that lets through only the lines that carry an error or a traceback."""
+
+    def __init__(self, stream):
+        self.stream, self.pending, self.passing = stream, "", False
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.passing = self.passing or "Traceback" in line or "error" in line.lower()
+            if self.passing:
+                self.stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name):  # fileno, encoding, ...: the real stream's
+        return getattr(self.stream, name)
+
+
+def _run(args) -> int:
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # the training commands report what they saved
         print(f"rnnkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "status", 130)
     except Exception as e:  # one clear line unless --debug
         if getattr(args, "debug", False):
             raise

@@ -18,6 +18,12 @@ the backward direction is its state after reading the *first* step, so it is not
 ``out[:, -1, H:]``; and with ``lengths`` the forward final state is the state at each row's last
 real step, not at step T.
 
+Regularisation in training (all off in ``eval()``): ``dropout`` between layers, a fresh mask
+per step or, with ``locked=True``, one mask per call reused at every step; ``weight_drop``:
+DropConnect on every ``W_h``, one mask per layer and direction per call, the cells run with
+``W_h * M / (1 - p)`` (AWD-LSTM's WeightDrop; docs/derivations.md#weight-drop).  The masks are
+drawn from the ``rng`` passed to ``forward``.
+
 Inside, buffers are time-major so every step is a contiguous slice; the input projections of a
 layer are one multiply before the time loop and ``dW_x``, ``db``, ``dX`` one multiply each after.
 """
@@ -50,6 +56,9 @@ class RecurrentConfig:
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0
+    weight_drop: float = 0.0  # DropConnect on every W_h, one mask per forward call (training)
+    locked: bool = False  # the between-layer dropout mask is drawn once per call, reused at every
+    #                       step (variational / locked dropout)
     nonlinearity: str = "tanh"  # RNN only: "tanh" | "relu"
     reset_after: bool = True  # GRU only: PyTorch/cuDNN placement of the reset gate
     peephole: bool = False  # LSTM only
@@ -68,6 +77,8 @@ class RecurrentConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= self.weight_drop < 1.0:
+            raise ConfigError(f"weight_drop must be in [0, 1), got {self.weight_drop!r}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ConfigError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
         if self.init not in ("default", "uniform", "pytorch", "identity"):
@@ -180,10 +191,21 @@ class Recurrent(Module):
     def config(self) -> dict:
         return asdict(self.cfg)
 
+    # -- the cell functions, NumPy or compiled (rnnkit.nn.cells.dispatch) -----------------
     @property
     def _options(self) -> dict:
         """The cell's equation options, as its functions take them."""
         return {k: getattr(self.cfg, k) for k in OPTIONS[self.cell]}
+
+    def _cell(self, dtype):
+        return cell_module(self.cell, dtype, **self._options)
+
+    def _cell_forward(self, xp, state0, p, mask, full, grad=True):
+        return self._cell(xp.dtype).forward(xp, state0, p, mask, full, grad=grad,
+                                            **self._options)
+
+    def _cell_backward(self, dhs, dT, cache, consume=False):
+        return self._cell(dhs.dtype).backward(dhs, dT, cache, consume)
 
     # -- helpers ------------------------------------------------------------------------
     @property
@@ -237,6 +259,7 @@ class Recurrent(Module):
         """
         name = type(self).__name__
         cfg = self.cfg
+        asked, grad = grad, grad or any(hasattr(h, "forward") for h in self._hooks)
         x = check_array(name, "x", x, ("B", "T", cfg.input_size))
         B, T, _ = x.shape
         if T == 0 or B == 0:
@@ -261,23 +284,27 @@ class Recurrent(Module):
         for layer in range(cfg.num_layers):
             if layer > 0 and cfg.dropout > 0 and self.training:
                 keep = 1.0 - cfg.dropout
-                drop = np.empty(inp.shape, self.np_dtype)  # (T, B, dirs*H)
-                draw = _lend(scratch, ("drop", layer), inp.shape, np.float64)
+                # locked: one (B, dirs*H) mask shared by every step
+                shape = (1, *inp.shape[1:]) if cfg.locked else inp.shape  # (T|1, B, dirs*H)
+                drop = np.empty(shape, self.np_dtype)
+                draw = _lend(scratch, ("drop", layer), shape, np.float64)
                 np.less(rng.random(out=draw), keep, out=drop)  # 1 where kept, else 0
                 drop /= keep
                 inp = inp * drop
             else:
                 drop = None
-            outs, caches = [], []
+            outs, caches, wmasks = [], [], []
             for d, unit in enumerate(self.dirs[layer]):
+                wmask = self._weight_mask(unit, rng)
                 hs, final, cache = self._run_direction(unit, inp, self._cell_state(
                     state, layer * cfg.dirs + d), d, mask, full, gather, grad,
                     _lend(scratch, ("xp", layer, d), (T * B, unit.param["W_x"].shape[1]),
-                          self.np_dtype))
+                          self.np_dtype), wmask)
                 outs.append(hs)
                 finals.append(final)
                 caches.append(cache)
-            layers.append({"inp": inp, "drop": drop, "dirs": caches})
+                wmasks.append(wmask)
+            layers.append({"inp": inp, "drop": drop, "dirs": caches, "wdrop": wmasks})
             inp = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)  # (T, B, dirs*H)
             if mask is not None:
                 inp = inp * mask  # never in place: outs[0] may be a view of the cache
@@ -290,21 +317,36 @@ class Recurrent(Module):
         if not grad:
             return out, final_state, None
         cache = {"layers": layers, "mask": mask, "gather": gather, "B": B, "T": T}
-        return out, final_state, cache
+        self._call_hooks("forward", cache)
+        return out, final_state, cache if asked else None
+
+    def _weight_mask(self, unit: Direction, rng: np.random.Generator):
+        """The DropConnect mask of ``unit.W_h`` for one forward call (``None`` when off):
+        ``M_ij ~ Bernoulli(1 - p) / (1 - p)``, as AWD-LSTM's WeightDrop draws it."""
+        p = self.cfg.weight_drop
+        if not self.training or p == 0.0:
+            return None
+        keep = 1.0 - p
+        W_h = unit.param["W_h"]
+        m = np.less(rng.random(W_h.shape), keep).astype(W_h.dtype)  # (H, G*H)
+        m /= keep
+        return m
 
     def _run_direction(self, unit: Direction, inp, state0, d, mask, full, gather, grad=True,
-                       out=None):
+                       out=None, wmask=None):
         T, B, D = inp.shape
         p = unit.param
+        if wmask is not None:  # the cell sees (and its cache keeps) the dropped matrix
+            p = {**p, "W_h": p["W_h"] * wmask}
         # (T*B, G*H): every input projection at once
         xp = np.matmul(inp.reshape(T * B, D), p["W_x"], out=out)
         xp += p["b"]
         xp = xp.reshape(T, B, -1)  # (T, B, G*H)
         if d == 1:
             xp = xp[::-1] if gather is None else xp[gather]
-        opts = self._options
-        Hs, final, cache = cell_module(self.cell, xp.dtype, **opts).forward(
-            xp, state0, p, mask, full, grad=grad, **opts)
+        steps = grad and any(hasattr(h, "backward") for h in self._hooks)
+        run = self._steps_forward if steps else self._cell_forward
+        Hs, final, cache = run(xp, state0, p, mask, full, grad)
         hs = Hs[1:]
         if d == 1:
             hs = hs[::-1] if gather is None else hs[gather]
@@ -327,8 +369,9 @@ class Recurrent(Module):
         mask, gather = cache["mask"], cache["gather"]
         if dstate is not None:
             dstate = self._check_state(dstate, B)
-        H = cfg.hidden_size
+        H = self.output_size // cfg.dirs  # width of one direction's output
         dstate0 = [None] * (cfg.num_layers * cfg.dirs)
+        records = [[None] * cfg.dirs for _ in range(cfg.num_layers)]
         for layer in range(cfg.num_layers - 1, -1, -1):
             lc = cache["layers"][layer]
             if mask is not None:
@@ -341,17 +384,22 @@ class Recurrent(Module):
                 if d == 1:
                     dhs = dhs[::-1] if gather is None else dhs[gather]
                 unit = self.dirs[layer][d]
-                dxp, ds0, dparams = cell_module(self.cell, dhs.dtype, **self._options).backward(
+                dxp, ds0, dparams, records[layer][d] = self._direction_backward(
                     dhs, dT, lc["dirs"][d], consume_cache)
                 dstate0[k] = ds0
                 if d == 1:
                     dxp = dxp[::-1] if gather is None else dxp[gather]
+                    if records[layer][d] is not None:  # back to input time order
+                        records[layer][d] = {key: v[::-1] if gather is None else v[gather]
+                                             for key, v in records[layer][d].items()}
                 G = dxp.shape[-1]
                 dxp2 = np.ascontiguousarray(dxp).reshape(T * B, G)
                 inp2 = lc["inp"].reshape(T * B, -1)
                 unit.grad["W_x"] += inp2.T @ dxp2
                 unit.grad["b"] += dxp2.sum(axis=0)
                 for key, g in dparams.items():
+                    if key == "W_h" and lc["wdrop"][d] is not None:
+                        g *= lc["wdrop"][d]  # d(W_h * M)/dW_h: the same mask
                     unit.grad[key] += g
                 dx = dxp2 @ unit.param["W_x"].T  # (T*B, D)
                 if dinp is None:
@@ -362,10 +410,74 @@ class Recurrent(Module):
             if lc["drop"] is not None:
                 dout *= lc["drop"]
         dx = dout.transpose(1, 0, 2)  # (B, T, D)
+        if records[0][0] is not None:
+            self._call_hooks("backward", records)
         if self.cell == "lstm":
             return dx, LSTMState(np.stack([s[0] for s in dstate0]),
                                  np.stack([s[1] for s in dstate0]))
         return dx, np.stack(dstate0)
+
+    # -- hooks ----------------------------------------------------------------------------
+    _hooks: tuple = ()
+
+    def add_hook(self, hook) -> HookHandle:
+        """Let ``hook`` observe every forward and backward pass of this stack; returns a handle
+        whose ``remove()`` (or the end of a ``with`` block) takes it away again.
+
+        ``hook.forward(layer, cache)``, if defined, is called after each forward pass with its
+        cache (``cache["layers"][l]["dirs"][d]`` holds the cells' caches, whose gate
+        activations :mod:`rnnkit.inspect.gates` reads), also when ``grad=False``.
+        ``hook.backward(layer, records)``, if defined, is called after each backward pass with
+        ``records[l][d] = {"h": (T, B, H), "c": (T, B, H)}`` (``"c"``: LSTM only) in input time
+        order: ``h[t]`` is the total ``dL/dh_t`` (from the output at ``t`` and from step
+        ``t + 1``), ``c[t]`` the ``dL/dc_t`` that step ``t + 1`` passes back along the cell
+        state.  To see those, a stack with a backward hook runs the same cell functions one
+        step at a time (:meth:`_steps_forward`); outputs and gradients are the same up to
+        rounding, at the cost of a Python loop over the steps.
+        """
+        self._hooks = (*self._hooks, hook)
+        return HookHandle(self, hook)
+
+    def _call_hooks(self, kind: str, arg) -> None:
+        for hook in self._hooks:
+            if hasattr(hook, kind):
+                getattr(hook, kind)(self, arg)
+
+    def _steps_forward(self, xp, state0, p, mask, full, grad=True):
+        """The cell's forward one step at a time, keeping one cache per step."""
+        steps, hs, state = [], [], state0
+        for t in range(xp.shape[0]):
+            m = None if mask is None else mask[t : t + 1]
+            f = None if mask is None else int(full is None or t < full)
+            Hs, state, cache = self._cell_forward(xp[t : t + 1], state, p, m, f, grad)
+            steps.append(cache)
+            hs.append(Hs[1])
+        first = state0[0] if isinstance(state0, tuple) else state0
+        return np.stack([first, *hs]), state, {"steps": steps}  # (T+1, B, H)
+
+    def _direction_backward(self, dhs, dT, cache, consume):
+        """``(dxp, dstate0, dparams, records or None)`` of one direction, in processing order."""
+        if "steps" in cache:  # a backward hook: one step at a time
+            return self._steps_backward(dhs, dT, cache, consume)
+        return (*self._cell_backward(dhs, dT, cache, consume), None)
+
+    def _steps_backward(self, dhs, dT, cache, consume=False):
+        """The cell's backward one step at a time over a :meth:`_steps_forward` cache:
+        ``(dxp, dstate0, dparams, records)``, records in processing order."""
+        lstm = self.cell == "lstm"
+        T = dhs.shape[0]
+        seen_h = np.empty_like(dhs)  # (T, B, H)
+        seen_c = np.zeros((T, dhs.shape[1], self.cfg.hidden_size), dhs.dtype) if lstm else None
+        dxps, dparams, ds = [None] * T, {}, dT
+        for t in range(T - 1, -1, -1):
+            seen_h[t] = dhs[t] if ds is None else dhs[t] + (ds[0] if lstm else ds)
+            if lstm and ds is not None:
+                seen_c[t] = ds[1]
+            dxps[t], ds, dp = self._cell_backward(dhs[t : t + 1], ds, cache["steps"][t],
+                                                  consume)
+            for key, g in dp.items():
+                dparams[key] = g if key not in dparams else dparams[key] + g
+        return np.concatenate(dxps), ds, dparams, {"h": seen_h, **({"c": seen_c} if lstm else {})}
 
     # -- one step, for generation --------------------------------------------------------
     def step(self, x_t, state):
@@ -379,14 +491,28 @@ class Recurrent(Module):
             p = self.dirs[layer][0].param
             xp = inp @ p["W_x"]
             xp += p["b"]
-            opts = self._options
-            s = cell_module(self.cell, xp.dtype, **opts).step(
-                xp, self._cell_state(state, layer), p, **opts)
+            s = self._cell(xp.dtype).step(xp, self._cell_state(state, layer), p, **self._options)
             new.append(s)
             inp = s[0] if self.cell == "lstm" else s
         if self.cell == "lstm":
             return inp, LSTMState(np.stack([s[0] for s in new]), np.stack([s[1] for s in new]))
         return inp, np.stack(new)
+
+
+class HookHandle:
+    """Returned by :meth:`Recurrent.add_hook`: ``remove()`` takes the hook away again."""
+
+    def __init__(self, layer: Recurrent, hook) -> None:
+        self.layer, self.hook = layer, hook
+
+    def remove(self) -> None:
+        self.layer._hooks = tuple(h for h in self.layer._hooks if h is not self.hook)
+
+    def __enter__(self) -> HookHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
 
 
 class RNN(Recurrent):

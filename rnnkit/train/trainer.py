@@ -18,26 +18,43 @@ A task is any object that follows the :class:`Task` protocol:
 ``metric``                ``("loss", "min")`` or e.g. ``("accuracy", "max")`` to pick the best
 ``eval_size()``           optional: how many units (as counted by ``train_batch``) one
                           validation pass reads, so a time budget can keep room for it
+``distribute(world)``     needed under an MPI launcher only: from then on ``train_batch`` reads
+                          this rank's share of batch ``i`` (and may return ``(0.0, 0)`` for an
+                          empty share) and ``evaluate`` returns the figures of all the ranks
 
 Checkpoints go to ``OUT/best`` (best validation figure) and ``OUT/last`` (end of every epoch,
 and wherever training stops: time budget, ``max_steps``, Ctrl-C); ``resume=True`` continues from
 ``OUT/last`` with weights, optimiser, RNG, schedule and data position restored, so an interrupted
 run ends with exactly the weights an uninterrupted one would.  To make that hold:
 
-* stops happen only between steps (Ctrl-C sets a flag; the step in flight finishes first; a
-  second Ctrl-C quits at once without saving);
+* stops happen only between steps (Ctrl-C or SIGTERM sets a flag; the step in flight finishes
+  first; a second one quits at once without saving, except that a save under way is finished);
 * a resume inside an epoch calls ``start_epoch(epoch)`` again and then ``load_state``;
 * validation uses neither the training RNG nor the task's carried state, and a validation of a
   partial epoch (a stop inside an epoch) never counts towards early stopping or the plateau
   schedule.  It may still replace ``best`` when it is the best figure so far.
 
+``fit`` holds an OS lock on ``OUT`` (:class:`~rnnkit.train.runlock.RunLock`), so a second run
+writing into the same directory is refused.  ``best/`` records its figure in its config
+(``"best"``), and a resumed run compares against it, so ``best/`` never gets worse even when a
+crash struck after a validation improved ``best/`` and before ``last/`` was saved.
+
 A time budget (``minutes``) covers training *and* the validation that follows it: the trainer
 stops early enough to leave room for that validation (timed on the last one, or estimated from
 ``eval_size()`` before the first), plus ``reserve_s`` seconds for the caller's own work.
+
+Under an MPI launcher (``mpiexec -n N``, see :mod:`rnnkit.distributed`) the same loop runs on
+every rank: the task's ``distribute(world)`` gives each rank its share of every batch and of the
+validation; one ``Allreduce`` per step sums the gradients (weighted by the units each rank read),
+the loss and the stop flags (a Ctrl-C on any rank, the time budget as rank 0 sees it), so every
+rank clips, steps and stops alike.  Rank 0 alone writes the checkpoints, the metrics and the plot;
+``last/`` also keeps every rank's random state, and a resume under another number of ranks says
+that the random streams start anew.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -49,13 +66,17 @@ from typing import Protocol
 
 import numpy as np
 
+from .. import distributed
 from ..checks import config_from_dict
 from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..nn.losses import perplexity
 from ..nn.module import Module
-from .checkpoint import load_checkpoint, save_checkpoint
-from .optim import ReduceOnPlateau, StepDecay, clip_grad_norm, clip_grad_value, make_optimizer
+from .checkpoint import load_checkpoint, recover, save_checkpoint
+from .ema import WeightAverage
+from .optim import clip_grad_norm, clip_grad_value, make_optimizer
+from .runlock import RunLock
 from .runlog import MetricsLog, Progress
+from .schedules import ReduceOnPlateau, StepDecay
 
 
 class Task(Protocol):
@@ -72,6 +93,21 @@ class Task(Protocol):
     def state(self) -> tuple[dict, dict]: ...
     def load_state(self, meta: dict, arrays: dict) -> None: ...
     def payload(self) -> tuple[dict, dict]: ...
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT) or SIGTERM.
+
+    ``signum``: the signal; ``status``: the conventional exit status (130 for SIGINT, 143 for
+    SIGTERM); ``completed``: True when the progress up to the stop was saved, False after a
+    second signal quit at once; ``saved``: the ``last/`` checkpoint on disk (with
+    ``completed=False``, from an earlier save), or None when there is none.
+    """
+
+    def __init__(self, signum: int, completed: bool, saved: Path | None):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.completed, self.saved = signum, completed, saved
+        self.status = 128 + int(signum)
 
 
 EVAL_COST = 0.4  # a validation token costs about this fraction of a training token (no backward)
@@ -136,56 +172,6 @@ class TrainConfig:
         return config_from_dict(cls, d, "trainer")
 
 
-class WeightAverage:
-    """Exponential moving average of the parameters (Polyak averaging), updated after every
-    optimiser step: ``avg <- d avg + (1 - d) w`` with ``d = min(decay, (1 + n) / (10 + n))``
-    after ``n`` updates, so early averages are not dominated by the initial weights (the
-    warm-up of TensorFlow's ``ExponentialMovingAverage``).  ``swapped()`` puts the averages
-    into the live parameter arrays for a while (for validation) and restores the raw weights.
-    """
-
-    def __init__(self, params: dict[str, np.ndarray], decay: float):
-        self.params, self.decay = params, float(decay)
-        self.avg = {k: v.copy() for k, v in params.items()}
-        self.updates = 0
-
-    def update(self) -> None:
-        n = self.updates
-        d = min(self.decay, (1.0 + n) / (10.0 + n))
-        for k, w in self.params.items():
-            a = self.avg[k]
-            a *= d
-            a += (1.0 - d) * w
-        self.updates = n + 1
-
-    def load(self, arrays: dict[str, np.ndarray], updates: int) -> None:
-        if set(arrays) != set(self.avg):
-            raise ValueError("the averaged weights do not match the model's parameters")
-        for k, v in arrays.items():
-            np.copyto(self.avg[k], v)
-        self.updates = int(updates)
-
-    def swapped(self):
-        return _Swapped(self)
-
-
-class _Swapped:
-    def __init__(self, ema: WeightAverage):
-        self.ema, self.saved = ema, None
-
-    def __enter__(self):
-        self.saved = {k: w.copy() for k, w in self.ema.params.items()}
-        for k, w in self.ema.params.items():
-            np.copyto(w, self.ema.avg[k])
-        return self
-
-    def __exit__(self, *exc):
-        for k, w in self.ema.params.items():
-            np.copyto(w, self.saved[k])
-        self.saved = None
-        return False
-
-
 def fmt_figure(value: float, decimals: int = 4) -> str:
     """``value`` with ``decimals`` places, or in 4 significant digits once it is huge (the
     perplexity of a diverging model is a 200-digit number otherwise)."""
@@ -202,14 +188,20 @@ class Trainer:
     """Train ``task`` with ``cfg``, writing checkpoints, metrics and a plot under ``out``.
 
     ``echo`` prints one-line messages (epoch summaries); ``reserve_s`` is kept free at the end
-    of a time budget; ``clock`` returns seconds (tests pass a fake one).
+    of a time budget; ``clock`` returns seconds (tests pass a fake one); ``world`` the processes
+    that train together (default :func:`rnnkit.distributed.world`).
     """
 
     def __init__(self, task: Task, cfg: TrainConfig, out, *, resume: bool = False, echo=print,
-                 reserve_s: float = 0.0, clock=time.monotonic):
+                 reserve_s: float = 0.0, clock=time.monotonic, world=None):
         self.task, self.cfg, self.out = task, cfg, Path(out)
         self.model = task.model
-        self.echo, self.reserve_s, self.clock = echo, reserve_s, clock
+        self.world = world if world is not None else distributed.world()
+        self.lead = self.world.rank == 0  # the rank that writes files and messages
+        self.echo = echo if self.lead else (lambda line: None)
+        self.reserve_s, self.clock = reserve_s, clock
+        if self.world.size > 1:
+            self._distribute()
         self.params = self.model.parameters()
         self.grads = self.model.grads()
         opt_kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
@@ -221,7 +213,8 @@ class Trainer:
         self.plateau = ReduceOnPlateau(factor=cfg.lr_decay if cfg.lr_decay < 1 else 0.5,
                                        patience=cfg.plateau_patience) if (
             cfg.plateau_patience is not None) else None
-        self.rng = np.random.default_rng(cfg.seed)
+        self.rng = np.random.default_rng(
+            cfg.seed if self.world.size == 1 else [cfg.seed, self.world.rank])
         self.ema = WeightAverage(self.params, cfg.ema) if cfg.ema else None
         self.epoch, self.batch, self.step = 1, 0, 0
         self.elapsed = 0.0
@@ -232,12 +225,26 @@ class Trainer:
         self.epoch_loss, self.epoch_n = 0.0, 0  # training loss summed over the current epoch
         self.clip_count = 0
         self.eval_seconds: float | None = None
-        self.show_bar = cfg.progress and sys.stderr.isatty()
+        self.show_bar = cfg.progress and sys.stderr.isatty() and self.lead
         self.resumed = False
         self._pending_task_state = None
-        self._interrupted = False
+        self._interrupted = 0  # the signal that asked to stop, or 0
+        self._saving = False
+        self._quit_after_save = False
+        self._agreed_stop: str | None = None  # what every rank agreed at the last step
         if resume:
             self._resume()
+            self.world.broadcast_parameters(self.model)
+
+    def _distribute(self) -> None:
+        """Split the task across the ranks, start every rank from rank 0's weights, and give the
+        model its flat gradient buffer (before the trainer keeps the gradient arrays)."""
+        split = getattr(self.task, "distribute", None)
+        if split is None:
+            raise ConfigError(f"{type(self.task).__name__} cannot be split across "
+                              f"{self.world.size} processes: it has no distribute(world)")
+        split(self.world)
+        self.world.broadcast_parameters(self.model)  # before the weight average copies them
 
     # -- state ----------------------------------------------------------------------------
     def _meta(self) -> tuple[dict, dict]:
@@ -253,6 +260,10 @@ class Trainer:
             "plateau": self.plateau.state_dict() if self.plateau else None,
             "train_config": asdict(self.cfg),
         }
+        if self.world.size > 1:
+            meta["world_size"] = self.world.size
+            meta["rank_rngs"] = self.world.gather(self.rng.bit_generator.state,
+                                                  what="the random states")
         arrays = {f"opt.{k}": v for k, v in opt_arrays.items()}
         arrays.update({f"task.{k}": v for k, v in task_arrays.items()})
         if self.ema is not None:
@@ -261,11 +272,28 @@ class Trainer:
         return meta, arrays
 
     def _save(self, which: str, with_state: bool) -> Path:
+        """Save ``best/`` or ``last/``; a second Ctrl-C/SIGTERM during the save takes effect
+        once it is complete, so what is on disk is known."""
+        self._saving = True
+        try:
+            path = self._write(which, with_state)
+        finally:
+            self._saving = False
+        if self._quit_after_save:
+            raise KeyboardInterrupt
+        return path
+
+    def _write(self, which: str, with_state: bool) -> Path:
         config, vocab = self.task.payload()
         config = {**config, "train": asdict(self.cfg)}
+        if which == "best":
+            config["best"] = {"metric": self.task.metric[0], "value": self.best,
+                              "figures": self.best_figures}
         meta = arrays = None
         if with_state:
-            meta, arrays = self._meta()
+            meta, arrays = self._meta()  # every rank: the task and random states are gathered
+        if not self.lead:
+            return self.out / which
         if which == "best" and self.ema is not None:
             weights = {k: v.copy() for k, v in self.ema.avg.items()}
         else:
@@ -282,10 +310,10 @@ class Trainer:
                 "resumed exactly; start a new run (another --out) instead")
         m, a = ck.train_meta, ck.train_arrays or {}
         try:
-            self.model.load_state_dict(ck.weights)
+            ck.load_into(self.model)
             self.opt.load_state_dict(m["optimizer"], {k[4:]: v for k, v in a.items()
                                                       if k.startswith("opt.")})
-            self.rng.bit_generator.state = m["rng"]
+            self._resume_rng(m)
             self.epoch, self.batch, self.step = m["epoch"], m["batch"], m["step"]
             self.elapsed, self.best, self.bad_epochs = m["elapsed"], m["best"], m["bad_epochs"]
             self.best_figures = m.get("best_figures")
@@ -300,11 +328,43 @@ class Trainer:
                 saved = {k[4:]: v for k, v in a.items() if k.startswith("ema.")}
                 if "ema_updates" in m and saved:
                     self.ema.load(saved, m["ema_updates"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{ck.path}: training state unreadable ({e})") from None
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError) as e:
+            detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+            raise CheckpointError(f"{ck.path}: training state unreadable ({detail})") from None
+        self._best_on_disk()
         self.task.load_state(*task_state)  # now, and again after start_epoch if mid-epoch
         self._pending_task_state = task_state if self.batch > 0 else None
         self.resumed = True
+
+    def _best_on_disk(self) -> None:
+        """Take the figure of ``best/`` when it beats the one ``last/`` remembers (a crash
+        after a validation saved ``best/`` and before the next ``last/``)."""
+        try:
+            ck = load_checkpoint(self.out / "best", kind=self.task.kind, weights_only=True)
+        except CheckpointError:
+            return
+        rec = ck.config.get("best")
+        name, mode = self.task.metric
+        if not isinstance(rec, dict) or rec.get("metric") != name:
+            return
+        value = rec.get("value")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                _better(float(value), self.best, mode):
+            self.best = float(value)
+            figures = rec.get("figures")
+            self.best_figures = figures if isinstance(figures, dict) else None
+
+    def _resume_rng(self, m: dict) -> None:
+        """This rank's random state from the checkpoint; under another number of ranks, a
+        stream derived from the seed, the rank and the step (and a note saying so)."""
+        saved, size, rank = int(m.get("world_size", 1)), self.world.size, self.world.rank
+        if saved == size:
+            self.rng.bit_generator.state = m["rng"] if size == 1 else m["rank_rngs"][rank]
+            return
+        self.rng = np.random.default_rng([self.cfg.seed, rank, int(m["step"])])
+        self.echo(f"note: the run was saved by {saved} process(es) and resumes in {size}: "
+                  "every batch stays the same, but the random streams (dropout, sampling) "
+                  "start anew, so the run will not repeat an uninterrupted one exactly")
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -312,12 +372,18 @@ class Trainer:
 
         Returns a summary dict: the last epoch record (``epoch``, ``train_loss``,
         ``valid_<figure>``, ...) and ``reason``, ``step``, ``time``, ``best``, ``best_figures``
-        (all validation figures where ``best`` was reached), ``out``.  Raises ``KeyboardInterrupt``
-        after saving ``last`` on Ctrl-C, and :class:`NonFiniteError` on a NaN/inf loss or
-        gradient (``last`` keeps the previous good state).
+        (all validation figures where ``best`` was reached), ``out``.  Raises :class:`Interrupted`
+        (a ``KeyboardInterrupt``) on Ctrl-C or SIGTERM, after saving ``last``;
+        :class:`NonFiniteError` on a NaN/inf loss or gradient (``last`` keeps the previous good
+        state); :class:`CheckpointError` when another run holds ``out``.
         """
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.log = MetricsLog(self.out / "metrics.jsonl")
+        with RunLock(self.out) if self.lead else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self) -> dict:
+        if self.lead:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.log = MetricsLog(self.out / "metrics.jsonl") if self.lead else _NoLog()
         if self.resumed:
             self.log.log("resume", epoch=self.epoch, batch=self.batch, step=self.step)
         else:
@@ -326,7 +392,7 @@ class Trainer:
         # the throughput of this process (since the start or the resume)
         self._train_seconds, self._train_units = 0.0, 0
         self._record: dict = {}
-        previous = self._catch_sigint()
+        previous = self._catch_signals()
         try:
             reason = self._done_reason()
             while reason is None:
@@ -336,16 +402,17 @@ class Trainer:
             raise NonFiniteError(f"{e}; {self._kept()}") from None
         except KeyboardInterrupt:  # a second Ctrl-C: quit at once, keep the last checkpoint
             self._close_log("killed")
-            raise
+            raise self._interruption(completed=False) from None
         except Exception as e:  # a full disk, ...: the log still says what happened
             self._close_log("failed", error=str(e))
             raise
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        self.world.barrier()  # the files rank 0 wrote are complete for every rank
         if reason == "interrupted":
             self._close_log("interrupted", epoch=self.epoch, step=self.step)
-            raise KeyboardInterrupt
+            raise self._interruption(completed=True)
         self._close_log("end", reason=reason, epoch=self.epoch, step=self.step,
                         time=self.elapsed)
         return {"epoch": self.epoch - 1, **self._record, "reason": reason, "step": self.step,
@@ -358,10 +425,11 @@ class Trainer:
             return "epochs"
         if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps:
             return "steps"
+        reason = None
         if self.cfg.minutes is not None and \
                 self.elapsed + self._reserve() >= self.cfg.minutes * 60.0:
-            return "time"
-        return None
+            reason = "time"
+        return self.world.bcast(reason, what="the stop decision")  # rank 0's clock decides
 
     def _run_epoch(self) -> str | None:  # noqa: C901 -- the training phases, in order
         cfg, task = self.cfg, self.task
@@ -394,6 +462,8 @@ class Trainer:
                     loss, n = task.train_batch(self.batch, self.rng)
             else:
                 loss, n = task.train_batch(self.batch, self.rng)
+            if self.world.size > 1:
+                loss, n = self._reduce_step(loss, n)
             if not math.isfinite(loss):
                 raise NonFiniteError(
                     f"loss became {loss} at epoch {self.epoch}, step {self.step + 1}: "
@@ -411,6 +481,8 @@ class Trainer:
                 self.ema.update()
             self.batch += 1
             self.step += 1
+            if self.world.size > 1 and self.step % self.world.check_every == 0:
+                self.world.check_weights(self.model, self.step)
             if watch:
                 from ..inspect.spectrum import spectrum_record
 
@@ -445,11 +517,37 @@ class Trainer:
             stop = "early-stopping"
         if stop is None:
             stop = self._done_reason()
-        if stop is None and self._interrupted:
+        if stop is None and self._adopt_signal(self.world.sum([self._interrupted])[0]):
             stop = "interrupted"
         return stop
 
+    def _adopt_signal(self, total: float) -> bool:
+        """``total``: the stop signals of every rank, summed.  A rank that got none takes the
+        one another rank got (or SIGINT when several did), so that all report it alike."""
+        if total and not self._interrupted:
+            k = int(round(total))
+            self._interrupted = k if k in (signal.SIGINT, signal.SIGTERM) else signal.SIGINT
+        return bool(total)
+
+    def _reduce_step(self, loss: float, n: int) -> tuple[float, int]:
+        """Sum the gradients over the ranks (see :func:`rnnkit.distributed.World.allreduce_grads`)
+        with the loss and the stop flags in the same call: a Ctrl-C on any rank, and the time
+        budget as rank 0's clock sees it.  Returns the global mean loss and unit count."""
+        time_up = self.lead and self._local_stop() == "time"
+        total, (loss_sum, interrupted, out_of_time) = self.world.allreduce_grads(
+            self.model, n, [loss * n, float(self._interrupted), float(time_up)])
+        interrupted = self._adopt_signal(interrupted)
+        self._agreed_stop = "interrupted" if interrupted else "time" if out_of_time else None
+        return loss_sum / max(total, 1.0), int(round(total))
+
     def _stop_reason(self) -> str | None:
+        if self.world.size > 1:  # every rank stops at the same step
+            if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps:
+                return "steps"
+            return self._agreed_stop
+        return self._local_stop()
+
+    def _local_stop(self) -> str | None:
         if self._interrupted:
             return "interrupted"
         if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps:
@@ -554,18 +652,30 @@ class Trainer:
         self.echo(" | ".join(parts) + (" *" if improved else ""))
 
     # -- endings --------------------------------------------------------------------------
-    def _catch_sigint(self):
-        """First Ctrl-C: finish the step in flight, save and stop; second: stop at once."""
+    def _catch_signals(self) -> dict:
+        """First Ctrl-C or SIGTERM: finish the step in flight, save and stop; second: stop at
+        once (after a save under way).  Returns the previous handlers."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
         def handler(signum, frame):
             if self._interrupted:
+                if self._saving:
+                    self._quit_after_save = True
+                    return
                 raise KeyboardInterrupt
-            self._interrupted = True
-            self.echo("interrupted: saving after this step (Ctrl-C again to quit at once)")
+            self._interrupted = signum
+            what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+            self.echo(f"{what}: saving after this step (Ctrl-C again to quit at once)")
 
-        return signal.signal(signal.SIGINT, handler)
+        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _interruption(self, completed: bool) -> Interrupted:
+        # rank 0 alone repairs the run directory (another rank could race its save)
+        last = recover(self.out / "last") if self.lead else self.out / "last"
+        saved = last if (last / "manifest.json").exists() else None
+        return Interrupted(self._interrupted or signal.SIGINT, completed and saved is not None,
+                           saved)
 
     def _kept(self) -> str:
         last = self.out / "last"
@@ -576,7 +686,8 @@ class Trainer:
     def _close_log(self, event: str, **fields) -> None:
         self.log.log(event, **fields)
         self.log.close()
-        self._plot()
+        if self.lead:
+            self._plot()
 
     def _plot(self) -> None:
         try:
@@ -588,6 +699,16 @@ class Trainer:
             pass
         except Exception as e:  # noqa: BLE001 -- a plot must never lose a finished run
             self.echo(f"warning: could not draw {self.out / 'training.png'} ({e})")
+
+
+class _NoLog:
+    """The metrics log of a rank other than 0: writes nothing."""
+
+    def log(self, event: str, **fields) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
 
 
 def _clock(seconds: float) -> str:

@@ -2,6 +2,12 @@
 
 Backward: ``dW[v] += sum of dy at every position where ids == v``; repeated ids are summed
 (``np.add.at`` semantics), and only the rows that occur are touched.
+
+Embedding dropout (Gal & Ghahramani 2016; AWD-LSTM's ``embedded_dropout``) drops whole words:
+in training, ``forward(ids, drop=p, rng=rng)`` looks up in ``W * s[:, None]`` with one row
+scale ``s_v ~ Bernoulli(1 - p) / (1 - p)`` per word of the vocabulary, drawn once per call, so
+every occurrence of a dropped word in the batch is zero.  Backward:
+``dW[v] += s_v * sum of dy where ids == v`` (docs/derivations.md#embedding-dropout).
 """
 
 from __future__ import annotations
@@ -38,13 +44,29 @@ class Embedding(Module):
             W[padding_idx] = 0
         self.add_param("W", W)
 
-    def forward(self, ids):
+    def forward(self, ids, drop: float = 0.0, rng: np.random.Generator | None = None):
+        """``(W[ids], cache)``; with ``drop > 0`` in training, embedding dropout (above) with
+        row scales drawn from ``rng``; the cache is then ``(ids, s)``, else ``ids``."""
         ids = check_ids("Embedding", "ids", ids, self.num_embeddings)
-        return self.param["W"][ids], ids
+        y = self.param["W"][ids]
+        if not self.training or drop == 0.0:
+            return y, ids
+        if not 0.0 < drop < 1.0:
+            raise ValueError(f"Embedding: expected drop in [0, 1), got {drop!r}")
+        keep = 1.0 - drop
+        s = np.less(rng.random(self.num_embeddings), keep).astype(y.dtype)  # (V,)
+        s /= keep
+        y *= s[ids][..., None]
+        return y, (ids, s)
 
-    def backward(self, dy, ids):
+    def backward(self, dy, cache):
         """Accumulate into ``grad["W"]``; returns the touched rows (unique ids)."""
         E = self.embedding_dim
+        if isinstance(cache, tuple):
+            ids, s = cache
+            dy = dy * s[ids][..., None]
+        else:
+            ids = cache
         flat = ids.reshape(-1)
         dy2 = dy.reshape(-1, E)
         rows, inverse = np.unique(flat, return_inverse=True)

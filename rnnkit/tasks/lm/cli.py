@@ -10,12 +10,18 @@ from __future__ import annotations
 import sys
 import time
 
-from ...train.options import add_train_arguments, out_dir, resume_train_config, train_config
-from .data import BUILTIN, BUILTIN_VALID, load_texts
+from ...train.options import (
+    add_train_arguments,
+    out_dir,
+    report_interrupt,
+    resume_train_config,
+    train_config,
+)
+from .data import BUILTIN, BUILTIN_VALID, check_fingerprint, load_texts
 
 BUILTIN_MINUTES = 3.0
 MODEL_OPTIONS = ("level", "min_count", "max_vocab", "cell", "embed", "hidden", "layers",
-                 "dropout", "tie_weights", "init", "init_scale", "nonlinearity", "dtype")
+                 "dropout", "tie_weights", "init", "init_scale", "nonlinearity", "dtype", "proj")
 REASONS = {"epochs": "all epochs done", "time": "time budget used", "steps": "--max-steps reached",
            "early-stopping": "early stopping"}
 
@@ -32,6 +38,9 @@ def add_arguments(p) -> None:
     d.add_argument("--valid-fraction", type=float, default=None,
                    help="for a single file: the last fraction of characters used for "
                         f"validation (default: 0.1; {BUILTIN_VALID} for the built-in corpus)")
+    d.add_argument("--accept-changed-data", action="store_true",
+                   help="with --resume: continue although the data differs from the data the "
+                        "run started on (default: refuse)")
     d.add_argument("--min-count", type=int, default=1, help="words seen fewer times -> <unk>")
     d.add_argument("--max-vocab", type=int, default=None,
                    help="largest vocabulary size (default: no limit)")
@@ -39,16 +48,22 @@ def add_arguments(p) -> None:
     m.add_argument("--model", choices=("rnn", "ngram"), default="rnn",
                    help="rnn: a recurrent network (--cell); ngram: a counted n-gram model "
                         "(--order, --smoothing)")
-    m.add_argument("--cell", choices=("rnn", "gru", "lstm", "output-recurrent"),
+    m.add_argument("--cell", choices=("rnn", "gru", "lstm", "mingru", "minlstm",
+                                      "output-recurrent"),
                    default="lstm",
-                   help="recurrent cell; output-recurrent feeds the previous target/output "
-                        "back instead of the hidden state")
+                   help="recurrent cell; mingru/minlstm: gates from x_t alone, a whole window "
+                        "in one parallel scan (Feng et al. 2024); output-recurrent feeds the "
+                        "previous target/output back instead of the hidden state")
     m.add_argument("--embed", type=int, default=64, help="embedding size")
     m.add_argument("--hidden", type=int, default=256, help="hidden units per layer")
     m.add_argument("--layers", type=int, default=2, help="stacked recurrent layers")
     m.add_argument("--dropout", type=float, default=0.0, help="dropout between layers")
     m.add_argument("--tie-weights", action="store_true",
-                   help="share embedding and output weights (needs --embed == --hidden)")
+                   help="share embedding and output weights (needs --embed == --hidden, or "
+                        "--embed == --proj)")
+    m.add_argument("--proj", type=int, default=0, metavar="N",
+                   help="projection LSTM (LSTMP): each layer outputs and feeds back "
+                        "h = W_hr (o * tanh(c)) of N < --hidden units (0: none)")
     m.add_argument("--init", choices=("default", "uniform", "identity"), default="default",
                    help="Xavier/orthogonal weights; U(-a, a) with a = --init-scale; or, for "
                         "--cell rnn (with --nonlinearity relu: IRNN), W_h = --init-scale x I")
@@ -85,9 +100,11 @@ def _restore_run_options(args, ck) -> None:
     """``--resume``: take the data and batching options from the run, warn about model
     options, which cannot change."""
     given = getattr(args, "given", None)
-    data = ck.config.get("data", {})
+    data = ck.config["data"]
     if given is not None and "data" not in given:
-        source = data.get("source", BUILTIN)
+        source = data["source"]
+        if not isinstance(source, str):
+            raise TypeError(f"data source must be a string, got {source!r}")
         args.data = None if source == BUILTIN else source
     for key in ("encoding", "valid_fraction"):
         if key in data and (given is None or key not in given):
@@ -100,6 +117,17 @@ def _restore_run_options(args, ck) -> None:
     for key in sorted(set(given or ()) & set(MODEL_OPTIONS)):
         _warn(f"--{key.replace('_', '-')} ignored with --resume: the run keeps its model and "
               "vocabulary")
+
+
+def _check_model_options(args) -> None:
+    """One-line errors naming the option, before any data is read."""
+    from ...errors import ConfigError
+
+    if args.proj < 0:
+        raise ConfigError(f"--proj must be >= 0, got {args.proj}")
+    if args.proj and (args.cell != "lstm" or args.proj >= args.hidden):
+        raise ConfigError(f"--proj is for --cell lstm and must be below --hidden ({args.hidden}), "
+                          f"got --proj {args.proj} with --cell {args.cell}")
 
 
 def _warn(message: str) -> None:
@@ -122,6 +150,7 @@ def run(args) -> int:
         args.init_scale = 1.0 if args.init == "identity" else 0.1
     if args.init == "identity" and args.cell != "rnn":
         raise ConfigError("--init identity is for --cell rnn only (IRNN: add --nonlinearity relu)")
+    _check_model_options(args)
     t0 = time.monotonic()
     out = out_dir(args, "lm")
     ck = None
@@ -130,16 +159,22 @@ def run(args) -> int:
         if ck.train_meta is None:
             raise CheckpointError(f"{ck.path}: holds weights but no training state, so the run "
                                   "cannot be resumed; start a new run (another --out) instead")
-        _restore_run_options(args, ck)
+        ck.read(lambda: _restore_run_options(args, ck))
     elif args.data is None and args.minutes is None and args.max_steps is None:
         args.minutes = BUILTIN_MINUTES  # the main job: about three minutes in all
     if args.epochs is None:
         args.epochs = 10 if args.minutes is None and args.max_steps is None else 10**6
     texts, level, info = load_data(args)
     if ck is not None:
-        tokenizer = tokenizer_from_dict(ck.vocab)
-        model = _model_config(ck.config["model"], None)
-        ss_prob, feedback = ck.config.get("ss_prob", 0.0), ck.config.get("feedback", "sample")
+        # --data on the resuming command line is as explicit as --accept-changed-data
+        chosen = args.accept_changed_data or "data" in (getattr(args, "given", None) or ())
+        check_fingerprint(ck.config["data"].get("fingerprint"), texts, info["source"],
+                          chosen, _warn)
+    if ck is not None:
+        tokenizer, model = ck.read(lambda: (tokenizer_from_dict(ck.vocab),
+                                            _model_config(ck.config["model"], None)))
+        ss_prob, feedback = ck.read(lambda: (float(ck.config.get("ss_prob", 0.0)),
+                                             str(ck.config.get("feedback", "sample"))))
         tcfg = resume_train_config(args, ck.config.get("train", {}))
     else:
         tokenizer = fit_tokenizer(level, texts, min_count=args.min_count,
@@ -160,11 +195,10 @@ def run(args) -> int:
                      data_info=info, resume=args.resume, reserve_s=reserve,
                      echo=lambda s: print(s, file=sys.stderr),
                      announce=lambda s: print(f"rnnkit train: {s}", file=sys.stderr),
-                     warn=_warn)
-    except KeyboardInterrupt:
-        print(f"rnnkit train: interrupted; progress saved in {out / 'last'}; continue with: "
-              f"rnnkit train --out {out} --resume", file=sys.stderr)
-        return 130
+                     warn=_warn, memory_check=not args.ignore_memory_check)
+    except KeyboardInterrupt as e:
+        return report_interrupt("train", out, e,
+                                f"continue with: rnnkit train --out {out} --resume")
     summary = r.summary
     if args.resume and r.steps == 0:
         _warn(f"the run had already stopped ({REASONS.get(summary['reason'], summary['reason'])}"
@@ -173,7 +207,7 @@ def run(args) -> int:
     if r.test is not None:
         print(f"test perplexity: {fmt_figure(r.test['ppl'], 2)}")
     if args.sample_length > 0:
-        from .sample_cli import sample_text
+        from .inference import sample_text
 
         print("sample:")
         sample_text(out / "best", prime="", length=args.sample_length, temperature=0.8,
@@ -198,7 +232,7 @@ def _model_config(saved: dict | None, args, vocab_size: int = 1):
     return LMConfig(vocab_size=vocab_size, cell=args.cell, embed_size=args.embed,
                     hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
                     tie_weights=args.tie_weights, init=args.init, init_scale=args.init_scale,
-                    nonlinearity=args.nonlinearity, dtype=args.dtype)
+                    nonlinearity=args.nonlinearity, dtype=args.dtype, proj_size=args.proj)
 
 
 def _summary_line(summary: dict, out) -> str:

@@ -2,7 +2,10 @@
 
 ``logits_t = dropout(h_t) W_o + b_o`` and ``p(w_{t+1} | w_<=t) = softmax(logits_t)``.  With
 ``tie_weights`` the output matrix is the embedding matrix transposed (Press & Wolf 2017;
-needs ``embed_size == hidden_size``), so its gradient is the sum of both uses.
+needs ``embed_size`` equal to the stack's output width, ``hidden_size`` or ``proj_size``), so
+its gradient is the sum of both uses.  ``proj_size > 0`` makes the stack a projection LSTM
+(:mod:`rnnkit.nn.lstmp`); cells ``mingru`` and ``minlstm`` are the parallel-scan cells of
+:mod:`rnnkit.nn.minrnn`.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import numpy as np
 from ...checks import check_ids, config_from_dict
 from ...errors import ConfigError
 from ...nn import init as initializers
+from ...nn.factory import CELLS, make_layer
 from ...nn.layers import Embedding, Linear
+from ...nn.layers.dropout import dropout, dropout_backward
 from ...nn.losses import softmax_cross_entropy
 from ...nn.module import Module
-from ...nn.recurrent import make_recurrent
 
 
 @dataclass
@@ -36,10 +40,16 @@ class LMConfig:
     init_scale: float = 0.1
     nonlinearity: str = "tanh"
     dtype: str = "float32"
+    proj_size: int = 0  # LSTM only: LSTMP output width (0: none)
+
+    @property
+    def output_size(self) -> int:
+        """Width of the recurrent stack's output: ``proj_size`` if set, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
 
     def __post_init__(self):
-        if self.cell not in ("rnn", "gru", "lstm"):
-            raise ConfigError(f"cell must be rnn, gru or lstm, got {self.cell!r}")
+        if self.cell not in CELLS:
+            raise ConfigError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         for k in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -50,10 +60,17 @@ class LMConfig:
             raise ConfigError(f"init must be default, uniform or identity, got {self.init!r}")
         if self.init == "identity" and self.cell != "rnn":
             raise ConfigError("init 'identity' is for the vanilla RNN (--cell rnn) only")
-        if self.tie_weights and self.embed_size != self.hidden_size:
+        if not isinstance(self.proj_size, int) or isinstance(self.proj_size, bool) or \
+                self.proj_size < 0:
+            raise ConfigError(f"proj_size must be a non-negative integer, got {self.proj_size!r}")
+        if self.proj_size and (self.cell != "lstm" or self.proj_size >= self.hidden_size):
+            raise ConfigError(f"proj_size is for the LSTM, below hidden_size "
+                              f"({self.hidden_size}); got {self.proj_size} with cell {self.cell!r}")
+        if self.tie_weights and self.embed_size != self.output_size:
+            what = "proj_size" if self.proj_size else "hidden_size"
             raise ConfigError(
-                f"tie_weights needs embed_size == hidden_size, got {self.embed_size} and "
-                f"{self.hidden_size}")
+                f"tie_weights needs embed_size == {what}, got {self.embed_size} and "
+                f"{self.output_size}")
 
     @classmethod
     def from_dict(cls, d: dict) -> LMConfig:
@@ -87,7 +104,9 @@ class LanguageModel(Module):
             cfg.vocab_size, cfg.embed_size, init=emb_init, init_scale=cfg.init_scale,
             dtype=cfg.dtype, rng=rng))
         opts = {"nonlinearity": cfg.nonlinearity} if cfg.cell == "rnn" else {}
-        self.rnn = self.add_module("rnn", make_recurrent(
+        if cfg.proj_size:
+            opts["proj_size"] = cfg.proj_size
+        self.rnn = self.add_module("rnn", make_layer(
             cfg.cell, cfg.embed_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
             init=cfg.init, init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng, **opts))
         if cfg.tie_weights:
@@ -95,22 +114,13 @@ class LanguageModel(Module):
             self.out = None
         else:
             self.out = self.add_module("out", Linear(
-                cfg.hidden_size, cfg.vocab_size, init="uniform" if uni else "xavier",
+                cfg.output_size, cfg.vocab_size, init="uniform" if uni else "xavier",
                 init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng))
 
     def initial_state(self, B: int):
         return self.rnn.initial_state(B)
 
     # -- forward / backward -----------------------------------------------------------
-    def _dropout(self, x, rng):
-        p = self.cfg.dropout
-        if not self.training or p == 0.0:
-            return x, None
-        m = rng.random(x.shape, dtype=x.dtype)
-        np.less(m, 1.0 - p, out=m)  # 1 where kept, else 0, in place
-        m *= 1.0 / (1.0 - p)
-        return x * m, m
-
     def forward(self, ids, state=None, *, rng: np.random.Generator | None = None,
                 grad: bool = True, scratch: dict | None = None):
         """``ids`` (B, T) -> ``(logits (B, T, V), final state, cache)``; ``grad=False``: no
@@ -123,9 +133,10 @@ class LanguageModel(Module):
         if rng is None and self.training and self.cfg.dropout > 0:
             rng = np.random.default_rng()  # pass one for reproducible dropout
         emb, emb_cache = self.embed.forward(ids)
-        x, m_in = self._dropout(emb, rng)
+        p, training = self.cfg.dropout, self.training
+        x, m_in = dropout(emb, p, rng, training=training)
         h, state, rnn_cache = self.rnn.forward(x, state, rng=rng, grad=grad, scratch=scratch)
-        h, m_out = self._dropout(h, rng)
+        h, m_out = dropout(h, p, rng, training=training)
         if self.out is None:
             B, T, H = h.shape
             logits = h.reshape(B * T, H) @ self.embed.param["W"].T  # (B*T, V)
@@ -142,7 +153,7 @@ class LanguageModel(Module):
         emb_cache, m_in, rnn_cache, m_out, out_cache = cache
         if self.out is None:
             h = out_cache
-            V, H = self.cfg.vocab_size, self.cfg.hidden_size
+            V, H = self.cfg.vocab_size, self.cfg.output_size
             d2 = dlogits.reshape(-1, V)
             self.embed.grad["W"] += d2.T @ h.reshape(-1, H)
             self.grad["b_out"] += d2.sum(axis=0)
@@ -150,14 +161,9 @@ class LanguageModel(Module):
         else:
             dh = self.out.backward(dlogits, out_cache)
         if m_out is not None:
-            dh *= m_out
-        if consume_cache:
-            dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=True)
-        else:  # the plain call, which inspect.gradflow's recording() replaces
-            dx, _ = self.rnn.backward(dh, rnn_cache)
-        if m_in is not None:
-            dx = dx * m_in
-        self.embed.backward(dx, emb_cache)
+            dh *= m_out  # dropout_backward, in place: dh is ours
+        dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=consume_cache)
+        self.embed.backward(dropout_backward(dx, m_in), emb_cache)
 
     def loss(self, ids, targets, state=None, *, mask=None, rng=None, backward: bool = True):
         """Mean cross-entropy of predicting ``targets`` (B, T) from ``ids`` (B, T).

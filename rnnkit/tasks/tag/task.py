@@ -24,20 +24,10 @@ import numpy as np
 from ...errors import DataError
 from ...metrics import span_prf
 from ...nn.losses import softmax_cross_entropy
-from ...text.labeled import (
-    CharTable,
-    TaggedData,
-    bucket_batches,
-    build_char_vocab,
-    build_vocab,
-    encode_sequences,
-    epoch_rng,
-    is_bio,
-    num_bucket_batches,
-    pad_batch,
-    read_tagged,
-)
-from ...text.vocab import Vocab
+from ...text.batching import bucket_batches, epoch_rng, num_bucket_batches, pad_batch
+from ...text.chars import CharTable
+from ...text.tagged import TaggedData, is_bio, read_tagged
+from ...text.vocab import Vocab, build_char_vocab, build_vocab, encode_sequences
 from ...train.epoch_task import EpochOrderTask, fit_and_test, resume_setup, set_vectors
 from ...train.trainer import TrainConfig
 from .model import SequenceTagger, TaggerConfig
@@ -100,7 +90,7 @@ class TaggerVocab:
             raise DataError(f"tagger vocabulary unreadable ({e})") from None
 
 
-class Encoded:
+class EncodedSentences:
     """A split ready for batching: word ids, form ids (for characters) and tag ids."""
 
     def __init__(self, vocab: TaggerVocab, table: CharTable | None, sentences, tags=None):
@@ -122,8 +112,16 @@ class Encoded:
             tags, _ = pad_batch([self.tags[j] for j in idx])
         return x, lengths, chars, tags
 
+    def part(self, lo: int, hi: int) -> EncodedSentences:
+        """The sentences ``lo .. hi - 1`` alone."""
+        sub = object.__new__(EncodedSentences)
+        sub.words, sub.table, sub.lengths = self.words[lo:hi], self.table, self.lengths[lo:hi]
+        sub.forms = None if self.forms is None else self.forms[lo:hi]
+        sub.tags = None if self.tags is None else self.tags[lo:hi]
+        return sub
 
-def predict_tags(model: SequenceTagger, enc: Encoded, batch_size: int = 64):
+
+def predict_tags(model: SequenceTagger, enc: EncodedSentences, batch_size: int = 64):
     """Predicted tag ids per sentence, plus the summed loss and token count if tags exist."""
     was = model.training
     model.eval()
@@ -146,11 +144,19 @@ def predict_tags(model: SequenceTagger, enc: Encoded, batch_size: int = 64):
     return preds, total, count
 
 
-def evaluate_tagger(model: SequenceTagger, vocab: TaggerVocab, enc: Encoded,
-                    batch_size: int = 64) -> dict:
+def evaluate_tagger(model: SequenceTagger, vocab: TaggerVocab, enc: EncodedSentences,
+                    batch_size: int = 64, world=None) -> dict:
     """Loss and token accuracy; accuracy on words outside the word vocabulary; span P/R/F1
-    when the tags are BIO/IOB/BIOES."""
-    preds, total, count = predict_tags(model, enc, batch_size)
+    when the tags are BIO/IOB/BIOES.  With a :class:`~rnnkit.distributed.World`, each rank
+    tags its share of the sentences and the figures are those of all of them."""
+    if world is None or world.size == 1:
+        preds, total, count = predict_tags(model, enc, batch_size)
+    else:
+        lo, hi = world.part(len(enc.lengths))
+        mine = predict_tags(model, enc.part(lo, hi), batch_size) if hi > lo else ([], 0.0, 0)
+        parts = world.allgather(mine, what="the validation predictions")
+        preds = [p for part in parts for p in part[0]]
+        total, count = sum(p[1] for p in parts), sum(p[2] for p in parts)
     gold = np.concatenate(enc.tags)
     pred = np.concatenate(preds)
     unk = np.concatenate(enc.words) == vocab.words.unk_id
@@ -184,7 +190,7 @@ class TagTask(EpochOrderTask):
         self.splits = {}
         for name, data in (("train", train), ("valid", valid), ("test", test)):
             if data is not None:
-                self.splits[name] = Encoded(vocab, self.table, data.sentences,
+                self.splits[name] = EncodedSentences(vocab, self.table, data.sentences,
                                             vocab.encode_tags(data))
         self.epoch, self.batches = 0, []
 
@@ -197,13 +203,17 @@ class TagTask(EpochOrderTask):
                                       epoch_rng(self.seed, epoch))
 
     def train_batch(self, i: int, rng: np.random.Generator):
-        x, lengths, chars, tags = self.splits["train"].batch(self.batches[i])
+        idx = self.my_part(self.batches[i])
+        if len(idx) == 0:  # a short last batch leaves some processes without sentences
+            return 0.0, 0
+        x, lengths, chars, tags = self.splits["train"].batch(idx)
         return self.model.loss(x, lengths, tags, chars, rng=rng)
 
     def evaluate(self, split: str):
         if split not in self.splits:
             return None
-        r = evaluate_tagger(self.model, self.vocab, self.splits[split], max(self.B, 64))
+        r = evaluate_tagger(self.model, self.vocab, self.splits[split], max(self.B, 64),
+                            world=self.world)
         return {k: v for k, v in r.items() if k not in ("tokens", "oov_tokens")}
 
     def eval_size(self) -> int:
