@@ -207,6 +207,9 @@ class Recurrent(Module):
     def _cell_backward(self, dhs, dT, cache, consume=False):
         return self._cell(dhs.dtype).backward(dhs, dT, cache, consume)
 
+    def _cell_step(self, xp, state, p):
+        return self._cell(xp.dtype).step(xp, state, p, **self._options)
+
     # -- helpers ------------------------------------------------------------------------
     @property
     def hidden_size(self) -> int:
@@ -491,7 +494,7 @@ class Recurrent(Module):
             p = self.dirs[layer][0].param
             xp = inp @ p["W_x"]
             xp += p["b"]
-            s = self._cell(xp.dtype).step(xp, self._cell_state(state, layer), p, **self._options)
+            s = self._cell_step(xp, self._cell_state(state, layer), p)
             new.append(s)
             inp = s[0] if self.cell == "lstm" else s
         if self.cell == "lstm":
