@@ -84,15 +84,29 @@ class Checkpoint:
         :class:`CheckpointError` naming this checkpoint."""
         try:
             return parse()
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{self.path}: config or vocabulary unreadable ({e})") from None
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError,
+                MemoryError) as e:
+            detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+            raise CheckpointError(f"{self.path}: config or vocabulary unreadable "
+                                  f"({detail})") from None
 
     def restore(self, model_cls, cfg):
         """A ``model_cls(cfg)`` holding these weights, in evaluation mode."""
-        model = model_cls(cfg, rng=0)
-        model.load_state_dict(self.weights)
+        model = self.read(lambda: model_cls(cfg, rng=0))
+        self.load_into(model)
         model.eval()
         return model
+
+    def load_into(self, model) -> None:
+        """Copy the weights into ``model``, refusing a dtype other than the model's (an int64
+        array would truncate the weights, a float16 one lose precision)."""
+        params = model.parameters()
+        for name, a in self.weights.items():
+            if name in params and a.dtype != params[name].dtype:
+                raise CheckpointError(
+                    f"{self.path}: {WEIGHTS} holds {name!r} with dtype {a.dtype}, but the "
+                    f"config gives the model dtype {params[name].dtype}")
+        model.load_state_dict(self.weights)
 
 
 # -- saving ------------------------------------------------------------------------------------
@@ -471,6 +485,9 @@ def dequantize_weights(path: Path, config: dict, weights: dict):
 
 
 def _read_manifest(path: Path) -> dict:
+    if (path / MANIFEST).is_symlink():
+        raise CheckpointError(f"{path}: {MANIFEST} is a symbolic link; rnnkit does not follow "
+                              "links inside a checkpoint")
     try:
         raw = (path / MANIFEST).read_bytes()
     except FileNotFoundError:
@@ -518,6 +535,9 @@ def _check_kind(path: Path, got: str, want) -> None:
 
 def _read_verified(path: Path, files: dict, name: str) -> bytes:
     want = files[name]
+    if (path / name).is_symlink():
+        raise CheckpointError(f"{path}: {name} is a symbolic link; rnnkit does not follow links "
+                              "inside a checkpoint")
     try:
         data = (path / name).read_bytes()
     except FileNotFoundError:
@@ -553,6 +573,10 @@ def _read_json(path: Path, files: dict, name: str) -> dict:
 def _read_npz(path: Path, files: dict, name: str) -> dict[str, np.ndarray]:
     data = _read_verified(path, files, name)
     out = {}
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        pickled = data[:1] == b"\x80" or data[:6] == b"\x93NUMPY"  # a pickle, or a bare .npy
+        raise CheckpointError(f"{path}: {name} is not an .npz archive" + (
+            " (pickled data or a bare array; rnnkit never unpickles)" if pickled else ""))
     # Any exception here comes from file contents that passed the hash check, i.e. a file
     # written by something other than save_checkpoint; all of them mean "unusable".
     try:

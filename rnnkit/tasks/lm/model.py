@@ -162,10 +162,7 @@ class LanguageModel(Module):
             dh = self.out.backward(dlogits, out_cache)
         if m_out is not None:
             dh *= m_out  # dropout_backward, in place: dh is ours
-        if consume_cache:
-            dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=True)
-        else:  # the plain call, which inspect.gradflow's recording() replaces
-            dx, _ = self.rnn.backward(dh, rnn_cache)
+        dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=consume_cache)
         self.embed.backward(dropout_backward(dx, m_in), emb_cache)
 
     def loss(self, ids, targets, state=None, *, mask=None, rng=None, backward: bool = True):
