@@ -474,3 +474,44 @@ def test_rnnkit_serve_errors_are_one_line(capsys):
         assert message in capsys.readouterr().err
     assert main(["serve", "no-such-run"]) == 2
     assert "no-such-run" in capsys.readouterr().err
+
+
+class FaultyClassifier:
+    """A classifier service that sleeps ``delay`` seconds and then fails (or answers)."""
+
+    endpoints = ("predict",)
+
+    def __init__(self, delay: float, fail: bool):
+        self.inner, _, _ = load_service(CHECKPOINTS["classifier"])
+        self.checkpoint = self.inner.checkpoint
+        self.delay, self.fail = delay, fail
+
+    def info(self):
+        return self.inner.info()
+
+    def predict(self, texts):
+        time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("the model broke")
+        return self.inner.predict(texts)
+
+
+def test_model_failures_and_slow_predictions_are_json():
+    from rnnkit.serve.app import build_app
+
+    for delay, fail, status in [(0.0, True, 500), (2.0, False, 504)]:
+        service = FaultyClassifier(delay, fail)
+        server = RunningServer(build_app(service, "classifier", service.checkpoint.config,
+                                         Limits(concurrency=1, timeout=0.5)))
+        try:
+            r = post(server.url, "/api/predict", {"text": "very good"})
+            message = assert_error(r, status, None)
+            assert "the model broke" not in r.text  # the details stay in the server's log
+            assert ("internal error" in message) if fail else ("0.5 s limit" in message)
+            if not fail:  # the slow call still holds the one slot until it ends
+                assert_error(post(server.url, "/api/predict", {"text": "good"}), 503, None)
+                _wait_for(lambda u=server.url: post(u, "/api/predict",
+                                                    {"text": "good"}).status_code == 504)
+            assert server.alive()
+        finally:
+            server.stop()
