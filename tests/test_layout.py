@@ -28,7 +28,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "rnnkit"
 LAYERS = {
     "rnnkit.cli": 4,
-    "rnnkit.tasks": 3, "rnnkit.serve": 3,
+    "rnnkit.tasks": 3, "rnnkit.serve": 3, "rnnkit.deploy": 3,
     "rnnkit.train": 2, "rnnkit.text": 2, "rnnkit.inspect": 2, "rnnkit.decode": 2,
     "rnnkit.metrics": 2, "rnnkit.interop": 2, "rnnkit.distributed": 2,
     "rnnkit.nn": 1,

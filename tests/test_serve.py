@@ -515,3 +515,20 @@ def test_model_failures_and_slow_predictions_are_json():
             assert server.alive()
         finally:
             server.stop()
+
+
+@pytest.mark.parametrize("name", ["lm-char", "classifier"])
+def test_an_int8_checkpoint_is_served(tmp_path, name):
+    quantize = pytest.importorskip("rnnkit.deploy.quantize")
+    path = quantize.quantize_checkpoint(CHECKPOINTS[name], tmp_path / "int8")
+    service, _, _ = load_service(path)
+    server = RunningServer(create_app(path, LIMITS))
+    try:
+        if name == "lm-char":
+            r = post(server.url, "/api/generate", {"prompt": "def", "length": 20, "seed": 2})
+            assert r.json()["text"] == "".join(service.generate("def", 20, seed=2))
+        else:
+            r = post(server.url, "/api/predict", {"text": ["very good", "bad film"]})
+            assert r.json()["predictions"] == service.predict(["very good", "bad film"])
+    finally:
+        server.stop()

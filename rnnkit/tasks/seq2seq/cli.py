@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import sys
 
-from ...train.options import add_train_arguments, out_dir, resume_train_config, train_config
+from ...train.options import (
+    add_train_arguments,
+    out_dir,
+    report_interrupt,
+    resume_train_config,
+    train_config,
+)
 
 
 def add_arguments(p) -> None:
@@ -200,10 +206,8 @@ def run(args) -> int:
                           echo=lambda s: print(s, file=sys.stderr),
                           announce=lambda s: print(f"rnnkit train-seq2seq: {s}",
                                                    file=sys.stderr))
-    except KeyboardInterrupt:
-        print(f"rnnkit train-seq2seq: interrupted; checkpoint saved in {out / 'last'}; "
-              f"continue with --out {out} --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return report_interrupt("train-seq2seq", out, e)
     for split, by_beam in r.figures.items():
         for beam, f in by_beam.items():
             bleu = f", BLEU {f['bleu']:.2f}" if "bleu" in f else ""
