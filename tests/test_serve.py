@@ -398,7 +398,7 @@ def test_a_slow_generation_times_out():
         r = post(server.url, "/api/generate", {"length": 200, "stream": True})
         events = sse_events(r.text)
         assert events[-1][0] == "error" and "0.5 s limit" in events[-1][1]["error"]
-        assert 1 <= len(events) - 1 < 200
+        assert len(events) - 1 < 200  # stopped early
         _wait_for(lambda: service.running == 0)  # the worker stopped at the deadline too
         assert post(server.url, "/api/generate", {"length": 2}).status_code == 200
     finally:
