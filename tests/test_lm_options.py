@@ -22,6 +22,9 @@ VARIANTS = [
     pytest.param({"cell": "lstm", "proj_size": 3, "tie_weights": True, "embed_size": 3},
                  id="lstmp-tied"),
     pytest.param({"cell": "mingru"}, id="mingru"),
+    pytest.param({"cell": "lstm", "layer_norm": True}, id="ln-lstm"),
+    pytest.param({"cell": "gru", "layer_norm": True, "tie_weights": True, "embed_size": 5},
+                 id="ln-gru-tied"),
     pytest.param({"cell": "minlstm", "tie_weights": True, "embed_size": 5}, id="minlstm-tied"),
 ]
 
@@ -78,7 +81,7 @@ def test_old_configs_load_with_the_new_fields_at_their_defaults():
            "dropout": 0.0, "tie_weights": False, "init": "default", "init_scale": 0.1,
            "nonlinearity": "tanh", "dtype": "float32"}
     cfg = LMConfig.from_dict(old)
-    assert cfg.proj_size == 0
+    assert cfg.proj_size == 0 and not cfg.layer_norm
     assert type(LanguageModel(cfg, rng=0).rnn).__name__ == "LSTM"
 
 
@@ -99,6 +102,7 @@ def text_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize("args,saved", [
     (["--proj", "6"], {"proj_size": 6}),
     (["--cell", "mingru"], {"cell": "mingru"}),
+    (["--cell", "gru", "--layer-norm"], {"cell": "gru", "layer_norm": True}),
     (["--cell", "minlstm", "--layers", "2", "--dropout", "0.1"], {"cell": "minlstm"}),
 ])
 def test_train_option_reaches_the_checkpoint_and_eval_reads_it(tmp_path, text_file, capsys,
@@ -115,6 +119,7 @@ def test_train_option_reaches_the_checkpoint_and_eval_reads_it(tmp_path, text_fi
 @pytest.mark.parametrize("args,message", [
     (["--proj", "4", "--cell", "gru"], "--proj is for --cell lstm"),
     (["--proj", "16"], "must be below --hidden (16)"),
+    (["--layer-norm", "--cell", "rnn"], "--layer-norm is for --cell lstm or gru"),
 ])
 def test_bad_options_are_one_line(tmp_path, text_file, capsys, args, message):
     assert main(["train", "--data", str(text_file), *TINY, *args,

@@ -15,7 +15,8 @@ from .data import BUILTIN, BUILTIN_VALID, load_texts
 
 BUILTIN_MINUTES = 3.0
 MODEL_OPTIONS = ("level", "min_count", "max_vocab", "cell", "embed", "hidden", "layers",
-                 "dropout", "tie_weights", "init", "init_scale", "nonlinearity", "dtype", "proj")
+                 "dropout", "tie_weights", "init", "init_scale", "nonlinearity", "dtype", "proj",
+                 "layer_norm")
 REASONS = {"epochs": "all epochs done", "time": "time budget used", "steps": "--max-steps reached",
            "early-stopping": "early stopping"}
 
@@ -55,6 +56,9 @@ def add_arguments(p) -> None:
     m.add_argument("--proj", type=int, default=0, metavar="N",
                    help="projection LSTM (LSTMP): each layer outputs and feeds back "
                         "h = W_hr (o * tanh(c)) of N < --hidden units (0: none)")
+    m.add_argument("--layer-norm", action="store_true",
+                   help="LayerNorm LSTM/GRU (Ba et al. 2016): the input and recurrent "
+                        "pre-activations normalised separately, and the LSTM cell state")
     m.add_argument("--init", choices=("default", "uniform", "identity"), default="default",
                    help="Xavier/orthogonal weights; U(-a, a) with a = --init-scale; or, for "
                         "--cell rnn (with --nonlinearity relu: IRNN), W_h = --init-scale x I")
@@ -117,6 +121,9 @@ def _check_model_options(args) -> None:
     if args.proj and (args.cell != "lstm" or args.proj >= args.hidden):
         raise ConfigError(f"--proj is for --cell lstm and must be below --hidden ({args.hidden}), "
                           f"got --proj {args.proj} with --cell {args.cell}")
+    if args.layer_norm and (args.cell not in ("lstm", "gru") or args.proj):
+        raise ConfigError(f"--layer-norm is for --cell lstm or gru without --proj, got --cell "
+                          f"{args.cell}" + (f" --proj {args.proj}" if args.proj else ""))
 
 
 def _warn(message: str) -> None:
@@ -216,7 +223,8 @@ def _model_config(saved: dict | None, args, vocab_size: int = 1):
     return LMConfig(vocab_size=vocab_size, cell=args.cell, embed_size=args.embed,
                     hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
                     tie_weights=args.tie_weights, init=args.init, init_scale=args.init_scale,
-                    nonlinearity=args.nonlinearity, dtype=args.dtype, proj_size=args.proj)
+                    nonlinearity=args.nonlinearity, dtype=args.dtype, proj_size=args.proj,
+                    layer_norm=args.layer_norm)
 
 
 def _summary_line(summary: dict, out) -> str:

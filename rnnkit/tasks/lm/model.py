@@ -5,7 +5,8 @@
 needs ``embed_size`` equal to the stack's output width, ``hidden_size`` or ``proj_size``), so
 its gradient is the sum of both uses.  ``proj_size > 0`` makes the stack a projection LSTM
 (:mod:`rnnkit.nn.lstmp`); cells ``mingru`` and ``minlstm`` are the parallel-scan cells of
-:mod:`rnnkit.nn.minrnn`.
+:mod:`rnnkit.nn.minrnn`; ``layer_norm`` the LayerNorm LSTM/GRU of
+:mod:`rnnkit.nn.layernorm_rnn`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class LMConfig:
     nonlinearity: str = "tanh"
     dtype: str = "float32"
     proj_size: int = 0  # LSTM only: LSTMP output width (0: none)
+    layer_norm: bool = False  # LSTM/GRU: LayerNorm cells (rnnkit.nn.layernorm_rnn)
 
     @property
     def output_size(self) -> int:
@@ -65,6 +67,9 @@ class LMConfig:
         if self.proj_size and (self.cell != "lstm" or self.proj_size >= self.hidden_size):
             raise ConfigError(f"proj_size is for the LSTM, below hidden_size "
                               f"({self.hidden_size}); got {self.proj_size} with cell {self.cell!r}")
+        if self.layer_norm and (self.cell not in ("lstm", "gru") or self.proj_size):
+            raise ConfigError(f"layer_norm is for the LSTM and GRU without proj_size, got cell "
+                              f"{self.cell!r}")
         if self.tie_weights and self.embed_size != self.output_size:
             what = "proj_size" if self.proj_size else "hidden_size"
             raise ConfigError(
@@ -105,6 +110,8 @@ class LanguageModel(Module):
         opts = {"nonlinearity": cfg.nonlinearity} if cfg.cell == "rnn" else {}
         if cfg.proj_size:
             opts["proj_size"] = cfg.proj_size
+        if cfg.layer_norm:
+            opts["layer_norm"] = True
         self.rnn = self.add_module("rnn", make_layer(
             cfg.cell, cfg.embed_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
             init=cfg.init, init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng, **opts))
