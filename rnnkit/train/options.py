@@ -10,12 +10,15 @@ command line (``--epochs 20``, ``--minutes 10``) replace the saved ones
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
-from .trainer import TrainConfig
+from .checkpoint import MANIFEST, recover
+from .trainer import Interrupted, TrainConfig
 
 # TrainConfig field -> the argparse dest that sets it
 _DESTS = {"plateau_patience": "plateau", "progress": "no_progress"}
@@ -65,6 +68,8 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
     g.add_argument("--inspect-every", type=int, default=None, metavar="N",
                    help="every N steps log the singular values of each W_h and the gate "
                         "saturation to metrics.jsonl (default: off)")
+    g.add_argument("--ignore-memory-check", action="store_true",
+                   help="train even when the estimated memory exceeds what is available")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress display (default: a bar on a terminal, else a line "
                         "every 10 s)")
@@ -105,15 +110,35 @@ def resume_train_config(args, saved: dict) -> TrainConfig:
 
 def out_dir(args, kind: str) -> Path:
     """``--out`` (which must hold a run for ``--resume``, and must not for a new run), or a
-    new folder ``runs/<kind>-<date>-<time>``."""
+    new folder ``runs/<kind>-<date>-<time>`` (rank 0's name, under an MPI launcher).
+
+    A ``last/`` save cut by a crash between its two renames is put back first (by rank 0 alone
+    under an MPI launcher).  A directory with ``best/`` but no ``last/`` (a run stopped before
+    its first ``last/`` save) cannot be resumed; a new run may go there and replaces ``best/``.
+    """
+    from ..distributed import world
+
     if args.out is not None:
         out = Path(args.out)
-        if args.resume and not (out / "last").exists():
+        if world().rank == 0:
+            last, best = recover(out / "last"), recover(out / "best")
+        world().barrier()  # the other ranks look once rank 0 has put back a cut save
+        if world().rank != 0:
+            last, best = out / "last", out / "best"
+        if args.resume and not last.exists():
+            if best.exists():
+                raise CheckpointError(
+                    f"--resume: {out} holds best/ but no last/ (the run stopped before its "
+                    "first save of last/), so there is no training state to continue; start "
+                    "it again with the same --out without --resume")
             raise CheckpointError(f"--resume: no run to continue in {out} "
-                                    f"(expected a checkpoint at {out / 'last'})")
-        if not args.resume and ((out / "last").exists() or (out / "best").exists()):
+                                  f"(expected a checkpoint at {out / 'last'})")
+        if not args.resume and last.exists():
             raise ConfigError(f"{out} already holds a run; add --resume to continue it, "
-                                  "or choose another --out")
+                              "or choose another --out")
+        if not args.resume and best.exists() and world().rank == 0:
+            print(f"warning: {out} holds best/ but no last/ (a run stopped before its first "
+                  "save of last/); a new run starts there and replaces best/", file=sys.stderr)
         return out
     if args.resume:
         raise ConfigError("--resume needs --out DIR (the run to continue)")
@@ -122,4 +147,27 @@ def out_dir(args, kind: str) -> Path:
     while out.exists():
         i += 1
         out = base.with_name(f"{base.name}-{i}")
-    return out
+    return world().bcast(out, what="the run directory")
+
+
+def report_interrupt(command: str, out, exc: KeyboardInterrupt, resume: str | None = None) -> int:
+    """Print what an interruption left on disk, one line on stderr; returns the exit status
+    (130 after Ctrl-C, 143 after SIGTERM).  ``resume``: how to continue (default: "continue
+    with --out OUT --resume")."""
+    prefix = f"rnnkit {command}"
+    if isinstance(exc, Interrupted):
+        what = "terminated (SIGTERM)" if exc.signum == signal.SIGTERM else "interrupted"
+        status, saved, completed = exc.status, exc.saved, exc.completed
+    else:  # before the trainer took over the signals
+        last = recover(Path(out) / "last")
+        what, status, completed = "interrupted", 130, False
+        saved = last if (last / MANIFEST).exists() else None
+    resume = resume or f"continue with --out {out} --resume"
+    if completed:
+        line = f"{what}; progress saved in {saved}; {resume}"
+    elif saved is not None:
+        line = f"{what} at once, before saving; {saved} keeps an earlier save; {resume}"
+    else:
+        line = f"{what} at once; nothing was saved"
+    print(f"{prefix}: {line}", file=sys.stderr)
+    return status

@@ -18,18 +18,26 @@ A task is any object that follows the :class:`Task` protocol:
 ``metric``                ``("loss", "min")`` or e.g. ``("accuracy", "max")`` to pick the best
 ``eval_size()``           optional: how many units (as counted by ``train_batch``) one
                           validation pass reads, so a time budget can keep room for it
+``distribute(world)``     needed under an MPI launcher only: from then on ``train_batch`` reads
+                          this rank's share of batch ``i`` (and may return ``(0.0, 0)`` for an
+                          empty share) and ``evaluate`` returns the figures of all the ranks
 
 Checkpoints go to ``OUT/best`` (best validation figure) and ``OUT/last`` (end of every epoch,
 and wherever training stops: time budget, ``max_steps``, Ctrl-C); ``resume=True`` continues from
 ``OUT/last`` with weights, optimiser, RNG, schedule and data position restored, so an interrupted
 run ends with exactly the weights an uninterrupted one would.  To make that hold:
 
-* stops happen only between steps (Ctrl-C sets a flag; the step in flight finishes first; a
-  second Ctrl-C quits at once without saving);
+* stops happen only between steps (Ctrl-C or SIGTERM sets a flag; the step in flight finishes
+  first; a second one quits at once without saving, except that a save under way is finished);
 * a resume inside an epoch calls ``start_epoch(epoch)`` again and then ``load_state``;
 * validation uses neither the training RNG nor the task's carried state, and a validation of a
   partial epoch (a stop inside an epoch) never counts towards early stopping or the plateau
   schedule.  It may still replace ``best`` when it is the best figure so far.
+
+``fit`` holds an OS lock on ``OUT`` (:class:`~rnnkit.train.runlock.RunLock`), so a second run
+writing into the same directory is refused.  ``best/`` records its figure in its config
+(``"best"``), and a resumed run compares against it, so ``best/`` never gets worse even when a
+crash struck after a validation improved ``best/`` and before ``last/`` was saved.
 
 A time budget (``minutes``) covers training *and* the validation that follows it: the trainer
 stops early enough to leave room for that validation (timed on the last one, or estimated from
@@ -46,6 +54,7 @@ that the random streams start anew.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -62,9 +71,10 @@ from ..checks import config_from_dict
 from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..nn.losses import perplexity
 from ..nn.module import Module
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, recover, save_checkpoint
 from .ema import WeightAverage
 from .optim import clip_grad_norm, clip_grad_value, make_optimizer
+from .runlock import RunLock
 from .runlog import MetricsLog, Progress
 from .schedules import ReduceOnPlateau, StepDecay
 
@@ -83,6 +93,21 @@ class Task(Protocol):
     def state(self) -> tuple[dict, dict]: ...
     def load_state(self, meta: dict, arrays: dict) -> None: ...
     def payload(self) -> tuple[dict, dict]: ...
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT) or SIGTERM.
+
+    ``signum``: the signal; ``status``: the conventional exit status (130 for SIGINT, 143 for
+    SIGTERM); ``completed``: True when the progress up to the stop was saved, False after a
+    second signal quit at once; ``saved``: the ``last/`` checkpoint on disk (with
+    ``completed=False``, from an earlier save), or None when there is none.
+    """
+
+    def __init__(self, signum: int, completed: bool, saved: Path | None):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.completed, self.saved = signum, completed, saved
+        self.status = 128 + int(signum)
 
 
 EVAL_COST = 0.4  # a validation token costs about this fraction of a training token (no backward)
@@ -203,22 +228,23 @@ class Trainer:
         self.show_bar = cfg.progress and sys.stderr.isatty() and self.lead
         self.resumed = False
         self._pending_task_state = None
-        self._interrupted = False
+        self._interrupted = 0  # the signal that asked to stop, or 0
+        self._saving = False
+        self._quit_after_save = False
         self._agreed_stop: str | None = None  # what every rank agreed at the last step
         if resume:
             self._resume()
-        if self.world.size > 1:
             self.world.broadcast_parameters(self.model)
 
     def _distribute(self) -> None:
-        """Split the task across the ranks, and give the model its flat gradient buffer (before
-        the trainer keeps the gradient arrays)."""
+        """Split the task across the ranks, start every rank from rank 0's weights, and give the
+        model its flat gradient buffer (before the trainer keeps the gradient arrays)."""
         split = getattr(self.task, "distribute", None)
         if split is None:
             raise ConfigError(f"{type(self.task).__name__} cannot be split across "
                               f"{self.world.size} processes: it has no distribute(world)")
         split(self.world)
-        self.world.broadcast_parameters(self.model)
+        self.world.broadcast_parameters(self.model)  # before the weight average copies them
 
     # -- state ----------------------------------------------------------------------------
     def _meta(self) -> tuple[dict, dict]:
@@ -246,8 +272,23 @@ class Trainer:
         return meta, arrays
 
     def _save(self, which: str, with_state: bool) -> Path:
+        """Save ``best/`` or ``last/``; a second Ctrl-C/SIGTERM during the save takes effect
+        once it is complete, so what is on disk is known."""
+        self._saving = True
+        try:
+            path = self._write(which, with_state)
+        finally:
+            self._saving = False
+        if self._quit_after_save:
+            raise KeyboardInterrupt
+        return path
+
+    def _write(self, which: str, with_state: bool) -> Path:
         config, vocab = self.task.payload()
         config = {**config, "train": asdict(self.cfg)}
+        if which == "best":
+            config["best"] = {"metric": self.task.metric[0], "value": self.best,
+                              "figures": self.best_figures}
         meta = arrays = None
         if with_state:
             meta, arrays = self._meta()  # every rank: the task and random states are gathered
@@ -269,7 +310,7 @@ class Trainer:
                 "resumed exactly; start a new run (another --out) instead")
         m, a = ck.train_meta, ck.train_arrays or {}
         try:
-            self.model.load_state_dict(ck.weights)
+            ck.load_into(self.model)
             self.opt.load_state_dict(m["optimizer"], {k[4:]: v for k, v in a.items()
                                                       if k.startswith("opt.")})
             self._resume_rng(m)
@@ -287,11 +328,31 @@ class Trainer:
                 saved = {k[4:]: v for k, v in a.items() if k.startswith("ema.")}
                 if "ema_updates" in m and saved:
                     self.ema.load(saved, m["ema_updates"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{ck.path}: training state unreadable ({e})") from None
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError) as e:
+            detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+            raise CheckpointError(f"{ck.path}: training state unreadable ({detail})") from None
+        self._best_on_disk()
         self.task.load_state(*task_state)  # now, and again after start_epoch if mid-epoch
         self._pending_task_state = task_state if self.batch > 0 else None
         self.resumed = True
+
+    def _best_on_disk(self) -> None:
+        """Take the figure of ``best/`` when it beats the one ``last/`` remembers (a crash
+        after a validation saved ``best/`` and before the next ``last/``)."""
+        try:
+            ck = load_checkpoint(self.out / "best", kind=self.task.kind, weights_only=True)
+        except CheckpointError:
+            return
+        rec = ck.config.get("best")
+        name, mode = self.task.metric
+        if not isinstance(rec, dict) or rec.get("metric") != name:
+            return
+        value = rec.get("value")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                _better(float(value), self.best, mode):
+            self.best = float(value)
+            figures = rec.get("figures")
+            self.best_figures = figures if isinstance(figures, dict) else None
 
     def _resume_rng(self, m: dict) -> None:
         """This rank's random state from the checkpoint; under another number of ranks, a
@@ -311,10 +372,15 @@ class Trainer:
 
         Returns a summary dict: the last epoch record (``epoch``, ``train_loss``,
         ``valid_<figure>``, ...) and ``reason``, ``step``, ``time``, ``best``, ``best_figures``
-        (all validation figures where ``best`` was reached), ``out``.  Raises ``KeyboardInterrupt``
-        after saving ``last`` on Ctrl-C, and :class:`NonFiniteError` on a NaN/inf loss or
-        gradient (``last`` keeps the previous good state).
+        (all validation figures where ``best`` was reached), ``out``.  Raises :class:`Interrupted`
+        (a ``KeyboardInterrupt``) on Ctrl-C or SIGTERM, after saving ``last``;
+        :class:`NonFiniteError` on a NaN/inf loss or gradient (``last`` keeps the previous good
+        state); :class:`CheckpointError` when another run holds ``out``.
         """
+        with RunLock(self.out) if self.lead else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self) -> dict:
         if self.lead:
             self.out.mkdir(parents=True, exist_ok=True)
         self.log = MetricsLog(self.out / "metrics.jsonl") if self.lead else _NoLog()
@@ -326,7 +392,7 @@ class Trainer:
         # the throughput of this process (since the start or the resume)
         self._train_seconds, self._train_units = 0.0, 0
         self._record: dict = {}
-        previous = self._catch_sigint()
+        previous = self._catch_signals()
         try:
             reason = self._done_reason()
             while reason is None:
@@ -336,17 +402,17 @@ class Trainer:
             raise NonFiniteError(f"{e}; {self._kept()}") from None
         except KeyboardInterrupt:  # a second Ctrl-C: quit at once, keep the last checkpoint
             self._close_log("killed")
-            raise
+            raise self._interruption(completed=False) from None
         except Exception as e:  # a full disk, ...: the log still says what happened
             self._close_log("failed", error=str(e))
             raise
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         self.world.barrier()  # the files rank 0 wrote are complete for every rank
         if reason == "interrupted":
             self._close_log("interrupted", epoch=self.epoch, step=self.step)
-            raise KeyboardInterrupt
+            raise self._interruption(completed=True)
         self._close_log("end", reason=reason, epoch=self.epoch, step=self.step,
                         time=self.elapsed)
         return {"epoch": self.epoch - 1, **self._record, "reason": reason, "step": self.step,
@@ -451,9 +517,17 @@ class Trainer:
             stop = "early-stopping"
         if stop is None:
             stop = self._done_reason()
-        if stop is None and self.world.any(self._interrupted):
+        if stop is None and self._adopt_signal(self.world.sum([self._interrupted])[0]):
             stop = "interrupted"
         return stop
+
+    def _adopt_signal(self, total: float) -> bool:
+        """``total``: the stop signals of every rank, summed.  A rank that got none takes the
+        one another rank got (or SIGINT when several did), so that all report it alike."""
+        if total and not self._interrupted:
+            k = int(round(total))
+            self._interrupted = k if k in (signal.SIGINT, signal.SIGTERM) else signal.SIGINT
+        return bool(total)
 
     def _reduce_step(self, loss: float, n: int) -> tuple[float, int]:
         """Sum the gradients over the ranks (see :func:`rnnkit.distributed.World.allreduce_grads`)
@@ -462,6 +536,7 @@ class Trainer:
         time_up = self.lead and self._local_stop() == "time"
         total, (loss_sum, interrupted, out_of_time) = self.world.allreduce_grads(
             self.model, n, [loss * n, float(self._interrupted), float(time_up)])
+        interrupted = self._adopt_signal(interrupted)
         self._agreed_stop = "interrupted" if interrupted else "time" if out_of_time else None
         return loss_sum / max(total, 1.0), int(round(total))
 
@@ -577,18 +652,30 @@ class Trainer:
         self.echo(" | ".join(parts) + (" *" if improved else ""))
 
     # -- endings --------------------------------------------------------------------------
-    def _catch_sigint(self):
-        """First Ctrl-C: finish the step in flight, save and stop; second: stop at once."""
+    def _catch_signals(self) -> dict:
+        """First Ctrl-C or SIGTERM: finish the step in flight, save and stop; second: stop at
+        once (after a save under way).  Returns the previous handlers."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
         def handler(signum, frame):
             if self._interrupted:
+                if self._saving:
+                    self._quit_after_save = True
+                    return
                 raise KeyboardInterrupt
-            self._interrupted = True
-            self.echo("interrupted: saving after this step (Ctrl-C again to quit at once)")
+            self._interrupted = signum
+            what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+            self.echo(f"{what}: saving after this step (Ctrl-C again to quit at once)")
 
-        return signal.signal(signal.SIGINT, handler)
+        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _interruption(self, completed: bool) -> Interrupted:
+        # rank 0 alone repairs the run directory (another rank could race its save)
+        last = recover(self.out / "last") if self.lead else self.out / "last"
+        saved = last if (last / "manifest.json").exists() else None
+        return Interrupted(self._interrupted or signal.SIGINT, completed and saved is not None,
+                           saved)
 
     def _kept(self) -> str:
         last = self.out / "last"

@@ -21,6 +21,7 @@ from ...nn import init as initializers
 from ...nn.adaptive_softmax import AdaptiveSoftmax, check_cutoffs
 from ...nn.factory import CELLS, make_layer
 from ...nn.layers import Embedding, Linear
+from ...nn.layers.dropout import dropout, dropout_backward
 from ...nn.losses import softmax_cross_entropy
 from ...nn.module import Module
 
@@ -139,15 +140,6 @@ class LanguageModel(Module):
         return self.rnn.initial_state(B)
 
     # -- forward / backward -----------------------------------------------------------
-    def _dropout(self, x, rng):
-        p = self.cfg.dropout
-        if not self.training or p == 0.0:
-            return x, None
-        m = rng.random(x.shape, dtype=x.dtype)
-        np.less(m, 1.0 - p, out=m)  # 1 where kept, else 0, in place
-        m *= 1.0 / (1.0 - p)
-        return x * m, m
-
     def forward(self, ids, state=None, *, rng: np.random.Generator | None = None,
                 grad: bool = True, scratch: dict | None = None, head: bool = True):
         """``ids`` (B, T) -> ``(logits (B, T, V), final state, cache)``; ``grad=False``: no
@@ -162,9 +154,10 @@ class LanguageModel(Module):
         if rng is None and self.training and self.cfg.dropout > 0:
             rng = np.random.default_rng()  # pass one for reproducible dropout
         emb, emb_cache = self.embed.forward(ids)
-        x, m_in = self._dropout(emb, rng)
+        p, training = self.cfg.dropout, self.training
+        x, m_in = dropout(emb, p, rng, training=training)
         h, state, rnn_cache = self.rnn.forward(x, state, rng=rng, grad=grad, scratch=scratch)
-        h, m_out = self._dropout(h, rng)
+        h, m_out = dropout(h, p, rng, training=training)
         if not head:
             return h, state, (emb_cache, m_in, rnn_cache, m_out, None)
         if self.asm is not None:
@@ -205,14 +198,9 @@ class LanguageModel(Module):
         embedding."""
         emb_cache, m_in, rnn_cache, m_out, _ = cache
         if m_out is not None:
-            dh *= m_out
-        if consume_cache:
-            dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=True)
-        else:  # the plain call, which inspect.gradflow's recording() replaces
-            dx, _ = self.rnn.backward(dh, rnn_cache)
-        if m_in is not None:
-            dx = dx * m_in
-        self.embed.backward(dx, emb_cache)
+            dh *= m_out  # dropout_backward, in place: dh is ours
+        dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=consume_cache)
+        self.embed.backward(dropout_backward(dx, m_in), emb_cache)
 
     def loss(self, ids, targets, state=None, *, mask=None, rng=None, backward: bool = True):
         """Mean cross-entropy of predicting ``targets`` (B, T) from ``ids`` (B, T).

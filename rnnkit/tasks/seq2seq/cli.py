@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import sys
 
-from ...train.options import add_train_arguments, out_dir, resume_train_config, train_config
+from ...train.options import (
+    add_train_arguments,
+    out_dir,
+    report_interrupt,
+    resume_train_config,
+    train_config,
+)
 
 
 def add_arguments(p) -> None:
@@ -155,7 +161,9 @@ def run(args) -> int:
         raise ValueError(f"--beam must be at least 1, got {args.beam}")
     out = out_dir(args, "seq2seq")
     splits, info = load_splits(args)
-    if args.save_splits:
+    from ...distributed import world
+
+    if args.save_splits and world().rank == 0:
         from pathlib import Path
 
         for name, pairs in splits.items():
@@ -163,12 +171,14 @@ def run(args) -> int:
                 write_pairs(Path(args.save_splits) / f"{name}.tsv", pairs)
     if args.resume:
         ck = load_checkpoint(out / "last", kind="seq2seq")
-        src_tok = SentenceTokenizer.from_dict(ck.vocab["source"])
-        tgt_tok = SentenceTokenizer.from_dict(ck.vocab["target"])
-        cfg = Seq2SeqConfig.from_dict(ck.config["model"])
-        schedule = SamplingSchedule.from_dict(ck.config["schedule"])
-        args.batch_size = ck.config.get("batch_size", args.batch_size)
-        max_len = ck.config["max_len"]
+        src_tok, tgt_tok, cfg, schedule = ck.read(lambda: (
+            SentenceTokenizer.from_dict(ck.vocab["source"]),
+            SentenceTokenizer.from_dict(ck.vocab["target"]),
+            Seq2SeqConfig.from_dict(ck.config["model"]),
+            SamplingSchedule.from_dict(ck.config["schedule"])))
+        args.batch_size, max_len = ck.read(lambda: (
+            _positive(ck.config.get("batch_size", args.batch_size), "batch_size"),
+            _positive(ck.config["max_len"], "max_len")))
         info = ck.config.get("data", info)
         tcfg = resume_train_config(args, ck.config.get("train", {}))
     else:
@@ -200,10 +210,8 @@ def run(args) -> int:
                           echo=lambda s: print(s, file=sys.stderr),
                           announce=lambda s: print(f"rnnkit train-seq2seq: {s}",
                                                    file=sys.stderr))
-    except KeyboardInterrupt:
-        print(f"rnnkit train-seq2seq: interrupted; checkpoint saved in {out / 'last'}; "
-              f"continue with --out {out} --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return report_interrupt("train-seq2seq", out, e)
     for split, by_beam in r.figures.items():
         for beam, f in by_beam.items():
             bleu = f", BLEU {f['bleu']:.2f}" if "bleu" in f else ""
@@ -212,3 +220,9 @@ def run(args) -> int:
                   file=sys.stderr)
     print(f"checkpoint: {out / 'best'} (last: {out / 'last'})")
     return 0
+
+
+def _positive(value, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
