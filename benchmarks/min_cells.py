@@ -8,6 +8,7 @@ function behind ``rnnkit train``.  The table gives parameters, training tokens p
 (steps x B x T / training time) and the best validation loss in nats per character.
 
     .venv/bin/python benchmarks/min_cells.py --smoke            # ~1 minute: a tiny model each
+    .venv/bin/python benchmarks/min_cells.py --layer-speed      # the stacks alone, ~1 minute
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/min_cells.py --minutes 25
 
 The data: ``--data`` or ``$RNNKIT_DATA/tinyshakespeare/input.txt`` (default
@@ -37,7 +38,11 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true",
                    help="a 2 x 64 model, B 16, T 32, 15 s per cell: checks the script runs")
     p.add_argument("--out", default="runs/min_cells")
+    p.add_argument("--layer-speed", action="store_true",
+                   help="only time forward + backward of each stack (B 64, T 128, D 64)")
     args = p.parse_args(argv)
+    if args.layer_speed:
+        return layer_speed(args)
 
     from benchutil import load_average
 
@@ -75,6 +80,34 @@ def main(argv=None) -> int:
           f"{'wall s':>7s} {'load':>5s}")
     for cell, n, tps, best, wall, load in rows:
         print(f"{cell:8s} {n:10,d} {tps:9,.0f} {best:16.4f} {wall:7.0f} {load:5.2f}")
+    return 0
+
+
+def layer_speed(args) -> int:
+    """Training tokens/s of each recurrent stack alone: forward and backward of one window."""
+    import numpy as np
+    from benchutil import load_average, measure
+
+    from rnnkit.nn.factory import make_layer
+
+    B, T, D, H = 64, 128, 64, args.hidden
+    x = np.random.default_rng(0).standard_normal((B, T, D)).astype(np.float32)
+    fns = {}
+    for cell in args.cells.split(","):
+        layer = make_layer(cell, D, H, args.layers, rng=0)
+
+        def run(layer=layer):
+            out, _, cache = layer.forward(x)
+            layer.backward(np.ones_like(out), cache, consume_cache=True)
+
+        fns[cell] = run
+    print(f"{args.layers} x {H}, B {B}, T {T}, D {D}, float32; load average before: "
+          f"{load_average():.2f}")
+    m = measure(fns, 3, 0.5, 60.0)["median_s"]
+    for cell, s in m.items():
+        print(f"{cell:8s} {1e3 * s:8.1f} ms per window  {B * T / s:9,.0f} tokens/s  "
+              f"({m['lstm'] / s if 'lstm' in m else float('nan'):.2f}x the LSTM)")
+    print(f"load average after: {load_average():.2f}")
     return 0
 
 
