@@ -180,3 +180,18 @@ def test_bad_options_are_one_line(tmp_path, text_file, capsys, args, message):
     assert rc != 0
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("opts,blocks", [({"cell": "mingru"}, 0), ({"cell": "lstm",
+                                          "proj_size": 3}, 8), ({"cell": "gru",
+                                                                 "layer_norm": True}, 6)])
+def test_gate_and_spectrum_monitors_take_the_new_layers(opts, blocks):
+    from rnnkit.inspect.gates import GateMonitor
+    from rnnkit.inspect.spectrum import recurrent_spectrum
+
+    model = _model(opts)
+    with GateMonitor(model) as gates:
+        model.loss(_ids(), _ids(seed=2))
+    spectra = recurrent_spectrum(model)
+    assert len(spectra) == blocks and len(gates.record()) == 4 * blocks
+    assert all(np.isnan(b.spectral_radius) == ("proj_size" in opts) for b in spectra)
