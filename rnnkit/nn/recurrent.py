@@ -37,10 +37,9 @@ import numpy as np
 from ..checks import check_array, check_lengths, config_from_dict
 from ..errors import ConfigError
 from . import init as initializers
-from .cells import gru as gru_cell
-from .cells import lstm as lstm_cell
-from .cells import rnn as rnn_cell
+from .cells import OPTIONS
 from .cells.activations import gate_slice, num_gates
+from .cells.dispatch import cell_module
 from .cells.lstm import LSTMState
 from .module import Module
 
@@ -191,6 +190,25 @@ class Recurrent(Module):
 
     def config(self) -> dict:
         return asdict(self.cfg)
+
+    # -- the cell functions, NumPy or compiled (rnnkit.nn.cells.dispatch) -----------------
+    @property
+    def _options(self) -> dict:
+        """The cell's equation options, as its functions take them."""
+        return {k: getattr(self.cfg, k) for k in OPTIONS[self.cell]}
+
+    def _cell(self, dtype):
+        return cell_module(self.cell, dtype, **self._options)
+
+    def _cell_forward(self, xp, state0, p, mask, full, grad=True):
+        return self._cell(xp.dtype).forward(xp, state0, p, mask, full, grad=grad,
+                                            **self._options)
+
+    def _cell_backward(self, dhs, dT, cache, consume=False):
+        return self._cell(dhs.dtype).backward(dhs, dT, cache, consume)
+
+    def _cell_step(self, xp, state, p):
+        return self._cell(xp.dtype).step(xp, state, p, **self._options)
 
     # -- helpers ------------------------------------------------------------------------
     @property
@@ -434,7 +452,8 @@ class Recurrent(Module):
         ``t + 1``), ``c[t]`` the ``dL/dc_t`` that step ``t + 1`` passes back along the cell
         state.  To see those, a stack with a backward hook runs the same cell functions one
         step at a time (:meth:`_steps_forward`); outputs and gradients are the same up to
-        rounding, at the cost of a Python loop over the steps.
+        rounding, at the cost of a Python loop over the steps.  It sees the backward passes
+        whose forward pass ran after it was added.
         """
         self._hooks = (*self._hooks, hook)
         return HookHandle(self, hook)
@@ -534,16 +553,6 @@ class RNN(Recurrent):
 
     cell = "rnn"
 
-    def _cell_forward(self, xp, h0, p, mask, full, grad=True):
-        Hs, cache = rnn_cell.forward(xp, h0, p, mask, full, self.cfg.nonlinearity)
-        return Hs, Hs[-1], cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return rnn_cell.backward(dhs, dT, cache)
-
-    def _cell_step(self, xp, h, p):
-        return rnn_cell.step(xp, h, p, self.cfg.nonlinearity)
-
 
 class GRU(Recurrent):
     """Gated recurrent unit; ``reset_after=True`` is the PyTorch/cuDNN form (weights interchange
@@ -557,16 +566,6 @@ class GRU(Recurrent):
 
     cell = "gru"
 
-    def _cell_forward(self, xp, h0, p, mask, full, grad=True):
-        Hs, cache = gru_cell.forward(xp, h0, p, mask, full, self.cfg.reset_after)
-        return Hs, Hs[-1], cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return gru_cell.backward(dhs, dT, cache)
-
-    def _cell_step(self, xp, h, p):
-        return gru_cell.step(xp, h, p, self.cfg.reset_after)
-
 
 class LSTM(Recurrent):
     """Long short-term memory, gates ``i, f, g, o``; optional diagonal ``peephole`` weights.
@@ -578,16 +577,6 @@ class LSTM(Recurrent):
     """
 
     cell = "lstm"
-
-    def _cell_forward(self, xp, state0, p, mask, full, grad=True):
-        Hs, Cs, cache = lstm_cell.forward(xp, state0, p, mask, full, grad)
-        return Hs, (Hs[-1], Cs[-1]), cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return lstm_cell.backward(dhs, dT, cache, consume)
-
-    def _cell_step(self, xp, state, p):
-        return lstm_cell.step(xp, state, p)
 
 
 def _lend(scratch: dict | None, key, shape, dtype):
