@@ -143,7 +143,8 @@ def _load(path):
     from ..tasks import load_model
 
     loaded = load_model(path)
-    if not recurrent_layers(loaded.model):
+    model = loaded.model
+    if not hasattr(model, "named_modules") or not recurrent_layers(model):  # n-gram: no layers
         raise DataError(f"{loaded.checkpoint.path}: this {type(loaded.model).__name__} has no "
                         "RNN/GRU/LSTM layers to inspect")
     return loaded
@@ -272,9 +273,8 @@ def _clipping(args) -> int:
 
 def _activations(args) -> int:
     from ..inspect.viewer import activation_page
-    from ..tasks import load_model
 
-    path = activation_page(load_model(args.checkpoint), args.file, args.out,
+    path = activation_page(_load(args.checkpoint), args.file, args.out,
                            max_tokens=args.max_tokens, top=args.top, encoding=args.encoding)
     print(f"page: {path}  (open it in a browser; no network needed)")
     return 0

@@ -249,6 +249,9 @@ def train_tagger(train, valid=None, test=None, *, model_config: dict | None = No
         vocab, cfg, batch_size, info = resume_setup(out, "tagger", TaggerVocab, TaggerConfig,
                                                     batch_size, info)
     else:
+        seen = sorted({t for sentence in train.tags for t in sentence})
+        if len(seen) < 2:
+            raise DataError(f"{train.source}: needs at least 2 tags, found {seen!r}")
         vocab = TaggerVocab.fit(train, min_count, max_vocab, lowercase, chars, max_chars)
         extra = dict(model_config or {})
         if chars:
