@@ -109,7 +109,8 @@ def common_options(args, out) -> dict:
             "encoding": args.encoding, "lowercase": args.lowercase,
             "min_count": args.min_count, "max_vocab": args.max_vocab, "vectors": args.vectors,
             "batch_size": args.batch_size, "resume": args.resume,
-            "on_error": "skip" if args.skip_bad else "raise", "echo": echo}
+            "on_error": "skip" if args.skip_bad else "raise", "echo": echo,
+            "memory_check": not args.ignore_memory_check}
 
 
 def run_training(command: str, out, fit, format_test) -> int:

@@ -212,6 +212,7 @@ def run(args) -> int:
                           alpha=args.alpha, select=args.select,
                           decode_valid=not args.no_decode_valid, data_info=info,
                           resume=args.resume, beams=(1, args.beam),
+                          memory_check=not args.ignore_memory_check,
                           echo=lambda s: print(s, file=sys.stderr),
                           announce=lambda s: print(f"rnnkit train-seq2seq: {s}",
                                                    file=sys.stderr))
