@@ -66,3 +66,41 @@ def test_inspect_on_an_ngram_checkpoint_is_one_line(tmp_path, capsys):
         assert code == 2, (action, err)
         assert "no RNN/GRU/LSTM layers" in err and len(err.strip().splitlines()) == 1
     assert np  # numpy imported for parity with the other files
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e40", "-1e40"])
+def test_word_vectors_with_non_finite_values_name_the_file_and_line(tmp_path, value):
+    import warnings
+
+    from rnnkit.text.vectors import load_vectors
+    from rnnkit.text.vocab import Vocab
+
+    p = tmp_path / "v.txt"
+    p.write_text(f"the 0.1 0.2\ndog 0.3 {value}\n", encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning leaks out either
+        with pytest.raises(DataError, match=r"v\.txt:2: the vector of 'dog' holds nan, inf"):
+            load_vectors(p, Vocab(["the", "dog"]))
+
+
+def test_iter_lines_on_a_directory_says_so(tmp_path):
+    from rnnkit.text.io import iter_lines
+
+    with pytest.raises(DataError, match="is a directory; expected a text file"):
+        list(iter_lines(tmp_path))
+
+
+def test_activations_on_a_tagger_name_the_checkpoint(tmp_path, capsys):
+    from rnnkit.cli.main import main
+
+    p = tmp_path / "t.txt"
+    p.write_text("the DET\ndog NOUN\n\na DET\ncat NOUN\n", encoding="utf-8")
+    assert main(["train-tagger", "--train", str(p), "--out", str(tmp_path / "run"),
+                 "--epochs", "1", "--no-progress", "--hidden", "4", "--embed", "4"]) == 0
+    text = tmp_path / "in.txt"
+    text.write_text("the dog\n", encoding="utf-8")
+    capsys.readouterr()
+    code = main(["inspect", "activations", str(tmp_path / "run"), str(text), "--out",
+                 str(tmp_path / "a.html")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(tmp_path / "run") in err and "in.txt" in err

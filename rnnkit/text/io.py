@@ -243,6 +243,8 @@ def iter_lines(source, encoding: str = "utf-8"):
         name, f, close = "<stdin>", sys.stdin.buffer, False
     else:
         path = Path(source)
+        if path.is_dir():
+            raise DataError(f"{path}: is a directory; expected a text file")
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         name, close = str(path), True
