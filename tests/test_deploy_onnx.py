@@ -152,6 +152,28 @@ def test_parallel_scan_cells_lm_matches(cell):
     check_lm(loaded, graphs, np.random.default_rng(6).integers(0, 11, (3, 9)))
 
 
+def test_adaptive_softmax_lm_matches():
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+
+    model = LanguageModel(LMConfig(vocab_size=30, cell="gru", embed_size=4, hidden_size=8,
+                                   num_layers=2, adaptive_softmax=[10, 20]), rng=7).eval()
+    graphs = build_graphs(model, "lm")
+    loaded = type("L", (), {"model": model})
+    ids = np.random.default_rng(8).integers(0, 30, (2, 6))
+    check_lm(loaded, graphs, ids)
+    got = run(graphs["model"], ids=ids)["log_probs"]
+    np.testing.assert_allclose(np.exp(got).sum(-1), 1, atol=1e-5)
+
+
+def test_layer_norm_layers_are_refused():
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+
+    model = LanguageModel(LMConfig(vocab_size=9, embed_size=4, hidden_size=4, layer_norm=True),
+                          rng=0)
+    with pytest.raises(RnnkitError, match="layer-normalised"):
+        build_graphs(model.eval(), "lm")
+
+
 def onnx_greedy_lm(step_model, tokenizer, first, banned, length):
     step = session(step_model)
     names = [i.name for i in step.get_inputs()]
