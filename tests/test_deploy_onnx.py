@@ -165,13 +165,18 @@ def test_adaptive_softmax_lm_matches():
     np.testing.assert_allclose(np.exp(got).sum(-1), 1, atol=1e-5)
 
 
-def test_layer_norm_layers_are_refused():
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_layer_norm_lm_matches(cell):
     from rnnkit.tasks.lm.model import LanguageModel, LMConfig
 
-    model = LanguageModel(LMConfig(vocab_size=9, embed_size=4, hidden_size=4, layer_norm=True),
-                          rng=0)
-    with pytest.raises(RnnkitError, match="layer-normalised"):
-        build_graphs(model.eval(), "lm")
+    model = LanguageModel(LMConfig(vocab_size=11, cell=cell, embed_size=5, hidden_size=6,
+                                   num_layers=2, layer_norm=True), rng=9)
+    rng = np.random.default_rng(10)
+    for k, p in model.parameters().items():  # gains and biases away from 1 and 0
+        p[...] = rng.uniform(-1, 1, p.shape) + (1 if k.rsplit(".", 1)[-1].startswith("g_") else 0)
+    graphs = build_graphs(model.eval(), "lm")
+    assert sum(n.op_type == "Scan" for n in graphs["model"].graph.node) == 2
+    check_lm(type("L", (), {"model": model}), graphs, rng.integers(0, 11, (3, 8)))
 
 
 def onnx_greedy_lm(step_model, tokenizer, first, banned, length):
