@@ -149,6 +149,7 @@ def test_lstm_backward_consuming_the_cache_is_identical(opts, lengths, dtype):
         for k, v in snap.items():
             np.testing.assert_array_equal(d[k], v)
     layer.zero_grad()
+    _, _, cache = layer.forward(x, None, lengths)  # a cache serves one backward
     dx2, ds02 = layer.backward(dout, cache, dstate, consume_cache=True)
     np.testing.assert_array_equal(dx2, dx)
     for a, b in zip(ds02, ds0):

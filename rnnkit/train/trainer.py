@@ -476,7 +476,7 @@ class Trainer:
                 clip_grad_value(self.grads, cfg.clip_value)
             self.clip_count += int(clipped)
             # step
-            self.opt.step(self.grads)
+            self.opt.step(self.grads, check_finite=False)  # clip_grad_norm checked them
             if self.ema is not None:
                 self.ema.update()
             self.batch += 1
