@@ -216,9 +216,9 @@ def print_header(info: dict) -> None:
     print(f"1-minute load average at start: {info['load_before']:.2f}")
 
 
-def sgemm_gflops(n: int = 1024, repeats: int = 5) -> float:
+def sgemm_gflops(n: int = 1024, repeats: int = 5, clock=time.perf_counter) -> float:
     """GFLOP/s of NumPy's float32 matrix product (n x n by n x n), best of ``repeats``,
-    at the BLAS thread count in force."""
+    at the BLAS thread count in force, timed with the benchmark's ``clock``."""
     import numpy as np
 
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
@@ -226,9 +226,9 @@ def sgemm_gflops(n: int = 1024, repeats: int = 5) -> float:
     np.matmul(a, a, out=c)
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         np.matmul(a, a, out=c)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return 2 * n**3 / best / 1e9
 
 
