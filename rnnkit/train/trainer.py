@@ -18,6 +18,8 @@ A task is any object that follows the :class:`Task` protocol:
 ``metric``                ``("loss", "min")`` or e.g. ``("accuracy", "max")`` to pick the best
 ``eval_size()``           optional: how many units (as counted by ``train_batch``) one
                           validation pass reads, so a time budget can keep room for it
+``lr_scale(i)``           optional: the factor of the learning rate for batch ``i``
+                          (``num_batches()`` is asked after ``start_epoch``)
 
 Checkpoints go to ``OUT/best`` (best validation figure) and ``OUT/last`` (end of every epoch,
 and wherever training stops: time budget, ``max_steps``, Ctrl-C); ``resume=True`` continues from
@@ -365,7 +367,6 @@ class Trainer:
 
     def _run_epoch(self) -> str | None:  # noqa: C901 -- the training phases, in order
         cfg, task = self.cfg, self.task
-        n_batches = task.num_batches()
         # schedule
         if self.decay is not None:
             self.decay.apply(self.opt, self.epoch)
@@ -373,6 +374,7 @@ class Trainer:
         if self._pending_task_state is not None:  # resumed inside this epoch
             task.load_state(*self._pending_task_state)
             self._pending_task_state = None
+        n_batches = task.num_batches()  # after start_epoch: it may fix this epoch's batches
         bar = Progress(total=n_batches, desc=f"epoch {self.epoch}", unit="batch",
                        disable=not self.show_bar)
         bar.update(self.batch)
@@ -405,8 +407,14 @@ class Trainer:
             if cfg.clip_value:
                 clip_grad_value(self.grads, cfg.clip_value)
             self.clip_count += int(clipped)
-            # step
-            self.opt.step(self.grads)
+            # step (a task may scale the learning rate of a batch: random window lengths)
+            scale = task.lr_scale(self.batch) if hasattr(task, "lr_scale") else 1.0
+            if scale != 1.0:
+                base, self.opt.lr = self.opt.lr, self.opt.lr * scale
+                self.opt.step(self.grads)
+                self.opt.lr = base
+            else:
+                self.opt.step(self.grads)
             if self.ema is not None:
                 self.ema.update()
             self.batch += 1

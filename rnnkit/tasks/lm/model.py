@@ -3,6 +3,15 @@
 ``logits_t = dropout(h_t) W_o + b_o`` and ``p(w_{t+1} | w_<=t) = softmax(logits_t)``.  With
 ``tie_weights`` the output matrix is the embedding matrix transposed (Press & Wolf 2017;
 needs ``embed_size == hidden_size``), so its gradient is the sum of both uses.
+
+The AWD-LSTM regularisers (Merity, Keskar & Socher 2018), all off by default and in ``eval()``:
+``dropout_embed`` drops whole words (rows of the embedding matrix, one draw per batch);
+``dropout_input`` / ``dropout`` / ``dropout_output`` act on the embedding output, between
+layers and on the last layer's output (the first and last default to ``dropout``); ``locked``
+draws each of those masks once per window and reuses it at every step; ``weight_drop`` is
+DropConnect on every ``W_h``; ``ar`` and ``tar`` add ``ar * mean(dropout(h)^2)`` and
+``tar * mean((h_{t+1} - h_t)^2)`` of the last layer's output ``h`` to the training objective
+(:mod:`rnnkit.nn.penalties`).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from ...nn import init as initializers
 from ...nn.layers import Embedding, Linear
 from ...nn.losses import softmax_cross_entropy
 from ...nn.module import Module
+from ...nn.penalties import activation_penalty, temporal_penalty
 from ...nn.recurrent import make_recurrent
 
 
@@ -36,6 +46,13 @@ class LMConfig:
     init_scale: float = 0.1
     nonlinearity: str = "tanh"
     dtype: str = "float32"
+    dropout_input: float | None = None  # on the embedding output; None: ``dropout``
+    dropout_output: float | None = None  # on the last layer's output; None: ``dropout``
+    dropout_embed: float = 0.0  # whole words: rows of the embedding matrix, per batch
+    weight_drop: float = 0.0  # DropConnect on every W_h, one mask per batch
+    locked: bool = False  # every dropout mask drawn once per window, reused at every step
+    ar: float = 0.0  # activation regularisation of the last layer's (dropped) output
+    tar: float = 0.0  # temporal activation regularisation of the last layer's output
 
     def __post_init__(self):
         if self.cell not in ("rnn", "gru", "lstm"):
@@ -44,8 +61,13 @@ class LMConfig:
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{k} must be a positive integer, got {v!r}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for k in ("dropout", "dropout_input", "dropout_output", "dropout_embed", "weight_drop"):
+            v = getattr(self, k)
+            if v is not None and not 0 <= v < 1:
+                raise ConfigError(f"{k} must be in [0, 1), got {v!r}")
+        for k in ("ar", "tar"):
+            if not getattr(self, k) >= 0:
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
         if self.init not in ("default", "uniform", "identity"):
             raise ConfigError(f"init must be default, uniform or identity, got {self.init!r}")
         if self.init == "identity" and self.cell != "rnn":
@@ -58,6 +80,19 @@ class LMConfig:
     @classmethod
     def from_dict(cls, d: dict) -> LMConfig:
         return config_from_dict(cls, d, "language-model")
+
+    @property
+    def p_input(self) -> float:
+        return self.dropout if self.dropout_input is None else self.dropout_input
+
+    @property
+    def p_output(self) -> float:
+        return self.dropout if self.dropout_output is None else self.dropout_output
+
+    def random(self) -> bool:
+        """Whether training draws random masks (and so needs a Generator)."""
+        return any((self.dropout, self.p_input, self.p_output, self.dropout_embed,
+                    self.weight_drop))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,7 +124,8 @@ class LanguageModel(Module):
         opts = {"nonlinearity": cfg.nonlinearity} if cfg.cell == "rnn" else {}
         self.rnn = self.add_module("rnn", make_recurrent(
             cfg.cell, cfg.embed_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
-            init=cfg.init, init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng, **opts))
+            weight_drop=cfg.weight_drop, locked=cfg.locked, init=cfg.init,
+            init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng, **opts))
         if cfg.tie_weights:
             self.add_param("b_out", np.zeros(cfg.vocab_size, cfg.dtype))
             self.out = None
@@ -102,11 +138,12 @@ class LanguageModel(Module):
         return self.rnn.initial_state(B)
 
     # -- forward / backward -----------------------------------------------------------
-    def _dropout(self, x, rng):
-        p = self.cfg.dropout
+    def _dropout(self, x, p, rng):
+        """Inverted dropout of ``x`` (B, T, D); ``locked``: one (B, 1, D) mask for every step."""
         if not self.training or p == 0.0:
             return x, None
-        m = rng.random(x.shape, dtype=x.dtype)
+        shape = (x.shape[0], 1, x.shape[2]) if self.cfg.locked else x.shape
+        m = rng.random(shape, dtype=x.dtype)
         np.less(m, 1.0 - p, out=m)  # 1 where kept, else 0, in place
         m *= 1.0 / (1.0 - p)
         return x * m, m
@@ -120,12 +157,14 @@ class LanguageModel(Module):
         if ids.ndim != 2:
             raise ValueError(f"LanguageModel: expected ids of shape (B, T), got {ids.shape}")
         ids = check_ids("LanguageModel", "ids", ids, self.cfg.vocab_size)
-        if rng is None and self.training and self.cfg.dropout > 0:
+        cfg = self.cfg
+        if rng is None and self.training and cfg.random():
             rng = np.random.default_rng()  # pass one for reproducible dropout
-        emb, emb_cache = self.embed.forward(ids)
-        x, m_in = self._dropout(emb, rng)
+        emb, emb_cache = self.embed.forward(ids, cfg.dropout_embed, rng)
+        x, m_in = self._dropout(emb, cfg.p_input, rng)
         h, state, rnn_cache = self.rnn.forward(x, state, rng=rng, grad=grad, scratch=scratch)
-        h, m_out = self._dropout(h, rng)
+        h_raw = h if cfg.tar and self.training else None  # what TAR sees: before dropout
+        h, m_out = self._dropout(h, cfg.p_output, rng)
         if self.out is None:
             B, T, H = h.shape
             logits = h.reshape(B * T, H) @ self.embed.param["W"].T  # (B*T, V)
@@ -134,12 +173,26 @@ class LanguageModel(Module):
             out_cache = h
         else:
             logits, out_cache = self.out.forward(h)
-        return logits, state, (emb_cache, m_in, rnn_cache, m_out, out_cache)
+        return logits, state, (emb_cache, m_in, rnn_cache, m_out, out_cache, h, h_raw)
 
-    def backward(self, dlogits, cache, *, consume_cache: bool = False) -> None:
+    def penalty(self, cache) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+        """``(AR + TAR, d/d dropped h, d/d h)`` of a training forward's cache (0 and ``None``
+        when both are off or in evaluation)."""
+        cfg = self.cfg
+        h_drop, h_raw = cache[5], cache[6]
+        value, d_drop, d_raw = 0.0, None, None
+        if cfg.ar and self.training:
+            value, d_drop = activation_penalty(h_drop, cfg.ar)
+        if h_raw is not None:
+            v, d_raw = temporal_penalty(h_raw, cfg.tar)
+            value += v
+        return value, d_drop, d_raw
+
+    def backward(self, dlogits, cache, *, consume_cache: bool = False, penalty=None) -> None:
         """Accumulate parameter gradients from ``dlogits`` (B, T, V).  ``consume_cache``: the
-        layers may work inside the cache's arrays (it must not be used again)."""
-        emb_cache, m_in, rnn_cache, m_out, out_cache = cache
+        layers may work inside the cache's arrays (it must not be used again).  ``penalty``:
+        :meth:`penalty`'s result, whose gradients are added to the last layer's output."""
+        emb_cache, m_in, rnn_cache, m_out, out_cache = cache[:5]
         if self.out is None:
             h = out_cache
             V, H = self.cfg.vocab_size, self.cfg.hidden_size
@@ -149,8 +202,15 @@ class LanguageModel(Module):
             dh = (d2 @ self.embed.param["W"]).reshape(*dlogits.shape[:-1], H)
         else:
             dh = self.out.backward(dlogits, out_cache)
+        d_drop = d_raw = None
+        if penalty is not None:
+            _, d_drop, d_raw = penalty
+        if d_drop is not None:
+            dh += d_drop
         if m_out is not None:
             dh *= m_out
+        if d_raw is not None:
+            dh += d_raw
         if consume_cache:
             dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=True)
         else:  # the plain call, which inspect.gradflow's recording() replaces
@@ -159,11 +219,13 @@ class LanguageModel(Module):
             dx = dx * m_in
         self.embed.backward(dx, emb_cache)
 
-    def loss(self, ids, targets, state=None, *, mask=None, rng=None, backward: bool = True):
+    def loss(self, ids, targets, state=None, *, mask=None, rng=None, backward: bool = True,
+             objective: bool = False):
         """Mean cross-entropy of predicting ``targets`` (B, T) from ``ids`` (B, T).
 
         Returns ``(mean_loss, n_tokens, final_state)``; with ``backward`` the gradients of the
-        mean loss are accumulated into :meth:`grads`.
+        training objective -- the mean loss plus AR and TAR in training -- are accumulated into
+        :meth:`grads`.  ``objective=True`` returns that objective instead of the mean loss.
         """
         # the cache never leaves this call, so the next call may reuse its memory
         logits, state, cache = self.forward(ids, state, rng=rng, grad=backward,
@@ -171,9 +233,10 @@ class LanguageModel(Module):
         # the logits are a fresh array no one else sees: the loss turns them into dlogits
         loss, dlogits, n = softmax_cross_entropy(logits, np.asarray(targets), mask,
                                                  grad=backward, overwrite=True)
+        pen = self.penalty(cache) if self.training and (self.cfg.ar or self.cfg.tar) else None
         if backward:
-            self.backward(dlogits, cache, consume_cache=True)  # the cache is used once
-        return loss, n, state
+            self.backward(dlogits, cache, consume_cache=True, penalty=pen)  # cache used once
+        return (loss + pen[0] if objective and pen else loss), n, state
 
     # -- generation ---------------------------------------------------------------------
     def step(self, token_ids, state):

@@ -5,6 +5,12 @@ window ``i`` is columns ``[iT, iT + T)`` of every row, so row ``b`` of window ``
 row ``b`` of window ``i`` and the final state of one window is the initial state of the next
 (truncated BPTT: no gradient crosses the window boundary).  The state is reset at the start of
 every epoch and for evaluation.
+
+With ``bptt_jitter`` the windows of an epoch have random lengths, as in AWD-LSTM: each is ``T``
+with probability 0.95, else ``T / 2``, then ``N(that, 5)`` rounded down, at least 5 tokens, and
+the learning rate of its step is scaled by ``length / T`` (:meth:`LMTask.lr_scale`), so every
+token weighs about the same.  The lengths of epoch ``e`` come from a Generator seeded with
+``(seed, e)``: a resumed run reads the same windows.
 """
 
 from __future__ import annotations
@@ -86,6 +92,25 @@ def _last_row(state):
     return state[:, -1:]
 
 
+def jitter_windows(n: int, bptt: int, rng: np.random.Generator, min_len: int = 5
+                   ) -> list[tuple[int, int]]:
+    """``(start, length)`` of AWD-LSTM's random windows over streams of ``n`` tokens (``n - 1``
+    predictions): lengths ``max(min_len, int(N(T', 5)))`` with ``T' = bptt`` (probability 0.95)
+    or ``bptt / 2``, the last one cut to what is left.
+
+    >>> jitter_windows(40, 10, np.random.default_rng(0))[:2]
+    [(0, 9), (9, 10)]
+    """
+    out, i = [], 0
+    while i < n - 1:
+        base = bptt if rng.random() < 0.95 else bptt / 2
+        length = max(min_len, int(rng.normal(base, 5)))
+        length = min(length, n - 1 - i)
+        out.append((i, length))
+        i += length
+    return out
+
+
 class LMTask:
     """Glue between :class:`~rnnkit.tasks.lm.model.LanguageModel` and the trainer."""
 
@@ -94,7 +119,7 @@ class LMTask:
 
     def __init__(self, model, tokenizer, train_ids, valid_ids=None, test_ids=None, *,
                  batch_size: int = 32, bptt: int = 64, eval_batch_size: int = 32,
-                 data_info: dict | None = None):
+                 data_info: dict | None = None, bptt_jitter: bool = False, seed: int = 0):
         self.model, self.tokenizer = model, tokenizer
         self.B, self.T = batch_size, bptt
         train_ids = np.asarray(train_ids)
@@ -108,9 +133,19 @@ class LMTask:
         self.eval_batch_size = eval_batch_size
         self.data_info = data_info or {}
         self.carry = None
+        self.jitter, self.seed = bptt_jitter, seed
+        self.windows: list[tuple[int, int]] | None = None  # this epoch's, with jitter
 
     def num_batches(self) -> int:
+        if self.jitter:
+            if self.windows is None:
+                raise RuntimeError("LMTask: call start_epoch() first (the windows are random)")
+            return len(self.windows)
         return num_windows(self.streams, self.T)
+
+    def lr_scale(self, i: int) -> float:
+        """The factor of the learning rate for batch ``i``: ``length / T`` with jitter."""
+        return self.windows[i][1] / self.T if self.jitter else 1.0
 
     def eval_size(self) -> int:
         """Tokens one validation pass reads (for the trainer's time budget)."""
@@ -118,9 +153,17 @@ class LMTask:
 
     def start_epoch(self, epoch: int) -> None:
         self.carry = None  # the same windows every epoch; only the state is reset
+        if self.jitter:
+            rng = np.random.default_rng([self.seed, epoch])
+            self.windows = jitter_windows(self.streams.shape[1], self.T, rng)
 
     def train_batch(self, i: int, rng: np.random.Generator):
-        x, y = get_window(self.streams, i, self.T)
+        if self.jitter:
+            start, length = self.windows[i]
+            x = self.streams[:, start:start + length]  # (B, T')
+            y = self.streams[:, start + 1:start + 1 + length]  # (B, T')
+        else:
+            x, y = get_window(self.streams, i, self.T)
         loss, n, self.carry = self.model.loss(x, y, self.carry, rng=rng)
         return loss, n
 
@@ -153,4 +196,6 @@ class LMTask:
     def payload(self):
         config = {"model": self.model.cfg.to_dict(), "data": self.data_info,
                   "batch_size": self.B, "bptt": self.T}
+        if self.jitter:
+            config["bptt_jitter"] = True
         return config, self.tokenizer.to_dict()
