@@ -35,8 +35,8 @@ NEW = {
 SHARED = ("errors", "checks", "cells", "nn.cells", "recurrent", "nn.recurrent", "layers",
           "nn.layers", "losses", "nn.losses", "init", "nn.init", "module", "nn.module", "_blas",
           "nn._blas", "text.io", "text.vocab", "text.tokenizers", "text.datasets",
-          "text.batching", "optim", "train.optim", "runlog", "train.runlog", "plotting",
-          "train.plotting", "metrics", "sampling", "decode", "inspect")
+          "text.batching", "optim", "train.optim", "train.schedules", "train.ema", "runlog",
+          "train.runlog", "plotting", "train.plotting", "metrics", "sampling", "decode", "inspect")
 
 
 def modules(root: Path) -> dict[str, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
 
 import numpy as np
@@ -62,6 +63,56 @@ def check_ids(owner: str, name: str, ids, V: int) -> np.ndarray:
             f"to {int(ids.max())}"
         )
     return ids
+
+
+def check_real(
+    owner: str,
+    name: str,
+    value,
+    lo: float = 0.0,
+    hi: float = math.inf,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = True,
+) -> float:
+    """Check a real number against ``lo <= value < hi`` (each bound open or closed).
+
+    A non-number (or a bool) raises ``TypeError``; a number out of range raises ``ValueError``
+    of the form ``SGD: expected momentum >= 0 and finite, got momentum=-1``.
+
+    >>> check_real("StepDecay", "factor", 0.5, 0.0, 1.0, lo_open=True, hi_open=False)
+    0.5
+    """
+    ok_type = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    if not ok_type:
+        raise TypeError(f"{owner}: expected {name} to be a number, got {value!r}")
+    v = float(value)
+    if (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi):
+        return v
+    lo_op = "<" if lo_open else "<="
+    if hi == math.inf:
+        want = f"{name} {'>' if lo_open else '>='} {lo:g}" + (" and finite" if hi_open else "")
+    else:
+        want = f"{lo:g} {lo_op} {name} {'<' if hi_open else '<='} {hi:g}"
+    raise ValueError(f"{owner}: expected {want}, got {name}={value!r}")
+
+
+def check_int(owner: str, name: str, value, lo: int = 0) -> int:
+    """Check an integer ``>= lo`` (a bool is refused): ``TypeError`` or ``ValueError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: expected {name} to be an integer, got {value!r}")
+    if value < lo:
+        raise ValueError(f"{owner}: expected {name} >= {lo}, got {name}={value!r}")
+    return int(value)
+
+
+def check_flag(owner: str, name: str, value) -> bool:
+    """Check a ``True``/``False`` option (``TypeError`` otherwise)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: expected {name} to be True or False, got {value!r}")
+    return bool(value)
 
 
 def config_from_dict(cls, d, what: str):

@@ -16,10 +16,12 @@ rnnkit -> PyTorch -> rnnkit gives back exactly the same arrays.  The state layou
 on both sides: ``h`` (L * dirs, B, H), and ``(h, c)`` for the LSTM.
 
 What cannot be converted raises :class:`~rnnkit.errors.ConfigError` (a ``ValueError``):
-peephole LSTMs and GRUs with ``reset_after=False`` (PyTorch has neither) and PyTorch LSTMs with
-``proj_size > 0`` (rnnkit has no projection).  A PyTorch module built with ``bias=False``
-converts with ``b = 0``; pitfall: rnnkit's ``b`` is still a parameter, so training moves it
-away from zero, and such a layer cannot go back into a bias-free PyTorch module.
+peephole LSTMs and GRUs with ``reset_after=False`` (PyTorch has neither).  A projection LSTM
+(:class:`~rnnkit.nn.lstmp.LSTMP`) is ``torch.nn.LSTM(proj_size=P)``, with
+``W_hr (H, P) = weight_hr.T`` and ``W_h (P, 4H) = weight_hh.T``; it converts both ways.
+A PyTorch module built with ``bias=False`` converts with ``b = 0``; pitfall: rnnkit's ``b`` is
+still a parameter, so training moves it away from zero, and such a layer cannot go back into a
+bias-free PyTorch module.
 
 >>> import numpy as np, torch
 >>> from rnnkit.nn.recurrent import LSTM
@@ -47,6 +49,7 @@ import numpy as np
 from .checks import check_array
 from .errors import ConfigError, ShapeError
 from .nn.cells.activations import gate_slice
+from .nn.lstmp import LSTMP
 from .nn.recurrent import GRU, LSTM, RNN, Recurrent
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,6 +109,8 @@ def torch_state_dict(layer: Recurrent) -> dict[str, np.ndarray]:
             if layer.cfg.cell == "gru":
                 bias_hh[gate_slice("gru", "n", H)] = p["b_hn"]
             out["bias_hh" + s] = bias_hh
+            if "W_hr" in p:
+                out["weight_hr" + s] = np.ascontiguousarray(p["W_hr"].T)  # (P, H)
     return out
 
 
@@ -148,6 +153,8 @@ def load_torch_state_dict(layer: Recurrent, state_dict: Mapping) -> None:
                 b[n] = bias_ih[n]
                 new[prefix + "b_hn"] = bias_hh[n]
             new[prefix + "b"] = b
+            if "weight_hr" + s in arrays:
+                new[prefix + "W_hr"] = arrays["weight_hr" + s].T
     params = layer.parameters()
     for key, value in new.items():
         params[key][...] = value  # casts to the layer's dtype
@@ -166,9 +173,6 @@ def _check_torch_module(module):
     else:
         raise ConfigError(f"interop: expected a torch.nn.RNN, GRU or LSTM, got "
                           f"{type(module).__name__}")
-    if getattr(module, "proj_size", 0) > 0:
-        raise ConfigError(f"interop: torch.nn.LSTM(proj_size={module.proj_size}) has no rnnkit "
-                          "equivalent (rnnkit's LSTM has no output projection)")
     return cell
 
 
@@ -184,6 +188,8 @@ def to_torch(layer: Recurrent) -> torch.nn.RNNBase:
     cfg = layer.cfg
     klass = getattr(torch.nn, _TORCH_NAMES[cfg.cell])
     kwargs = {"nonlinearity": cfg.nonlinearity} if cfg.cell == "rnn" else {}
+    if isinstance(layer, LSTMP):
+        kwargs["proj_size"] = cfg.proj_size
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
     module = klass(cfg.input_size, cfg.hidden_size, cfg.num_layers, bias=True,
                    batch_first=True, dropout=cfg.dropout, bidirectional=cfg.bidirectional,
@@ -208,7 +214,10 @@ def from_torch(module: torch.nn.RNNBase, dtype=None, rng=None) -> Recurrent:
             raise ConfigError(f"interop: the module's dtype is {dtype}; pass dtype='float32' "
                               "or dtype='float64'")
     kwargs = {"nonlinearity": module.nonlinearity} if cell == "rnn" else {}
-    layer = _CLASSES[cell](module.input_size, module.hidden_size, module.num_layers,
+    klass = _CLASSES[cell]
+    if getattr(module, "proj_size", 0) > 0:
+        klass, kwargs["proj_size"] = LSTMP, module.proj_size
+    layer = klass(module.input_size, module.hidden_size, module.num_layers,
                            bidirectional=module.bidirectional, dropout=float(module.dropout),
                            dtype=dtype, rng=rng, init="pytorch", **kwargs)
     load_torch_state_dict(layer, _torch_params(module))
@@ -240,6 +249,8 @@ def torch_grads_to_rnnkit(module: torch.nn.RNNBase) -> dict[str, np.ndarray]:
 
             out[prefix + "W_x"] = np.ascontiguousarray(grad("weight_ih").T)  # (D, G*H)
             out[prefix + "W_h"] = np.ascontiguousarray(grad("weight_hh").T)  # (H, G*H)
+            if getattr(module, "proj_size", 0) > 0:
+                out[prefix + "W_hr"] = np.ascontiguousarray(grad("weight_hr").T)  # (H, P)
             if module.bias:
                 out[prefix + "b"] = grad("bias_ih")
                 if cell == "gru":

@@ -182,15 +182,16 @@ AWD = dict(dropout=0.3, dropout_input=0.2, dropout_output=0.4, dropout_embed=0.3
            weight_drop=0.5, ar=2.0, tar=1.0)
 
 
-@pytest.mark.parametrize("cell, tie, locked", [("lstm", True, True), ("lstm", False, False),
-                                               ("gru", False, True), ("rnn", True, False)])
-def test_lm_objective_gradient_by_finite_differences(cell, tie, locked):
+@pytest.mark.parametrize("cell, tie, locked, extra", [
+    ("lstm", True, True, {}), ("lstm", False, False, {}), ("gru", False, True, {}),
+    ("rnn", True, False, {}), ("lstm", False, True, {"proj_size": 3})])
+def test_lm_objective_gradient_by_finite_differences(cell, tie, locked, extra):
     """The gradient ``loss(..., backward=True)`` accumulates is that of the objective
     (cross-entropy + AR + TAR) it returns with ``objective=True``, dropouts and weight drop
     included (each forward redraws the same masks from a fresh Generator)."""
     from gradcheck import rel_error
 
-    lm = _lm(cell, tie, locked, **AWD)
+    lm = _lm(cell, tie, locked, **AWD, **extra)
     data = np.random.default_rng(1)
     ids, targets = data.integers(0, 11, (3, 5)), data.integers(0, 11, (3, 5))
     h0 = lm.initial_state(3)

@@ -223,10 +223,6 @@ def test_refuses_what_torch_cannot_express():
         to_torch(LSTM(D, H, peephole=True, rng=0))
     with pytest.raises(ConfigError, match="reset_after"):
         torch_state_dict(GRU(D, H, reset_after=False, rng=0))
-    with pytest.raises(ConfigError, match="proj_size"):
-        from_torch(torch.nn.LSTM(D, H, proj_size=2))
-    with pytest.raises(ConfigError, match="proj_size"):
-        torch_grads_to_rnnkit(torch.nn.LSTM(D, H, proj_size=2))
     with pytest.raises(ConfigError, match="torch.nn.RNN, GRU or LSTM"):
         from_torch(torch.nn.Linear(D, H))
     with pytest.raises(ConfigError, match="rnnkit RNN, GRU or LSTM"):

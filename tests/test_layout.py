@@ -6,7 +6,7 @@ Layers, top to bottom (a module may import its own layer or any layer below it):
     4  rnnkit.cli                      the ``rnnkit`` command: parsing, dispatch, messages
     3  rnnkit.tasks                    one package per task + the kind registry
     2  rnnkit.train, rnnkit.text, rnnkit.inspect, rnnkit.decode, rnnkit.metrics,
-       rnnkit.interop                  task-agnostic machinery
+       rnnkit.interop, rnnkit.distributed   task-agnostic machinery
     1  rnnkit.nn                       the NumPy engine: cells, layers, losses, modules
     0  rnnkit, rnnkit.errors, rnnkit.checks
 
@@ -29,7 +29,7 @@ LAYERS = {
     "rnnkit.cli": 4,
     "rnnkit.tasks": 3,
     "rnnkit.train": 2, "rnnkit.text": 2, "rnnkit.inspect": 2, "rnnkit.decode": 2,
-    "rnnkit.metrics": 2, "rnnkit.interop": 2,
+    "rnnkit.metrics": 2, "rnnkit.interop": 2, "rnnkit.distributed": 2,
     "rnnkit.nn": 1,
     "rnnkit": 0, "rnnkit.errors": 0, "rnnkit.checks": 0,
 }

@@ -1,4 +1,5 @@
-"""rnnkit.train.optim against torch.optim: optimisers, clipping, schedules, checkpoints."""
+"""rnnkit.train.optim and rnnkit.train.schedules against torch.optim: optimisers, clipping,
+schedules, checkpoints."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ from rnnkit.errors import CheckpointError, NonFiniteError
 from rnnkit.train.optim import (
     SGD,
     Adam,
-    ReduceOnPlateau,
-    StepDecay,
     clip_grad_norm,
     clip_grad_value,
     global_norm,
     make_optimizer,
 )
+from rnnkit.train.schedules import ReduceOnPlateau, StepDecay
 
 SHAPES = {"W_x": (3, 8), "W_h": (2, 8), "b": (8,), "scale": ()}
 TOL = {np.float64: 1e-12, np.float32: 1e-6}

@@ -7,8 +7,8 @@ import pytest
 
 from rnnkit.decode import beam_search, choose, filter_logits, generate
 from rnnkit.nn.losses import log_softmax
+from rnnkit.tasks.lm.inference import prime_state
 from rnnkit.tasks.lm.model import LanguageModel, LMConfig
-from rnnkit.tasks.lm.sample_cli import prime_state
 from rnnkit.text.tokenizers import CharTokenizer
 
 TEXT = "abcabd\n"

@@ -348,7 +348,7 @@ def test_eval_every_validates_inside_epochs_without_changing_training(tmp_path):
 
 
 def test_weight_average_follows_the_formula():
-    from rnnkit.train.trainer import WeightAverage
+    from rnnkit.train.ema import WeightAverage
 
     w = {"a": np.array([0.0, 1.0]), "b": np.array([[2.0]])}
     ema = WeightAverage(w, 0.9)

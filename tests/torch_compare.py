@@ -39,16 +39,18 @@ class Run:
 def random_case(layer: Recurrent, rng: np.random.Generator, B: int, T: int, scale=1.0):
     """A random input, initial state and upstream gradients for the outputs and final state."""
     dt = layer.np_dtype
-    D, H, S = layer.cfg.input_size, layer.hidden_size, layer.cfg.num_layers * layer.cfg.dirs
+    D = layer.cfg.input_size
 
     def rand(*shape):
         return (scale * rng.standard_normal(shape)).astype(dt)
 
+    def rand_state():  # the shapes of the layer's own state (h and c differ for LSTMP)
+        zero = layer.initial_state(B)
+        return LSTMState(*(rand(*s.shape) for s in zero)) if layer.cell == "lstm" else \
+            rand(*zero.shape)
+
     x, dout = rand(B, T, D), rand(B, T, layer.output_size)
-    if layer.cell == "lstm":
-        return x, LSTMState(rand(S, B, H), rand(S, B, H)), dout, LSTMState(rand(S, B, H),
-                                                                          rand(S, B, H))
-    return x, rand(S, B, H), dout, rand(S, B, H)
+    return x, rand_state(), dout, rand_state()
 
 
 def run_rnnkit(layer: Recurrent, x, state, lengths, dout, dstate) -> Run:
@@ -126,12 +128,29 @@ def assert_matches_torch(layer: Recurrent, x, state=None, lengths=None, dout=Non
     if dout is None:
         dout = np.ones((*np.shape(x)[:2], layer.output_size), layer.np_dtype)
     args = (x, state, lengths, dout, dstate)
-    before = [None if a is None else np.array(a, copy=True) for a in args]
+    before = [_copy(a) for a in args]
     ours = run_rnnkit(layer, *args)
     theirs = run_torch(layer, *args)
     for a, b in zip(args, before):
-        assert a is None or np.array_equal(np.asarray(a), b), "an input was modified in place"
+        assert _same(a, b), "an input was modified in place"
     diffs = max_abs_diffs(ours, theirs)
     bad = {k: v for k, v in diffs.items() if not v <= atol}
     assert not bad, f"rnnkit differs from PyTorch by more than {atol:g}: {bad}"
     return diffs
+
+
+def _copy(a):
+    """A copy of an array, a state tuple (whose arrays may differ in shape) or ``None``."""
+    if a is None:
+        return None
+    if isinstance(a, tuple):
+        return tuple(np.array(x, copy=True) for x in a)
+    return np.array(a, copy=True)
+
+
+def _same(a, b) -> bool:
+    if a is None:
+        return b is None
+    if isinstance(a, tuple):
+        return all(np.array_equal(np.asarray(x), y) for x, y in zip(a, b))
+    return np.array_equal(np.asarray(a), b)

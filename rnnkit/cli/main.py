@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # the commands every kind shares; each task adds its own through rnnkit.tasks.REGISTRY
@@ -88,6 +89,56 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.given = given_options(parser.commands[args.command], argv[argv.index(args.command) + 1:],
                                args)
+    world = _world(args.command)
+    if world is None:
+        return 2
+    rc = _run(args)
+    if rc not in (0, 130):  # an error on one rank ends every rank, rather than a wait
+        world.abort(rc)
+    return rc
+
+
+def _world(command: str):
+    """This process's :class:`~rnnkit.distributed.World`; under an MPI launcher the ranks other
+    than 0 keep quiet on stdout (rank 0 reports), and write only errors to stderr.  ``None``
+    (after a one-line error) when the launcher's processes cannot form a world."""
+    from .. import distributed
+    from ..errors import RnnkitError
+
+    try:
+        world = distributed.world()
+    except RnnkitError as e:
+        print(f"rnnkit {command}: error: {e}", file=sys.stderr)
+        return None
+    if world.rank != 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- for the life of the process
+        sys.stderr = _ErrorsOnly(sys.stderr)
+    return world
+
+
+class _ErrorsOnly:
+    """A stderr that lets through only the lines that carry an error or a traceback."""
+
+    def __init__(self, stream):
+        self.stream, self.pending, self.passing = stream, "", False
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.passing = self.passing or "Traceback" in line or "error" in line.lower()
+            if self.passing:
+                self.stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _run(args) -> int:
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

@@ -8,6 +8,9 @@ The math lives in pure functions that take arrays and return arrays plus a cache
 ``parameters()`` and ``grads()`` give flat, ordered ``{dotted.name: array}`` views that the
 optimisers, gradient clipping and checkpoints use.  The arrays in those views are the live
 arrays: optimisers update them in place.
+
+:meth:`flat_grad` puts every gradient into one contiguous buffer (each entry of ``grads()`` then
+a view into it), so that a data-parallel step can sum all of them across processes in one call.
 """
 
 from __future__ import annotations
@@ -63,6 +66,44 @@ class Module:
             for name, value in mod.grad.items():
                 out[f"{prefix}.{name}" if prefix else name] = value
         return out
+
+    def flat_grad(self, extra: int = 0) -> np.ndarray:
+        """One contiguous 1-D buffer holding every gradient, in the order of :meth:`grads`,
+        followed by ``extra`` free elements for the caller's own figures.
+
+        The first call moves the gradients into the buffer (values kept) and rebinds each
+        module's ``grad`` entries to views of it; later calls return the same buffer while it
+        has room for ``extra``.  Arrays taken from :meth:`grads` *before* the first call are no
+        longer the live gradients, so call it before holding on to them.
+
+        >>> from rnnkit.nn.layers import Linear
+        >>> layer = Linear(3, 2, rng=np.random.default_rng(0))
+        >>> flat = layer.flat_grad()
+        >>> layer.grad["W"] += 1.0
+        >>> float(flat.sum()), flat.size == layer.num_parameters()
+        (6.0, True)
+        """
+        flat = getattr(self, "_flat_grad", None)
+        size = self.num_parameters()
+        if flat is not None and flat.size >= size + extra:
+            return flat
+        dtypes = {g.dtype for g in self.grads().values()}
+        if len(dtypes) > 1:
+            raise ValueError(f"{type(self).__name__}: one gradient buffer needs one dtype, "
+                             f"got {sorted(map(str, dtypes))}")
+        flat = np.zeros(size + extra, dtypes.pop() if dtypes else np.float64)
+        views: dict[int, np.ndarray] = {}  # an array shared by two modules stays shared
+        offset = 0
+        for _, mod in self.named_modules():
+            for name, g in mod.grad.items():
+                if id(g) not in views:
+                    view = flat[offset: offset + g.size].reshape(g.shape)
+                    view[...] = g
+                    views[id(g)] = view
+                    offset += g.size
+                mod.grad[name] = views[id(g)]
+        self._flat_grad = flat
+        return flat
 
     def zero_grad(self) -> None:
         for g in self.grads().values():

@@ -350,7 +350,7 @@ class Recurrent(Module):
         mask, gather = cache["mask"], cache["gather"]
         if dstate is not None:
             dstate = self._check_state(dstate, B)
-        H = cfg.hidden_size
+        H = self.output_size // cfg.dirs  # width of one direction's output
         dstate0 = [None] * (cfg.num_layers * cfg.dirs)
         for layer in range(cfg.num_layers - 1, -1, -1):
             lc = cache["layers"][layer]

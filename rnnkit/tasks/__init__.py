@@ -43,7 +43,10 @@ class TaskSpec:
     * ``predict(path, args)``: for ``rnnkit predict``, a predictor (see ``rnnkit.cli.predict``);
     * ``forward(model, ids)`` and ``loss(model, batch, loss)``: how ``rnnkit inspect`` runs a
       batch of token ids (B, T) and a loss with its backward pass;
-    * ``commands``: the ``rnnkit`` sub-commands the task adds.
+    * ``commands``: the ``rnnkit`` sub-commands the task adds;
+    * ``serve(path)``: the object ``rnnkit serve`` runs the checkpoint with: ``endpoints``
+      (the names of its methods among ``generate``, ``predict``, ``translate``) and
+      ``info()`` (see :mod:`rnnkit.serve`).
     """
 
     kind: str
@@ -53,6 +56,7 @@ class TaskSpec:
     forward: str | None = None
     loss: str | None = None
     commands: tuple[Command, ...] = field(default=())
+    serve: str | None = None
 
     def get(self, what: str):
         """The function named by field ``what``, imported; ``None`` if the task has none.  (A
@@ -67,6 +71,7 @@ class TaskSpec:
 REGISTRY: dict[str, TaskSpec] = {spec.kind: spec for spec in [
     TaskSpec("lm", load="lm.inference:load_lm", evaluate="lm.inference:evaluate_checkpoint",
              forward="lm.inference:inspect_forward", loss="lm.inference:inspect_loss",
+             serve="lm.inference:LMService",
              commands=(Command("train", "lm.cli", "train a language model (default: a character "
                                                   "LSTM on the Python standard library's source)"),
                        Command("sample", "lm.sample_cli",
@@ -76,14 +81,16 @@ REGISTRY: dict[str, TaskSpec] = {spec.kind: spec for spec in [
     TaskSpec("classifier", load="classify.inference:load_classifier",
              evaluate="classify.inference:evaluate_checkpoint",
              predict="classify.inference:predictor", forward="classify.inference:inspect_forward",
+             serve="classify.inference:ClassifierService",
              commands=(Command("train-classifier", "classify.cli",
                                "train a sequence classifier"),)),
     TaskSpec("tagger", load="tag.inference:load_tagger",
              evaluate="tag.inference:evaluate_checkpoint", predict="tag.inference:predictor",
-             forward="classify.inference:inspect_forward",
+             forward="classify.inference:inspect_forward", serve="tag.inference:TaggerService",
              commands=(Command("train-tagger", "tag.cli", "train a sequence tagger"),)),
     TaskSpec("seq2seq", load="seq2seq.inference:load_seq2seq",
              evaluate="seq2seq.inference:evaluate_checkpoint",
+             serve="seq2seq.inference:Seq2SeqService",
              commands=(Command("train-seq2seq", "seq2seq.cli", "train an encoder-decoder model"),
                        Command("translate", "seq2seq.translate_cli",
                                "translate with a seq2seq checkpoint"))),

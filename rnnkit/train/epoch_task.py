@@ -15,7 +15,18 @@ from .trainer import TrainConfig, Trainer
 
 
 class EpochOrderTask:
-    """Mixin: ``state``/``load_state``/``payload`` for tasks that shuffle per epoch."""
+    """Mixin: ``state``/``load_state``/``payload`` for tasks that shuffle per epoch, and the
+    share of each batch one of several processes takes (:meth:`distribute`)."""
+
+    world = None
+
+    def distribute(self, world) -> None:
+        """Train on this rank's slice of every batch; validate on its share of the examples."""
+        self.world = world
+
+    def my_part(self, idx):
+        """This process's slice of the example indices ``idx`` of one batch (may be empty)."""
+        return idx if self.world is None else self.world.shard(idx)
 
     def state(self):
         return {"epoch": self.epoch}, {}

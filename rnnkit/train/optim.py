@@ -1,4 +1,7 @@
-"""Optimisers, gradient clipping and learning-rate schedules (NumPy only).
+"""Optimisers and gradient clipping (NumPy only).
+
+Learning-rate schedules are in :mod:`rnnkit.train.schedules`, the weight average in
+:mod:`rnnkit.train.ema`.
 
 The optimisers update the parameter arrays *in place* (the live arrays from
 ``Module.parameters()``) and reproduce ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` step for step.
@@ -7,7 +10,7 @@ NumPy operations per parameter and no Python loop over elements.
 
 Training-loop order (as :class:`rnnkit.train.Trainer` runs it)::
 
-    schedule.apply(opt, epoch)              # or plateau.step(val_loss, opt) after evaluating
+    schedule.apply(opt, epoch)              # rnnkit.train.schedules
     model.zero_grad(); loss = forward/backward
     norm = clip_grad_norm(model.grads(), max_norm=5.0)   # raises NonFiniteError on NaN/inf
     opt.step(model.grads())
@@ -37,15 +40,13 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ..checks import _fmt
+from ..checks import _fmt, check_flag, check_int, check_real
 from ..errors import CheckpointError, NonFiniteError, ShapeError
 
 __all__ = [
     "OPTIMIZERS",
     "SGD",
     "Adam",
-    "ReduceOnPlateau",
-    "StepDecay",
     "clip_grad_norm",
     "clip_grad_value",
     "global_norm",
@@ -55,42 +56,7 @@ __all__ = [
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-# -- small checkers ---------------------------------------------------------------------------
-def _real(
-    owner: str,
-    name: str,
-    value,
-    lo: float = 0.0,
-    hi: float = math.inf,
-    *,
-    lo_open: bool = False,
-    hi_open: bool = True,
-) -> float:
-    """Check a real hyperparameter against ``lo <= value < hi`` (bounds open or closed)."""
-    ok_type = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-    if not ok_type:
-        raise TypeError(f"{owner}: expected {name} to be a number, got {value!r}")
-    v = float(value)
-    if (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi):
-        return v
-    lo_op = "<" if lo_open else "<="
-    if hi == math.inf:
-        want = f"{name} {'>' if lo_open else '>='} {lo:g}" + (" and finite" if hi_open else "")
-    else:
-        want = f"{lo:g} {lo_op} {name} {'<' if hi_open else '<='} {hi:g}"
-    raise ValueError(f"{owner}: expected {want}, got {name}={value!r}")
-
-
-def _int(owner: str, name: str, value, lo: int = 0) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner}: expected {name} to be an integer, got {value!r}")
-    if value < lo:
-        raise ValueError(f"{owner}: expected {name} >= {lo}, got {name}={value!r}")
-    return int(value)
-
-
+# -- parameter dict -------------------------------------------------------------------------
 def _check_params(owner: str, params) -> dict[str, np.ndarray]:
     if not isinstance(params, Mapping):
         raise TypeError(
@@ -145,7 +111,7 @@ class _Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        self._lr = _real(type(self).__name__, "lr", value)
+        self._lr = check_real(type(self).__name__, "lr", value)
 
     name: str  # the make_optimizer name: "sgd", "adam" or "adamw"
 
@@ -227,7 +193,7 @@ class _Optimizer:
             )
         try:
             hyper = self._validate(**{k: meta[k] for k in ("lr", *self._HYPER)})
-            step = _int(owner, "step", meta["step"])
+            step = check_int(owner, "step", meta["step"])
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{owner}: bad optimiser state: {e}") from None
 
@@ -324,19 +290,18 @@ class SGD(_Optimizer):
     def _validate(self, lr, momentum, weight_decay, nesterov, dampening) -> dict:
         o = "SGD"
         out = {
-            "lr": _real(o, "lr", lr),
-            "momentum": _real(o, "momentum", momentum),
-            "weight_decay": _real(o, "weight_decay", weight_decay),
-            "dampening": _real(o, "dampening", dampening, 0.0, 1.0, hi_open=False),
+            "lr": check_real(o, "lr", lr),
+            "momentum": check_real(o, "momentum", momentum),
+            "weight_decay": check_real(o, "weight_decay", weight_decay),
+            "dampening": check_real(o, "dampening", dampening, 0.0, 1.0, hi_open=False),
         }
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"{o}: expected nesterov to be True or False, got {nesterov!r}")
+        nesterov = check_flag(o, "nesterov", nesterov)
         if nesterov and (out["momentum"] <= 0 or out["dampening"] != 0):
             raise ValueError(
                 f"{o}: nesterov momentum needs momentum > 0 and dampening = 0, got "
                 f"momentum={momentum!r}, dampening={dampening!r}"
             )
-        out["nesterov"] = bool(nesterov)
+        out["nesterov"] = nesterov
         return out
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
@@ -437,16 +402,13 @@ class Adam(_Optimizer):
             raise ValueError(
                 f"{o}: expected betas as a pair (beta1, beta2), got {betas!r}"
             ) from None
-        for flag, value in (("amsgrad", amsgrad), ("decoupled", decoupled)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{o}: expected {flag} to be True or False, got {value!r}")
         return {
-            "lr": _real(o, "lr", lr),
-            "betas": (_real(o, "beta1", b1, 0.0, 1.0), _real(o, "beta2", b2, 0.0, 1.0)),
-            "eps": _real(o, "eps", eps),
-            "weight_decay": _real(o, "weight_decay", weight_decay),
-            "amsgrad": bool(amsgrad),
-            "decoupled": bool(decoupled),
+            "lr": check_real(o, "lr", lr),
+            "betas": (check_real(o, "beta1", b1, 0.0, 1.0), check_real(o, "beta2", b2, 0.0, 1.0)),
+            "eps": check_real(o, "eps", eps),
+            "weight_decay": check_real(o, "weight_decay", weight_decay),
+            "amsgrad": check_flag(o, "amsgrad", amsgrad),
+            "decoupled": check_flag(o, "decoupled", decoupled),
         }
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
@@ -557,7 +519,7 @@ def clip_grad_norm(
     Raises ``NonFiniteError`` when n is NaN or inf: the gradients have exploded and the step
     must not be taken.
     """
-    max_norm = _real("clip_grad_norm", "max_norm", max_norm, lo_open=True, hi_open=False)
+    max_norm = check_real("clip_grad_norm", "max_norm", max_norm, lo_open=True, hi_open=False)
     named = _named(grads)
     norms = [_norm(g) for _, g in named]
     total = math.hypot(*norms)
@@ -579,7 +541,7 @@ def clip_grad_value(
     grads: Mapping[str, np.ndarray] | Iterable[np.ndarray], clip_value: float
 ) -> None:
     """Clamp every gradient element to [−clip_value, clip_value], in place (NaN stays NaN)."""
-    c = _real("clip_grad_value", "clip_value", clip_value, hi_open=False)
+    c = check_real("clip_grad_value", "clip_value", clip_value, hi_open=False)
     for name, g in _named(grads):
         if not isinstance(g, np.ndarray):
             raise TypeError(
@@ -587,131 +549,3 @@ def clip_grad_value(
                 f"got {type(g).__name__}"
             )
         np.clip(g, -c, c, out=g)
-
-
-# -- learning-rate schedules ------------------------------------------------------------------
-class StepDecay:
-    """Exponential decay after a warm period: lr(e) = base_lr · factor^max(0, e − start_epoch).
-
-    Epochs count from 1.  With ``start_epoch=4, factor=0.5`` epochs 1-4 use base_lr, epoch 5
-    base_lr/2, epoch 6 base_lr/4, ...  Stateless: the epoch alone decides the rate, so a
-    resumed run needs nothing saved.
-
-    >>> s = StepDecay(1.0, factor=0.5, start_epoch=4)
-    >>> [s.lr_for_epoch(e) for e in range(1, 7)]
-    [1.0, 1.0, 1.0, 1.0, 0.5, 0.25]
-    """
-
-    def __init__(self, base_lr: float, factor: float = 0.5, start_epoch: int = 1) -> None:
-        self.base_lr = _real("StepDecay", "base_lr", base_lr)
-        self.factor = _real("StepDecay", "factor", factor, 0.0, 1.0, lo_open=True, hi_open=False)
-        self.start_epoch = _int("StepDecay", "start_epoch", start_epoch)
-
-    def lr_for_epoch(self, epoch: int) -> float:
-        epoch = _int("StepDecay", "epoch", epoch, lo=1)
-        return self.base_lr * self.factor ** max(0, epoch - self.start_epoch)
-
-    def apply(self, optimizer: SGD | Adam, epoch: int) -> float:
-        """Set ``optimizer.lr`` for ``epoch`` and return it."""
-        optimizer.lr = lr = self.lr_for_epoch(epoch)
-        return lr
-
-    def __repr__(self) -> str:
-        return (
-            f"StepDecay(base_lr={self.base_lr!r}, factor={self.factor!r}, "
-            f"start_epoch={self.start_epoch!r})"
-        )
-
-
-class ReduceOnPlateau:
-    """Divide the learning rate when a metric to minimise stops improving.
-
-    The same rule as ``torch.optim.lr_scheduler.ReduceLROnPlateau(mode="min",
-    threshold_mode="rel")``.  Each :meth:`step` with metric x:
-
-    * x improves when x < best·(1 − threshold); then best ← x and the bad-epoch count resets,
-      else the count goes up (a NaN metric is a bad epoch);
-    * during cooldown the count is held at 0;
-    * when the count exceeds ``patience``: lr ← max(lr·factor, min_lr) (changed only if that
-      lowers it by more than ``eps``), then cooldown starts and the count resets.
-
-    ``step`` returns True when it lowered the optimiser's lr.
-    """
-
-    _HYPER = ("factor", "patience", "threshold", "min_lr", "cooldown", "eps")
-    _COUNTERS = ("num_bad_epochs", "cooldown_counter", "last_epoch")
-
-    def __init__(
-        self,
-        factor: float = 0.1,
-        patience: int = 10,
-        threshold: float = 1e-4,
-        min_lr: float = 0.0,
-        cooldown: int = 0,
-        eps: float = 1e-8,
-    ) -> None:
-        self._set(self._validate(factor, patience, threshold, min_lr, cooldown, eps))
-        self.best = math.inf
-        self.num_bad_epochs = 0
-        self.cooldown_counter = 0
-        self.last_epoch = 0
-
-    @staticmethod
-    def _validate(factor, patience, threshold, min_lr, cooldown, eps) -> dict:
-        o = "ReduceOnPlateau"
-        return {
-            "factor": _real(o, "factor", factor, 0.0, 1.0, lo_open=True),
-            "patience": _int(o, "patience", patience),
-            "threshold": _real(o, "threshold", threshold, 0.0, 1.0),
-            "min_lr": _real(o, "min_lr", min_lr),
-            "cooldown": _int(o, "cooldown", cooldown),
-            "eps": _real(o, "eps", eps),
-        }
-
-    def _set(self, values: dict) -> None:
-        for k, v in values.items():
-            setattr(self, k, v)
-
-    def step(self, metric: float, optimizer: SGD | Adam) -> bool:
-        """Record one epoch's metric; lower ``optimizer.lr`` if it has plateaued."""
-        current = float(metric)
-        self.last_epoch += 1
-        if current < self.best * (1.0 - self.threshold):
-            self.best = current
-            self.num_bad_epochs = 0
-        else:
-            self.num_bad_epochs += 1
-        if self.cooldown_counter > 0:
-            self.cooldown_counter -= 1
-            self.num_bad_epochs = 0
-        if self.num_bad_epochs <= self.patience:
-            return False
-        self.cooldown_counter = self.cooldown
-        self.num_bad_epochs = 0
-        old = float(optimizer.lr)
-        new = max(old * self.factor, self.min_lr)
-        if old - new > self.eps:
-            optimizer.lr = new
-            return True
-        return False
-
-    def state_dict(self) -> dict:
-        """JSON-able state (a non-finite ``best``, e.g. before the first step, as a string)."""
-        out = {k: getattr(self, k) for k in self._HYPER + self._COUNTERS}
-        out["best"] = self.best if math.isfinite(self.best) else str(self.best)
-        return out
-
-    def load_state_dict(self, state: dict) -> None:
-        try:
-            values = self._validate(**{k: state[k] for k in self._HYPER})
-            counters = {k: _int("ReduceOnPlateau", k, state[k]) for k in self._COUNTERS}
-            best = float(state["best"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"ReduceOnPlateau: bad scheduler state: {e}") from None
-        self._set(values)
-        self._set(counters)
-        self.best = best
-
-    def __repr__(self) -> str:
-        hyper = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._HYPER)
-        return f"ReduceOnPlateau({hyper})"

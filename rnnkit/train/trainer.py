@@ -36,6 +36,14 @@ run ends with exactly the weights an uninterrupted one would.  To make that hold
 A time budget (``minutes``) covers training *and* the validation that follows it: the trainer
 stops early enough to leave room for that validation (timed on the last one, or estimated from
 ``eval_size()`` before the first), plus ``reserve_s`` seconds for the caller's own work.
+
+Under an MPI launcher (``mpiexec -n N``, see :mod:`rnnkit.distributed`) the same loop runs on
+every rank: the task's ``distribute(world)`` gives each rank its share of every batch and of the
+validation; one ``Allreduce`` per step sums the gradients (weighted by the units each rank read),
+the loss and the stop flags (a Ctrl-C on any rank, the time budget as rank 0 sees it), so every
+rank clips, steps and stops alike.  Rank 0 alone writes the checkpoints, the metrics and the plot;
+``last/`` also keeps every rank's random state, and a resume under another number of ranks says
+that the random streams start anew.
 """
 
 from __future__ import annotations
@@ -51,13 +59,16 @@ from typing import Protocol
 
 import numpy as np
 
+from .. import distributed
 from ..checks import config_from_dict
 from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..nn.losses import perplexity
 from ..nn.module import Module
 from .checkpoint import load_checkpoint, save_checkpoint
-from .optim import ReduceOnPlateau, StepDecay, clip_grad_norm, clip_grad_value, make_optimizer
+from .ema import WeightAverage
+from .optim import clip_grad_norm, clip_grad_value, make_optimizer
 from .runlog import MetricsLog, Progress
+from .schedules import ReduceOnPlateau, StepDecay
 
 
 class Task(Protocol):
@@ -138,56 +149,6 @@ class TrainConfig:
         return config_from_dict(cls, d, "trainer")
 
 
-class WeightAverage:
-    """Exponential moving average of the parameters (Polyak averaging), updated after every
-    optimiser step: ``avg <- d avg + (1 - d) w`` with ``d = min(decay, (1 + n) / (10 + n))``
-    after ``n`` updates, so early averages are not dominated by the initial weights (the
-    warm-up of TensorFlow's ``ExponentialMovingAverage``).  ``swapped()`` puts the averages
-    into the live parameter arrays for a while (for validation) and restores the raw weights.
-    """
-
-    def __init__(self, params: dict[str, np.ndarray], decay: float):
-        self.params, self.decay = params, float(decay)
-        self.avg = {k: v.copy() for k, v in params.items()}
-        self.updates = 0
-
-    def update(self) -> None:
-        n = self.updates
-        d = min(self.decay, (1.0 + n) / (10.0 + n))
-        for k, w in self.params.items():
-            a = self.avg[k]
-            a *= d
-            a += (1.0 - d) * w
-        self.updates = n + 1
-
-    def load(self, arrays: dict[str, np.ndarray], updates: int) -> None:
-        if set(arrays) != set(self.avg):
-            raise ValueError("the averaged weights do not match the model's parameters")
-        for k, v in arrays.items():
-            np.copyto(self.avg[k], v)
-        self.updates = int(updates)
-
-    def swapped(self):
-        return _Swapped(self)
-
-
-class _Swapped:
-    def __init__(self, ema: WeightAverage):
-        self.ema, self.saved = ema, None
-
-    def __enter__(self):
-        self.saved = {k: w.copy() for k, w in self.ema.params.items()}
-        for k, w in self.ema.params.items():
-            np.copyto(w, self.ema.avg[k])
-        return self
-
-    def __exit__(self, *exc):
-        for k, w in self.ema.params.items():
-            np.copyto(w, self.saved[k])
-        self.saved = None
-        return False
-
-
 def fmt_figure(value: float, decimals: int = 4) -> str:
     """``value`` with ``decimals`` places, or in 4 significant digits once it is huge (the
     perplexity of a diverging model is a 200-digit number otherwise)."""
@@ -204,14 +165,20 @@ class Trainer:
     """Train ``task`` with ``cfg``, writing checkpoints, metrics and a plot under ``out``.
 
     ``echo`` prints one-line messages (epoch summaries); ``reserve_s`` is kept free at the end
-    of a time budget; ``clock`` returns seconds (tests pass a fake one).
+    of a time budget; ``clock`` returns seconds (tests pass a fake one); ``world`` the processes
+    that train together (default :func:`rnnkit.distributed.world`).
     """
 
     def __init__(self, task: Task, cfg: TrainConfig, out, *, resume: bool = False, echo=print,
-                 reserve_s: float = 0.0, clock=time.monotonic):
+                 reserve_s: float = 0.0, clock=time.monotonic, world=None):
         self.task, self.cfg, self.out = task, cfg, Path(out)
         self.model = task.model
-        self.echo, self.reserve_s, self.clock = echo, reserve_s, clock
+        self.world = world if world is not None else distributed.world()
+        self.lead = self.world.rank == 0  # the rank that writes files and messages
+        self.echo = echo if self.lead else (lambda line: None)
+        self.reserve_s, self.clock = reserve_s, clock
+        if self.world.size > 1:
+            self._distribute()
         self.params = self.model.parameters()
         self.grads = self.model.grads()
         opt_kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
@@ -223,7 +190,8 @@ class Trainer:
         self.plateau = ReduceOnPlateau(factor=cfg.lr_decay if cfg.lr_decay < 1 else 0.5,
                                        patience=cfg.plateau_patience) if (
             cfg.plateau_patience is not None) else None
-        self.rng = np.random.default_rng(cfg.seed)
+        self.rng = np.random.default_rng(
+            cfg.seed if self.world.size == 1 else [cfg.seed, self.world.rank])
         self.ema = WeightAverage(self.params, cfg.ema) if cfg.ema else None
         self.epoch, self.batch, self.step = 1, 0, 0
         self.elapsed = 0.0
@@ -234,12 +202,25 @@ class Trainer:
         self.epoch_loss, self.epoch_n = 0.0, 0  # training loss summed over the current epoch
         self.clip_count = 0
         self.eval_seconds: float | None = None
-        self.show_bar = cfg.progress and sys.stderr.isatty()
+        self.show_bar = cfg.progress and sys.stderr.isatty() and self.lead
         self.resumed = False
         self._pending_task_state = None
         self._interrupted = False
+        self._agreed_stop: str | None = None  # what every rank agreed at the last step
         if resume:
             self._resume()
+        if self.world.size > 1:
+            self.world.broadcast_parameters(self.model)
+
+    def _distribute(self) -> None:
+        """Split the task across the ranks, and give the model its flat gradient buffer (before
+        the trainer keeps the gradient arrays)."""
+        split = getattr(self.task, "distribute", None)
+        if split is None:
+            raise ConfigError(f"{type(self.task).__name__} cannot be split across "
+                              f"{self.world.size} processes: it has no distribute(world)")
+        split(self.world)
+        self.world.broadcast_parameters(self.model)
 
     # -- state ----------------------------------------------------------------------------
     def _meta(self) -> tuple[dict, dict]:
@@ -255,6 +236,10 @@ class Trainer:
             "plateau": self.plateau.state_dict() if self.plateau else None,
             "train_config": asdict(self.cfg),
         }
+        if self.world.size > 1:
+            meta["world_size"] = self.world.size
+            meta["rank_rngs"] = self.world.gather(self.rng.bit_generator.state,
+                                                  what="the random states")
         arrays = {f"opt.{k}": v for k, v in opt_arrays.items()}
         arrays.update({f"task.{k}": v for k, v in task_arrays.items()})
         if self.ema is not None:
@@ -267,7 +252,9 @@ class Trainer:
         config = {**config, "train": asdict(self.cfg)}
         meta = arrays = None
         if with_state:
-            meta, arrays = self._meta()
+            meta, arrays = self._meta()  # every rank: the task and random states are gathered
+        if not self.lead:
+            return self.out / which
         if which == "best" and self.ema is not None:
             weights = {k: v.copy() for k, v in self.ema.avg.items()}
         else:
@@ -287,7 +274,7 @@ class Trainer:
             self.model.load_state_dict(ck.weights)
             self.opt.load_state_dict(m["optimizer"], {k[4:]: v for k, v in a.items()
                                                       if k.startswith("opt.")})
-            self.rng.bit_generator.state = m["rng"]
+            self._resume_rng(m)
             self.epoch, self.batch, self.step = m["epoch"], m["batch"], m["step"]
             self.elapsed, self.best, self.bad_epochs = m["elapsed"], m["best"], m["bad_epochs"]
             self.best_figures = m.get("best_figures")
@@ -308,6 +295,18 @@ class Trainer:
         self._pending_task_state = task_state if self.batch > 0 else None
         self.resumed = True
 
+    def _resume_rng(self, m: dict) -> None:
+        """This rank's random state from the checkpoint; under another number of ranks, a
+        stream derived from the seed, the rank and the step (and a note saying so)."""
+        saved, size, rank = int(m.get("world_size", 1)), self.world.size, self.world.rank
+        if saved == size:
+            self.rng.bit_generator.state = m["rng"] if size == 1 else m["rank_rngs"][rank]
+            return
+        self.rng = np.random.default_rng([self.cfg.seed, rank, int(m["step"])])
+        self.echo(f"note: the run was saved by {saved} process(es) and resumes in {size}: "
+                  "every batch stays the same, but the random streams (dropout, sampling) "
+                  "start anew, so the run will not repeat an uninterrupted one exactly")
+
     # -- the loop -------------------------------------------------------------------------
     def fit(self) -> dict:
         """Train until the epochs, the time budget or ``max_steps`` run out, or early stopping.
@@ -318,8 +317,9 @@ class Trainer:
         after saving ``last`` on Ctrl-C, and :class:`NonFiniteError` on a NaN/inf loss or
         gradient (``last`` keeps the previous good state).
         """
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.log = MetricsLog(self.out / "metrics.jsonl")
+        if self.lead:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.log = MetricsLog(self.out / "metrics.jsonl") if self.lead else _NoLog()
         if self.resumed:
             self.log.log("resume", epoch=self.epoch, batch=self.batch, step=self.step)
         else:
@@ -345,6 +345,7 @@ class Trainer:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+        self.world.barrier()  # the files rank 0 wrote are complete for every rank
         if reason == "interrupted":
             self._close_log("interrupted", epoch=self.epoch, step=self.step)
             raise KeyboardInterrupt
@@ -360,10 +361,11 @@ class Trainer:
             return "epochs"
         if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps:
             return "steps"
+        reason = None
         if self.cfg.minutes is not None and \
                 self.elapsed + self._reserve() >= self.cfg.minutes * 60.0:
-            return "time"
-        return None
+            reason = "time"
+        return self.world.bcast(reason, what="the stop decision")  # rank 0's clock decides
 
     def _run_epoch(self) -> str | None:  # noqa: C901 -- the training phases, in order
         cfg, task = self.cfg, self.task
@@ -396,6 +398,8 @@ class Trainer:
                     loss, n = task.train_batch(self.batch, self.rng)
             else:
                 loss, n = task.train_batch(self.batch, self.rng)
+            if self.world.size > 1:
+                loss, n = self._reduce_step(loss, n)
             if not math.isfinite(loss):
                 raise NonFiniteError(
                     f"loss became {loss} at epoch {self.epoch}, step {self.step + 1}: "
@@ -419,6 +423,8 @@ class Trainer:
                 self.ema.update()
             self.batch += 1
             self.step += 1
+            if self.world.size > 1 and self.step % self.world.check_every == 0:
+                self.world.check_weights(self.model, self.step)
             if watch:
                 from ..inspect.spectrum import spectrum_record
 
@@ -453,11 +459,28 @@ class Trainer:
             stop = "early-stopping"
         if stop is None:
             stop = self._done_reason()
-        if stop is None and self._interrupted:
+        if stop is None and self.world.any(self._interrupted):
             stop = "interrupted"
         return stop
 
+    def _reduce_step(self, loss: float, n: int) -> tuple[float, int]:
+        """Sum the gradients over the ranks (see :func:`rnnkit.distributed.World.allreduce_grads`)
+        with the loss and the stop flags in the same call: a Ctrl-C on any rank, and the time
+        budget as rank 0's clock sees it.  Returns the global mean loss and unit count."""
+        time_up = self.lead and self._local_stop() == "time"
+        total, (loss_sum, interrupted, out_of_time) = self.world.allreduce_grads(
+            self.model, n, [loss * n, float(self._interrupted), float(time_up)])
+        self._agreed_stop = "interrupted" if interrupted else "time" if out_of_time else None
+        return loss_sum / max(total, 1.0), int(round(total))
+
     def _stop_reason(self) -> str | None:
+        if self.world.size > 1:  # every rank stops at the same step
+            if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps:
+                return "steps"
+            return self._agreed_stop
+        return self._local_stop()
+
+    def _local_stop(self) -> str | None:
         if self._interrupted:
             return "interrupted"
         if self.cfg.max_steps is not None and self.step >= self.cfg.max_steps:
@@ -584,7 +607,8 @@ class Trainer:
     def _close_log(self, event: str, **fields) -> None:
         self.log.log(event, **fields)
         self.log.close()
-        self._plot()
+        if self.lead:
+            self._plot()
 
     def _plot(self) -> None:
         try:
@@ -596,6 +620,16 @@ class Trainer:
             pass
         except Exception as e:  # noqa: BLE001 -- a plot must never lose a finished run
             self.echo(f"warning: could not draw {self.out / 'training.png'} ({e})")
+
+
+class _NoLog:
+    """The metrics log of a rank other than 0: writes nothing."""
+
+    def log(self, event: str, **fields) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
 
 
 def _clock(seconds: float) -> str:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,41 @@ def predict_texts(model, vocab, texts, batch_size: int = 64) -> list[tuple[str, 
     probs = predict_proba(model, vocab, texts, batch_size)
     best = probs.argmax(axis=1)
     return [(vocab.labels[k], float(probs[i, k])) for i, k in enumerate(best)]
+
+
+def label_probabilities(model, vocab, texts, batch_size: int = 64) -> list[dict]:
+    """Each text's most likely ``label``, its ``probability``, and every class's
+    ``probabilities`` (``{label: p}``)."""
+    out = []
+    for p in predict_proba(model, vocab, texts, batch_size):
+        k = int(p.argmax())
+        out.append({"label": vocab.labels[k], "probability": float(p[k]),
+                    "probabilities": {lab: float(q) for lab, q in zip(vocab.labels, p)}})
+    return out
+
+
+class ClassifierService:
+    """A classifier checkpoint behind ``rnnkit serve``: ``predict(texts)`` gives each text's
+    label and the probability of every class.  Safe to share between threads."""
+
+    endpoints = ("predict",)
+
+    def __init__(self, path):
+        self.model, self.vocab, self.checkpoint = load_classifier(path)
+        self._lock = threading.Lock()
+
+    def info(self) -> dict:
+        return {"vocab_size": len(self.vocab.words), "labels": list(self.vocab.labels)}
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        tokens = [t.split() for t in texts]
+        if not all(tokens):
+            raise ValueError("a text to classify has no words")
+        with self._lock:
+            out = label_probabilities(self.model, self.vocab, tokens)
+        for words, r in zip(tokens, out):
+            r["tokens"] = words
+        return out
 
 
 def evaluate_file(path, file, *, encoding: str = "utf-8", fmt: str | None = None,

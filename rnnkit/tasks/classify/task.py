@@ -136,15 +136,30 @@ class ClassifyTask(EpochOrderTask):
 
     def train_batch(self, i: int, rng: np.random.Generator):
         ids, labels = self.splits["train"]
-        idx = self.batches[i]
+        idx = self.my_part(self.batches[i])
+        if len(idx) == 0:  # a short last batch leaves some processes without examples
+            return 0.0, 0
         x, lengths = pad_batch([ids[j] for j in idx])
         return self.model.loss(x, lengths, labels[idx], rng=rng)
 
     def evaluate(self, split: str):
         if split not in self.splits:
             return None
-        r = evaluate_classifier(self.model, *self.splits[split], batch_size=max(self.B, 64))
-        return {"loss": r["loss"], "accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
+        ids, labels = self.splits[split]
+        size = max(self.B, 64)
+        if self.world is None or self.world.size == 1:
+            r = evaluate_classifier(self.model, ids, labels, batch_size=size)
+            return {"loss": r["loss"], "accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
+        lo, hi = self.world.part(len(ids))  # this rank's examples, then everyone's predictions
+        mine = (0.0, np.empty(0, np.int64))
+        if hi > lo:
+            r = evaluate_classifier(self.model, ids[lo:hi], labels[lo:hi], batch_size=size)
+            mine = (r["loss"] * (hi - lo), r["predictions"])
+        parts = self.world.allgather(mine, what="the validation predictions")
+        preds = np.concatenate([p for _, p in parts])
+        C = self.model.cfg.num_classes
+        return {"loss": sum(t for t, _ in parts) / len(ids), "accuracy": accuracy(labels, preds),
+                "macro_f1": macro_f1(labels, preds, C)}
 
     def eval_size(self) -> int:
         return len(self.splits["valid"][1]) if "valid" in self.splits else 0

@@ -15,7 +15,7 @@ from .data import BUILTIN, BUILTIN_VALID, load_texts
 
 BUILTIN_MINUTES = 3.0
 MODEL_OPTIONS = ("level", "min_count", "max_vocab", "cell", "embed", "hidden", "layers",
-                 "dropout", "tie_weights", "init", "init_scale", "nonlinearity", "dtype",
+                 "dropout", "tie_weights", "init", "init_scale", "nonlinearity", "dtype", "proj",
                  "dropout_input", "dropout_output", "dropout_embed", "weight_drop", "locked",
                  "ar", "tar")
 AWD_OPTIONS = MODEL_OPTIONS[-7:]
@@ -54,7 +54,11 @@ def add_arguments(p) -> None:
                         "the last layer's output")
     add_awd_arguments(p)
     m.add_argument("--tie-weights", action="store_true",
-                   help="share embedding and output weights (needs --embed == --hidden)")
+                   help="share embedding and output weights (needs --embed == --hidden, or "
+                        "--embed == --proj)")
+    m.add_argument("--proj", type=int, default=0, metavar="N",
+                   help="projection LSTM (LSTMP): each layer outputs and feeds back "
+                        "h = W_hr (o * tanh(c)) of N < --hidden units (0: none)")
     m.add_argument("--init", choices=("default", "uniform", "identity"), default="default",
                    help="Xavier/orthogonal weights; U(-a, a) with a = --init-scale; or, for "
                         "--cell rnn (with --nonlinearity relu: IRNN), W_h = --init-scale x I")
@@ -135,6 +139,17 @@ def _restore_run_options(args, ck) -> None:
               "vocabulary")
 
 
+def _check_model_options(args) -> None:
+    """One-line errors naming the option, before any data is read."""
+    from ...errors import ConfigError
+
+    if args.proj < 0:
+        raise ConfigError(f"--proj must be >= 0, got {args.proj}")
+    if args.proj and (args.cell != "lstm" or args.proj >= args.hidden):
+        raise ConfigError(f"--proj is for --cell lstm and must be below --hidden ({args.hidden}), "
+                          f"got --proj {args.proj} with --cell {args.cell}")
+
+
 def _warn(message: str) -> None:
     print(f"rnnkit train: warning: {message}", file=sys.stderr)
 
@@ -155,6 +170,7 @@ def run(args) -> int:
         args.init_scale = 1.0 if args.init == "identity" else 0.1
     if args.init == "identity" and args.cell != "rnn":
         raise ConfigError("--init identity is for --cell rnn only (IRNN: add --nonlinearity relu)")
+    _check_model_options(args)
     t0 = time.monotonic()
     out = out_dir(args, "lm")
     ck = None
@@ -207,7 +223,7 @@ def run(args) -> int:
     if r.test is not None:
         print(f"test perplexity: {fmt_figure(r.test['ppl'], 2)}")
     if args.sample_length > 0:
-        from .sample_cli import sample_text
+        from .inference import sample_text
 
         print("sample:")
         sample_text(out / "best", prime="", length=args.sample_length, temperature=0.8,
@@ -238,7 +254,7 @@ def _model_config(saved: dict | None, args, vocab_size: int = 1):
     return LMConfig(vocab_size=vocab_size, cell=args.cell, embed_size=args.embed,
                     hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
                     tie_weights=args.tie_weights, init=args.init, init_scale=args.init_scale,
-                    nonlinearity=args.nonlinearity, dtype=args.dtype,
+                    nonlinearity=args.nonlinearity, dtype=args.dtype, proj_size=args.proj,
                     **{k: getattr(args, k) for k in AWD_OPTIONS})
 
 

@@ -2,7 +2,9 @@
 
 ``logits_t = dropout(h_t) W_o + b_o`` and ``p(w_{t+1} | w_<=t) = softmax(logits_t)``.  With
 ``tie_weights`` the output matrix is the embedding matrix transposed (Press & Wolf 2017;
-needs ``embed_size == hidden_size``), so its gradient is the sum of both uses.
+needs ``embed_size`` equal to the stack's output width, ``hidden_size`` or ``proj_size``), so
+its gradient is the sum of both uses.  ``proj_size > 0`` makes the stack a projection LSTM
+(:mod:`rnnkit.nn.lstmp`).
 
 The AWD-LSTM regularisers (Merity, Keskar & Socher 2018), all off by default and in ``eval()``:
 ``dropout_embed`` drops whole words (rows of the embedding matrix, one draw per batch);
@@ -23,11 +25,11 @@ import numpy as np
 from ...checks import check_ids, config_from_dict
 from ...errors import ConfigError
 from ...nn import init as initializers
+from ...nn.factory import make_layer
 from ...nn.layers import Embedding, Linear
 from ...nn.losses import softmax_cross_entropy
 from ...nn.module import Module
 from ...nn.penalties import activation_penalty, temporal_penalty
-from ...nn.recurrent import make_recurrent
 
 
 @dataclass
@@ -46,6 +48,7 @@ class LMConfig:
     init_scale: float = 0.1
     nonlinearity: str = "tanh"
     dtype: str = "float32"
+    proj_size: int = 0  # LSTM only: LSTMP output width (0: none)
     dropout_input: float | None = None  # on the embedding output; None: ``dropout``
     dropout_output: float | None = None  # on the last layer's output; None: ``dropout``
     dropout_embed: float = 0.0  # whole words: rows of the embedding matrix, per batch
@@ -53,6 +56,11 @@ class LMConfig:
     locked: bool = False  # every dropout mask drawn once per window, reused at every step
     ar: float = 0.0  # activation regularisation of the last layer's (dropped) output
     tar: float = 0.0  # temporal activation regularisation of the last layer's output
+
+    @property
+    def output_size(self) -> int:
+        """Width of the recurrent stack's output: ``proj_size`` if set, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
 
     def __post_init__(self):
         if self.cell not in ("rnn", "gru", "lstm"):
@@ -72,10 +80,17 @@ class LMConfig:
             raise ConfigError(f"init must be default, uniform or identity, got {self.init!r}")
         if self.init == "identity" and self.cell != "rnn":
             raise ConfigError("init 'identity' is for the vanilla RNN (--cell rnn) only")
-        if self.tie_weights and self.embed_size != self.hidden_size:
+        if not isinstance(self.proj_size, int) or isinstance(self.proj_size, bool) or \
+                self.proj_size < 0:
+            raise ConfigError(f"proj_size must be a non-negative integer, got {self.proj_size!r}")
+        if self.proj_size and (self.cell != "lstm" or self.proj_size >= self.hidden_size):
+            raise ConfigError(f"proj_size is for the LSTM, below hidden_size "
+                              f"({self.hidden_size}); got {self.proj_size} with cell {self.cell!r}")
+        if self.tie_weights and self.embed_size != self.output_size:
+            what = "proj_size" if self.proj_size else "hidden_size"
             raise ConfigError(
-                f"tie_weights needs embed_size == hidden_size, got {self.embed_size} and "
-                f"{self.hidden_size}")
+                f"tie_weights needs embed_size == {what}, got {self.embed_size} and "
+                f"{self.output_size}")
 
     @classmethod
     def from_dict(cls, d: dict) -> LMConfig:
@@ -122,7 +137,9 @@ class LanguageModel(Module):
             cfg.vocab_size, cfg.embed_size, init=emb_init, init_scale=cfg.init_scale,
             dtype=cfg.dtype, rng=rng))
         opts = {"nonlinearity": cfg.nonlinearity} if cfg.cell == "rnn" else {}
-        self.rnn = self.add_module("rnn", make_recurrent(
+        if cfg.proj_size:
+            opts["proj_size"] = cfg.proj_size
+        self.rnn = self.add_module("rnn", make_layer(
             cfg.cell, cfg.embed_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
             weight_drop=cfg.weight_drop, locked=cfg.locked, init=cfg.init,
             init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng, **opts))
@@ -131,7 +148,7 @@ class LanguageModel(Module):
             self.out = None
         else:
             self.out = self.add_module("out", Linear(
-                cfg.hidden_size, cfg.vocab_size, init="uniform" if uni else "xavier",
+                cfg.output_size, cfg.vocab_size, init="uniform" if uni else "xavier",
                 init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng))
 
     def initial_state(self, B: int):
@@ -195,7 +212,7 @@ class LanguageModel(Module):
         emb_cache, m_in, rnn_cache, m_out, out_cache = cache[:5]
         if self.out is None:
             h = out_cache
-            V, H = self.cfg.vocab_size, self.cfg.hidden_size
+            V, H = self.cfg.vocab_size, self.cfg.output_size
             d2 = dlogits.reshape(-1, V)
             self.embed.grad["W"] += d2.T @ h.reshape(-1, H)
             self.grad["b_out"] += d2.sum(axis=0)

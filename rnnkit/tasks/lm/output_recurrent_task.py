@@ -23,12 +23,15 @@ EVAL_SEED = 1234  # free-running validation: the same draws every time, not the 
 
 
 def evaluate_free_running(model, ids: np.ndarray, batch_size: int = 10, bptt: int = 64, *,
-                          feedback: str = "sample", seed: int = EVAL_SEED) -> dict:
+                          feedback: str = "sample", seed: int = EVAL_SEED,
+                          world=None) -> dict:
     """Mean NLL (nats per token), perplexity and bits of ``model`` on ``ids`` when every step
     feeds back the model's own previous prediction (``ss_prob = 1``).  The layout of streams
     and windows is that of :func:`~rnnkit.tasks.lm.task.evaluate_lm`, so the two losses are
     over the same tokens."""
-    return score_streams(model, ids, batch_size, bptt, rng=np.random.default_rng(seed),
+    rank = 0 if world is None else world.rank  # each rank draws its own rows' feedback
+    return score_streams(model, ids, batch_size, bptt, world=world,
+                         rng=np.random.default_rng([seed, rank] if rank else seed),
                          ss_prob=1.0, feedback=feedback)
 
 
@@ -44,7 +47,7 @@ class OutputRecurrentTask(LMTask):
         self.ss_prob, self.feedback, self.free_eval = ss_prob, feedback, free_eval
 
     def train_batch(self, i: int, rng: np.random.Generator):
-        x, y = get_window(self.streams, i, self.T)
+        x, y = get_window(self.rows, i, self.T)
         loss, n, self.carry = self.model.loss(x, y, self.carry, rng=rng, ss_prob=self.ss_prob,
                                               feedback=self.feedback)
         return loss, n
@@ -55,7 +58,7 @@ class OutputRecurrentTask(LMTask):
             return out
         ids = self.valid_ids if split == "valid" else self.test_ids
         r = evaluate_free_running(self.model, ids, self.eval_batch_size, self.T,
-                                  feedback=self.feedback)
+                                  feedback=self.feedback, world=self.world)
         out["free_loss"], out["free_ppl"] = r["loss"], r["ppl"]
         return out
 

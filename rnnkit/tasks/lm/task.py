@@ -10,7 +10,11 @@ With ``bptt_jitter`` the windows of an epoch have random lengths, as in AWD-LSTM
 with probability 0.95, else ``T / 2``, then ``N(that, 5)`` rounded down, at least 5 tokens, and
 the learning rate of its step is scaled by ``length / T`` (:meth:`LMTask.lr_scale`), so every
 token weighs about the same.  The lengths of epoch ``e`` come from a Generator seeded with
-``(seed, e)``: a resumed run reads the same windows.
+``(seed, e)``: a resumed run (and every process) reads the same windows.
+
+Across ``N`` processes (:meth:`LMTask.distribute`) each rank reads its ``B/N`` of the streams,
+carries their state, and scores its share of the validation streams; ``state()`` gathers the
+carried state of every stream on rank 0, so a checkpoint does not depend on ``N``.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from ...nn.cells.lstm import LSTMState
 from ...text.batching import batchify, get_window, num_windows
 
 
-def evaluate_lm(model, ids: np.ndarray, batch_size: int = 10, bptt: int = 64) -> dict:
+def evaluate_lm(model, ids: np.ndarray, batch_size: int = 10, bptt: int = 64, *,
+                world=None) -> dict:
     """Mean NLL (nats per token), perplexity and bits per token of ``model`` on ``ids``: every
     token after the first is scored once (see :func:`score_streams`)."""
-    return score_streams(model, ids, batch_size, bptt)
+    return score_streams(model, ids, batch_size, bptt, world=world)
 
 
-def score_streams(model, ids, batch_size: int = 10, bptt: int = 64, **loss_kw) -> dict:
+def score_streams(model, ids, batch_size: int = 10, bptt: int = 64, *, world=None,
+                  **loss_kw) -> dict:
     """Score ``ids`` as ``B`` parallel streams, each token after the first exactly once.
 
     The text is cut into ``B`` rows of ``N`` tokens (the layout of training) and read in
@@ -39,6 +45,8 @@ def score_streams(model, ids, batch_size: int = 10, bptt: int = 64, **loss_kw) -
     first left-over token after the last row), then the last row's state reads the rest of the
     ``len(ids) % B`` left-over tokens.  So each token is predicted from all the text before it
     in its row, and the rows start from a zero state.  ``loss_kw`` goes to ``model.loss``.
+    With a :class:`~rnnkit.distributed.World`, each rank scores its share of the rows (the rank
+    of the last row also the left-over tokens) and the sums are added over the ranks.
     """
     ids = np.asarray(ids)
     was_training = model.training
@@ -50,6 +58,7 @@ def score_streams(model, ids, batch_size: int = 10, bptt: int = 64, **loss_kw) -
         streams = batchify(ids, B, min(bptt, max(1, len(ids) // B - 1)))
         N = streams.shape[1]
         tail = ids[B * N:].astype(np.int64)
+        lo, hi = (0, B) if world is None else world.part(B)
         state, total, n = None, 0.0, 0
 
         def score(x, y, state, mask=None):
@@ -59,10 +68,11 @@ def score_streams(model, ids, batch_size: int = 10, bptt: int = 64, **loss_kw) -
             n += k
             return state
 
-        for i in range(num_windows(streams, bptt)):
-            x, y = get_window(streams, i, bptt)
+        rows = streams[lo:hi]
+        for i in range(num_windows(streams, bptt) if hi > lo else 0):
+            x, y = get_window(rows, i, bptt)
             state = score(x, y, state)
-        if B > 1:  # across each row boundary, and into the left-over tokens
+        if B > 1 and hi > lo:  # across each row boundary, and into the left-over tokens
             y = np.zeros((B, 1), np.int64)
             y[:-1, 0] = streams[1:, 0]
             mask = np.ones((B, 1), bool)
@@ -70,13 +80,17 @@ def score_streams(model, ids, batch_size: int = 10, bptt: int = 64, **loss_kw) -
                 y[-1, 0] = tail[0]
             else:
                 mask[-1, 0] = False
-            state = score(streams[:, N - 1:], y, state, mask)
-            state = _last_row(state)
-            for j in range(0, len(tail) - 1, bptt):
-                end = min(j + bptt, len(tail) - 1)
-                state = score(tail[None, j:end], tail[None, j + 1:end + 1], state)
+            state = score(rows[:, N - 1:], y[lo:hi], state, mask[lo:hi])
+            if hi == B:
+                state = _last_row(state)
+                for j in range(0, len(tail) - 1, bptt):
+                    end = min(j + bptt, len(tail) - 1)
+                    state = score(tail[None, j:end], tail[None, j + 1:end + 1], state)
     finally:
         model.train(was_training)
+    if world is not None:
+        total, n = world.sum([total, n])
+        n = int(round(n))
     mean = total / max(n, 1)
     return {"loss": mean, "ppl": math.exp(mean) if mean < 700 else math.inf,
             "bits": mean / math.log(2), "tokens": n}
@@ -135,6 +149,16 @@ class LMTask:
         self.carry = None
         self.jitter, self.seed = bptt_jitter, seed
         self.windows: list[tuple[int, int]] | None = None  # this epoch's, with jitter
+        self.world, self.rows = None, self.streams  # this process's streams
+
+    def distribute(self, world) -> None:
+        """Read only this rank's share of the ``B`` streams, and score only its share of the
+        validation streams."""
+        lo, hi = world.part(self.B)
+        if hi == lo:
+            raise DataError(f"--batch-size {self.B} is smaller than the {world.size} processes: "
+                            "each one needs at least one stream")
+        self.world, self.rows = world, self.streams[lo:hi]
 
     def num_batches(self) -> int:
         if self.jitter:
@@ -160,10 +184,10 @@ class LMTask:
     def train_batch(self, i: int, rng: np.random.Generator):
         if self.jitter:
             start, length = self.windows[i]
-            x = self.streams[:, start:start + length]  # (B, T')
-            y = self.streams[:, start + 1:start + 1 + length]  # (B, T')
+            x = self.rows[:, start:start + length]  # (B, T')
+            y = self.rows[:, start + 1:start + 1 + length]  # (B, T')
         else:
-            x, y = get_window(self.streams, i, self.T)
+            x, y = get_window(self.rows, i, self.T)
         loss, n, self.carry = self.model.loss(x, y, self.carry, rng=rng)
         return loss, n
 
@@ -171,7 +195,7 @@ class LMTask:
         ids = self.valid_ids if split == "valid" else self.test_ids
         if ids is None or len(ids) < 2:
             return None
-        r = evaluate_lm(self.model, ids, self.eval_batch_size, self.T)
+        r = evaluate_lm(self.model, ids, self.eval_batch_size, self.T, world=self.world)
         out = {"loss": r["loss"], "ppl": r["ppl"]}
         if self.tokenizer.level == "char":
             out["bpc"] = r["bits"]
@@ -179,12 +203,23 @@ class LMTask:
 
     def state(self):
         if self.carry is None:
-            return {"carry": None}, {}
-        if isinstance(self.carry, tuple):
-            return {"carry": "lstm"}, {"h": self.carry[0], "c": self.carry[1]}
-        return {"carry": "h"}, {"h": self.carry}
+            meta, arrays = {"carry": None}, {}
+        elif isinstance(self.carry, tuple):
+            meta, arrays = {"carry": "lstm"}, {"h": self.carry[0], "c": self.carry[1]}
+        else:
+            meta, arrays = {"carry": "h"}, {"h": self.carry}
+        if self.world is None or self.world.size == 1:
+            return meta, arrays
+        # every rank's streams, in order, on rank 0 (the batch axis of a carried state is 1)
+        parts = self.world.gather(arrays, what="the carried state")
+        if parts is None:
+            return meta, {}
+        return meta, {k: np.concatenate([p[k] for p in parts], axis=1) for k in arrays}
 
     def load_state(self, meta: dict, arrays: dict) -> None:
+        if self.world is not None and self.world.size > 1:  # this rank's streams
+            lo, hi = self.world.part(self.B)
+            arrays = {k: v[:, lo:hi] for k, v in arrays.items()}
         kind = meta.get("carry")
         if kind == "lstm":
             self.carry = LSTMState(arrays["h"], arrays["c"])

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -89,6 +90,41 @@ def translate_texts(model, src_tok, tgt_tok, texts, *, beam: int = 1, max_len: i
                                tgt_tok.vocab.decode(np.asarray(toks, np.int64)), weights,
                                finished, logp))
     return out
+
+
+class Seq2SeqService:
+    """A seq2seq checkpoint behind ``rnnkit serve``: ``translate(text, beam)`` gives the
+    translation, its tokens and the attention weights (n_out, n_src) (None without
+    attention), with the text prepared as in training.  Safe to share between threads."""
+
+    endpoints = ("translate",)
+
+    def __init__(self, path):
+        self.model, self.src_tok, self.tgt_tok, self.checkpoint = load_seq2seq(path)
+        self.prepare = text_preparation(self.checkpoint)
+        self.max_len = output_limit(self.checkpoint, None)
+        self.alpha = float(self.checkpoint.config.get("alpha", 1.0))
+        self._lock = threading.Lock()
+
+    def info(self) -> dict:
+        return {"vocab_size": {"source": len(self.src_tok.vocab),
+                               "target": len(self.tgt_tok.vocab)},
+                "attention": self.model.attention is not None, "max_len": self.max_len}
+
+    def translate(self, text: str, beam: int = 5) -> dict:
+        prepared = self.prepare(text)
+        if not prepared:
+            raise ValueError("the text to translate is empty" + (
+                " after normalisation" if self.prepare is not str.strip else ""))
+        with warnings.catch_warnings(record=True) as caught, self._lock:
+            warnings.simplefilter("always")
+            r = translate_texts(self.model, self.src_tok, self.tgt_tok, [prepared], beam=beam,
+                                max_len=self.max_len, alpha=self.alpha)[0]
+        rows = r.tgt_tokens + (["<eos>"] if r.finished else [])
+        weights = None if r.weights is None else np.round(r.weights, 6).tolist()
+        return {"translation": r.text, "source_tokens": r.src_tokens, "output_tokens": rows,
+                "attention": weights, "finished": bool(r.finished),
+                "warnings": [str(w.message) for w in caught]}
 
 
 def evaluate_file(path, file, *, beam: int = DEFAULT_EVAL_BEAM, max_len=None,

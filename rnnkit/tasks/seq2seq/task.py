@@ -150,19 +150,34 @@ def teacher_forced_loss(model, pairs, batch_size: int = 128) -> tuple[float, int
 
 
 def evaluate_pairs(model, tgt_tok, pairs, refs=None, *, beam: int = 1, max_len: int = 50,
-                   alpha: float = 1.0, batch_size: int = 128, loss: bool = True) -> dict:
+                   alpha: float = 1.0, batch_size: int = 128, loss: bool = True,
+                   world=None) -> dict:
     """Loss, exact match, token accuracy and BLEU of ``model`` on encoded ``pairs`` (lists of
     ``(src_ids, tgt_ids)``), decoding greedily or with a beam.
 
     ``refs`` are the reference target texts (default: the decoded target ids); outputs are
     scored against their tokens, so a reference word outside the vocabulary counts as missed
     even if the model writes ``<unk>``.  ``unfinished`` counts outputs cut at ``max_len``.
+    With a :class:`~rnnkit.distributed.World`, each rank decodes its share of the pairs and
+    the figures are those of all of them.
     """
     out: dict = {}
+    lo, hi = (0, len(pairs)) if world is None else world.part(len(pairs))
+    mine = pairs[lo:hi]
+    mean = total = n = 0
+    if loss and mine:
+        mean, n = teacher_forced_loss(model, mine, batch_size)
+        total = mean * n
+    hyps, finished = decode_all(model, [s for s, _ in mine], beam=beam, max_len=max_len,
+                                alpha=alpha, batch_size=batch_size) if mine else ([], [])
+    if world is not None and world.size > 1:
+        parts = world.allgather((total, n, hyps, finished), what="the validation outputs")
+        total, n = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        hyps = [h for p in parts for h in p[2]]
+        finished = [f for p in parts for f in p[3]]
+        mean = total / max(n, 1)
     if loss:
-        out["loss"], _ = teacher_forced_loss(model, pairs, batch_size)
-    hyps, finished = decode_all(model, [s for s, _ in pairs], beam=beam, max_len=max_len,
-                                alpha=alpha, batch_size=batch_size)
+        out["loss"] = mean
     if refs is None:
         refs = [tgt_tok.decode(t) for _, t in pairs]
     hyp_text = [tgt_tok.decode(h) for h in hyps]
@@ -206,6 +221,11 @@ class Seq2SeqTask:
         self.src_lengths = np.array([len(s) for s, _ in train])
         self.epoch = 1
         self.batches = None
+        self.world = None
+
+    def distribute(self, world) -> None:
+        """Train on this rank's slice of every batch; validate on its share of the pairs."""
+        self.world = world
 
     def num_batches(self) -> int:
         return -(-len(self.train) // self.B)
@@ -219,6 +239,10 @@ class Seq2SeqTask:
         if self.batches is None:
             self.start_epoch(self.epoch)
         idx = self.batches[i]
+        if self.world is not None:
+            idx = self.world.shard(idx)
+            if len(idx) == 0:  # a short last batch leaves some processes without pairs
+                return 0.0, 0
         src, lengths, tgt_in, tgt_out = make_batch([self.train[j][0] for j in idx],
                                                    [self.train[j][1] for j in idx])
         step = (self.epoch - 1) * self.num_batches() + i
@@ -228,11 +252,16 @@ class Seq2SeqTask:
     def evaluate(self, split: str):
         if split != "valid" or not self.valid:
             return None
-        if not self.decode_valid:
+        if not self.decode_valid and self.world is None:
             loss, _ = teacher_forced_loss(self.model, self.valid)
             return {"loss": loss}
+        if not self.decode_valid:
+            lo, hi = self.world.part(len(self.valid))
+            loss, n = teacher_forced_loss(self.model, self.valid[lo:hi]) if hi > lo else (0, 0)
+            total, n = self.world.sum([loss * n, n])
+            return {"loss": total / max(n, 1)}
         r = evaluate_pairs(self.model, self.tgt_tok, self.valid, self.valid_refs,
-                           max_len=self.max_len)
+                           max_len=self.max_len, world=self.world)
         r.pop("unfinished")
         return r
 

@@ -2,11 +2,15 @@
 
 >>> # model, vocab = load_tagger("runs/upos")[:2]
 >>> # tag_sentences(model, vocab, [["I", "saw", "her"]])       # [["PRON", "VERB", "PRON"]]
+>>> # tag_probabilities(model, vocab, [["I", "saw"]])[0].shape  # (2, number of tags)
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+
+import numpy as np
 
 from ...errors import CheckpointError
 from ...text.labeled import read_tagged
@@ -34,6 +38,51 @@ def tag_sentences(model: SequenceTagger, vocab: TaggerVocab, sentences,
     enc = Encoded(vocab, vocab.char_table(), sentences)
     preds, _, _ = predict_tags(model, enc, batch_size)
     return [[vocab.tags[k] for k in p] for p in preds]
+
+
+def tag_probabilities(model: SequenceTagger, vocab: TaggerVocab, sentences,
+                      batch_size: int = 64) -> list[np.ndarray]:
+    """The tag probabilities of each word: one array (T, K) per sentence (a list of words,
+    none empty); their argmax is what :func:`tag_sentences` returns."""
+    from ...nn.losses import softmax
+    from ...text.labeled import bucket_batches
+
+    enc = Encoded(vocab, vocab.char_table(), sentences)
+    out: list = [None] * len(enc.lengths)
+    for idx in bucket_batches(enc.lengths, batch_size):
+        x, lengths, chars, _ = enc.batch(idx)
+        logits, _ = model.forward(x, lengths, chars)  # (B, T, K)
+        probs = softmax(np.asarray(logits, dtype=np.float64))
+        for b, j in enumerate(idx):
+            out[j] = probs[b, : lengths[b]]
+    return out
+
+
+class TaggerService:
+    """A tagger checkpoint behind ``rnnkit serve``: ``predict(texts)`` gives each text's words
+    with their tags and the tags' probabilities.  Safe to share between threads."""
+
+    endpoints = ("predict",)
+
+    def __init__(self, path):
+        self.model, self.vocab, self.checkpoint = load_tagger(path)
+        self._lock = threading.Lock()
+
+    def info(self) -> dict:
+        return {"vocab_size": len(self.vocab.words), "tags": list(self.vocab.tags)}
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        sentences = [t.split() for t in texts]
+        if not all(sentences):
+            raise ValueError("a text to tag has no words")
+        with self._lock:
+            probs = tag_probabilities(self.model, self.vocab, sentences)
+        out = []
+        for words, p in zip(sentences, probs):
+            best = p.argmax(axis=1)
+            out.append({"tokens": words, "tags": [self.vocab.tags[k] for k in best],
+                        "probabilities": [round(float(p[t, k]), 6) for t, k in enumerate(best)]})
+        return out
 
 
 def evaluate_file(path, file, *, encoding: str = "utf-8", fmt: str | None = None,

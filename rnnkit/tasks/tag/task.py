@@ -122,6 +122,14 @@ class Encoded:
             tags, _ = pad_batch([self.tags[j] for j in idx])
         return x, lengths, chars, tags
 
+    def part(self, lo: int, hi: int) -> Encoded:
+        """The sentences ``lo .. hi - 1`` alone."""
+        sub = object.__new__(Encoded)
+        sub.words, sub.table, sub.lengths = self.words[lo:hi], self.table, self.lengths[lo:hi]
+        sub.forms = None if self.forms is None else self.forms[lo:hi]
+        sub.tags = None if self.tags is None else self.tags[lo:hi]
+        return sub
+
 
 def predict_tags(model: SequenceTagger, enc: Encoded, batch_size: int = 64):
     """Predicted tag ids per sentence, plus the summed loss and token count if tags exist."""
@@ -147,10 +155,18 @@ def predict_tags(model: SequenceTagger, enc: Encoded, batch_size: int = 64):
 
 
 def evaluate_tagger(model: SequenceTagger, vocab: TaggerVocab, enc: Encoded,
-                    batch_size: int = 64) -> dict:
+                    batch_size: int = 64, world=None) -> dict:
     """Loss and token accuracy; accuracy on words outside the word vocabulary; span P/R/F1
-    when the tags are BIO/IOB/BIOES."""
-    preds, total, count = predict_tags(model, enc, batch_size)
+    when the tags are BIO/IOB/BIOES.  With a :class:`~rnnkit.distributed.World`, each rank
+    tags its share of the sentences and the figures are those of all of them."""
+    if world is None or world.size == 1:
+        preds, total, count = predict_tags(model, enc, batch_size)
+    else:
+        lo, hi = world.part(len(enc.lengths))
+        mine = predict_tags(model, enc.part(lo, hi), batch_size) if hi > lo else ([], 0.0, 0)
+        parts = world.allgather(mine, what="the validation predictions")
+        preds = [p for part in parts for p in part[0]]
+        total, count = sum(p[1] for p in parts), sum(p[2] for p in parts)
     gold = np.concatenate(enc.tags)
     pred = np.concatenate(preds)
     unk = np.concatenate(enc.words) == vocab.words.unk_id
@@ -197,13 +213,17 @@ class TagTask(EpochOrderTask):
                                       epoch_rng(self.seed, epoch))
 
     def train_batch(self, i: int, rng: np.random.Generator):
-        x, lengths, chars, tags = self.splits["train"].batch(self.batches[i])
+        idx = self.my_part(self.batches[i])
+        if len(idx) == 0:  # a short last batch leaves some processes without sentences
+            return 0.0, 0
+        x, lengths, chars, tags = self.splits["train"].batch(idx)
         return self.model.loss(x, lengths, tags, chars, rng=rng)
 
     def evaluate(self, split: str):
         if split not in self.splits:
             return None
-        r = evaluate_tagger(self.model, self.vocab, self.splits[split], max(self.B, 64))
+        r = evaluate_tagger(self.model, self.vocab, self.splits[split], max(self.B, 64),
+                            world=self.world)
         return {k: v for k, v in r.items() if k not in ("tokens", "oov_tokens")}
 
     def eval_size(self) -> int:
