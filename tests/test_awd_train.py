@@ -113,3 +113,125 @@ def test_awd_options_refused_with_output_recurrent(tmp_path, capsys):
     assert main(["train", "--data", str(text), "--dropout-embed", "1.5", *TINY,
                  "--out", str(tmp_path / "s")]) != 0
     assert "dropout_embed must be in [0, 1)" in capsys.readouterr().err
+
+
+# -- NT-ASGD -----------------------------------------------------------------------------------
+def _reference_trigger(values, n):
+    """The authors' code, literally: the index of the check that starts the averaging."""
+    best_val_loss = []
+    for k, val_loss in enumerate(values):
+        if len(best_val_loss) > n and val_loss > min(best_val_loss[:-n]):
+            return k
+        best_val_loss.append(val_loss)
+    return None
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_ntasgd_switches_exactly_when_the_reference_does(n):
+    from rnnkit.train.ntasgd import NTASGD
+
+    rng = np.random.default_rng(n)
+    for _ in range(200):
+        values = list(np.round(3 - np.cumsum(rng.uniform(-0.3, 0.5, 15)), 1))
+        opt = NTASGD({"w": np.zeros(2)}, lr=0.1, nonmono=n)
+        got = [opt.observe(v) for v in values]
+        want = _reference_trigger(values, n)
+        assert got == [k == want for k in range(len(values))]
+        assert opt.averaging == (want is not None)
+
+
+def test_ntasgd_average_is_the_mean_of_the_iterates_since_the_switch():
+    from rnnkit.train.ntasgd import NTASGD
+
+    rng = np.random.default_rng(0)
+    w = {"a": rng.standard_normal((3, 2)), "b": rng.standard_normal(4)}
+    opt = NTASGD(w, lr=0.1, nonmono=1, momentum=0.5, weight_decay=0.01)
+    for _ in range(3):
+        opt.step({k: rng.standard_normal(v.shape) for k, v in w.items()})
+    assert opt.avg is None
+    for v in (1.0, 2.0, 3.0):
+        opt.observe(v)
+    assert opt.averaging and opt.switched_at == 3
+    before = {k: v.copy() for k, v in w.items()}
+    with opt.swapped():  # no averaged step yet: the iterate itself
+        for k in w:
+            np.testing.assert_array_equal(w[k], before[k])
+    iterates = []
+    for _ in range(7):
+        opt.step({k: rng.standard_normal(v.shape) for k, v in w.items()})
+        iterates.append({k: v.copy() for k, v in w.items()})
+        for k in w:
+            np.testing.assert_allclose(opt.avg[k], np.mean([it[k] for it in iterates], 0),
+                                       rtol=1e-13, atol=1e-15)
+    with opt.swapped():
+        for k in w:
+            np.testing.assert_array_equal(w[k], opt.avg[k])
+    for k in w:
+        np.testing.assert_array_equal(w[k], iterates[-1][k])  # the iterate is back
+
+
+class Recording(Task):
+    """Scripted validation figures; remembers the weights every validation sees."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.seen = []
+
+    def evaluate(self, split):
+        self.seen.append({k: v.copy() for k, v in self.model.parameters().items()})
+        return super().evaluate(split)
+
+
+SCRIPT = [2.0, 3.0, 2.5, 1.9, 1.8, 1.7]  # nonmono 1: the third check starts the averaging
+
+
+def test_trainer_ntasgd_switches_validates_and_saves_with_the_average(tmp_path):
+    from test_trainer import N_BATCHES
+
+    task = Recording(scripted=SCRIPT)
+    trainer, summary = _train(tmp_path / "a", _cfg(optimizer="nt-asgd", lr=0.5, nonmono=1,
+                                                   epochs=5), task=task)
+    opt = trainer.opt
+    assert opt.switched_at == 3 * N_BATCHES and opt.n_avg == 2 * N_BATCHES
+    assert opt.history == SCRIPT[:3]
+    # validation 4 and 5 saw the average, not the iterate
+    for k, v in opt.avg.items():
+        np.testing.assert_array_equal(task.seen[-1][k], v)
+        assert not np.array_equal(v, trainer.model.parameters()[k])
+    # best/ (the best figure, 1.8 at epoch 5) and last/ hold the average; last/ keeps the
+    # iterate for a resume
+    for which in ("best", "last"):
+        ck = load_checkpoint(tmp_path / "a" / which)
+        for k, v in opt.avg.items():
+            np.testing.assert_array_equal(ck.weights[k], v)
+    ck = load_checkpoint(tmp_path / "a" / "last")
+    for k, v in trainer.model.parameters().items():
+        np.testing.assert_array_equal(ck.train_arrays[f"raw.{k}"], v)
+    assert any(r.get("event") == "nt-asgd" for r in map(json.loads, open(
+        tmp_path / "a" / "metrics.jsonl")))
+
+
+@pytest.mark.parametrize("stop_after", [20, 45])  # before and after the switch (step 39)
+def test_trainer_ntasgd_resume_equals_an_uninterrupted_run(tmp_path, stop_after):
+    cfg = {"optimizer": "nt-asgd", "lr": 0.5, "nonmono": 1, "epochs": 5}
+    full, _ = _train(tmp_path / "a", _cfg(**cfg), task=Task(scripted=SCRIPT, dropout=0.2))
+    first, _ = _train(tmp_path / "b", _cfg(max_steps=stop_after, **cfg),
+                      task=Task(scripted=SCRIPT, dropout=0.2))
+    # the partial validation at the stop does not count as a check
+    assert first.opt.history == SCRIPT[:stop_after // 13]
+    resumed = Task(scripted=SCRIPT, dropout=0.2)
+    resumed._evals = len(SCRIPT[:stop_after // 13]) + 0  # the script continues where it was
+    second, _ = _train(tmp_path / "b", _cfg(**cfg), task=resumed, resume=True)
+    _assert_same(_weights(full), _weights(second))
+    _assert_same(full.opt.avg, second.opt.avg)
+    assert (full.opt.switched_at, full.opt.n_avg, full.opt.history) == (
+        second.opt.switched_at, second.opt.n_avg, second.opt.history)
+
+
+def test_ntasgd_config_checks():
+    from rnnkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="use one of them"):
+        _cfg(optimizer="nt-asgd", ema=0.99)
+    with pytest.raises(ConfigError, match="nonmono must be a positive integer"):
+        _cfg(optimizer="nt-asgd", nonmono=0)

@@ -38,8 +38,13 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out where it stopped, with its saved options")
     g.add_argument("--batch-size", type=int, default=batch_size, help="batch size B")
-    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=optimizer,
-                   help="optimiser")
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "nt-asgd"), default=optimizer,
+                   help="optimiser; nt-asgd: SGD that averages the weights once validation has "
+                        "not improved for --nonmono checks (validation and checkpoints use the "
+                        "average)")
+    g.add_argument("--nonmono", type=int, default=5, metavar="N",
+                   help="nt-asgd: validations (epochs, and --eval-every) without improvement "
+                        "before averaging starts")
     g.add_argument("--lr", type=float, default=lr, help="learning rate")
     g.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     g.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
@@ -78,7 +83,8 @@ def train_config(args) -> TrainConfig:
         patience=args.patience, log_every=args.log_every, seed=args.seed,
         progress=not args.no_progress, max_steps=getattr(args, "max_steps", None),
         inspect_every=getattr(args, "inspect_every", None),
-        eval_every=getattr(args, "eval_every", None), ema=getattr(args, "ema", None))
+        eval_every=getattr(args, "eval_every", None), ema=getattr(args, "ema", None),
+        nonmono=getattr(args, "nonmono", 5))
 
 
 def resume_train_config(args, saved: dict) -> TrainConfig:
