@@ -75,6 +75,19 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
                         "every 10 s)")
 
 
+def add_awd_arguments(g, *, unit: str = "sequence", note: str = "") -> None:
+    """``--dropout-embed``, ``--weight-drop`` and ``--locked`` (AWD-LSTM's regularisers, off
+    by default) in the argument group ``g``; ``unit``: what a locked mask lasts for."""
+    g.add_argument("--dropout-embed", type=float, default=0.0, metavar="P",
+                   help="embedding dropout: drop whole words (rows of the embedding matrix), "
+                        f"one draw per batch, the rest scaled by 1/(1-P){note}")
+    g.add_argument("--weight-drop", type=float, default=0.0, metavar="P",
+                   help="DropConnect on every recurrent matrix W_h, one mask per batch")
+    g.add_argument("--locked", action="store_true",
+                   help="locked (variational) dropout: every dropout mask over time is drawn "
+                        f"once per {unit} and reused at every step")
+
+
 def train_config(args) -> TrainConfig:
     return TrainConfig(
         epochs=args.epochs, minutes=args.minutes, optimizer=args.optimizer, lr=args.lr,

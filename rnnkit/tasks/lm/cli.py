@@ -10,7 +10,13 @@ from __future__ import annotations
 import sys
 import time
 
-from ...train.options import add_train_arguments, out_dir, resume_train_config, train_config
+from ...train.options import (
+    add_awd_arguments,
+    add_train_arguments,
+    out_dir,
+    resume_train_config,
+    train_config,
+)
 from .data import BUILTIN, BUILTIN_VALID, load_texts
 
 BUILTIN_MINUTES = 3.0
@@ -52,7 +58,7 @@ def add_arguments(p) -> None:
     m.add_argument("--dropout", type=float, default=0.0,
                    help="dropout between layers, and by default on the embedding output and "
                         "the last layer's output")
-    add_awd_arguments(p)
+    add_regularisation_arguments(p)
     m.add_argument("--tie-weights", action="store_true",
                    help="share embedding and output weights (needs --embed == --hidden, or "
                         "--embed == --proj)")
@@ -85,21 +91,14 @@ def add_arguments(p) -> None:
                      f"(default: {BUILTIN_MINUTES:g} for the built-in corpus, else no limit)")
 
 
-def add_awd_arguments(p) -> None:
+def add_regularisation_arguments(p) -> None:
     """The AWD-LSTM regularisers of ``rnnkit train`` (an argument group)."""
     a = p.add_argument_group("AWD-LSTM regularisation (Merity et al. 2018; default: off)")
     a.add_argument("--dropout-input", type=float, default=None, metavar="P",
                    help="dropout on the embedding output (default: --dropout)")
     a.add_argument("--dropout-output", type=float, default=None, metavar="P",
                    help="dropout on the last layer's output (default: --dropout)")
-    a.add_argument("--dropout-embed", type=float, default=0.0, metavar="P",
-                   help="embedding dropout: drop whole words (rows of the embedding matrix), "
-                        "one draw per batch, the rest scaled by 1/(1-P)")
-    a.add_argument("--weight-drop", type=float, default=0.0, metavar="P",
-                   help="DropConnect on every recurrent matrix W_h, one mask per batch")
-    a.add_argument("--locked", action="store_true",
-                   help="locked (variational) dropout: every dropout mask is drawn once per "
-                        "window and reused at every time step")
+    add_awd_arguments(a, unit="window")
     a.add_argument("--ar", type=float, default=0.0, metavar="A",
                    help="activation regularisation: add A * mean(h^2) of the last layer's "
                         "dropped output to the training loss")
