@@ -34,7 +34,7 @@ NEW = {
 }
 SHARED = ("errors", "checks", "cells", "nn.cells", "recurrent", "nn.recurrent", "layers",
           "nn.layers", "losses", "nn.losses", "init", "nn.init", "module", "nn.module", "_blas",
-          "nn._blas", "text.io", "text.vocab", "text.tokenizers", "text.datasets",
+          "nn._blas", "text.io", "text.vocab", "text.tokenizers", "text.datasets", "text.vectors",
           "text.batching", "optim", "train.optim", "train.schedules", "train.ema", "runlog",
           "train.runlog", "plotting", "train.plotting", "metrics", "sampling", "decode", "inspect")
 

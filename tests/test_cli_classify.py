@@ -154,7 +154,7 @@ def test_ctrl_c_saves_warns_and_explains_how_to_resume(tmp_path, capsys, monkeyp
     assert code == 130 and stdout == ""
     lines = err.splitlines()
     assert lines[-2].startswith(f"rnnkit {command}: warning: {train}: skipped 1 bad")
-    assert lines[-1] == (f"rnnkit {command}: interrupted; checkpoint saved in {out / 'last'}; "
+    assert lines[-1] == (f"rnnkit {command}: interrupted; progress saved in {out / 'last'}; "
                          f"continue with --out {out} --resume")
     assert load_checkpoint(out / "last").train_meta["step"] == 1
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnkit.text.labeled import load_vectors
+from rnnkit.text.vectors import load_vectors
 from rnnkit.text.vocab import Vocab
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "glove_vectors.py"

@@ -1,5 +1,6 @@
-"""rnnkit.text.labeled: classification and tagging readers on small files (every bad input
-named by file and line), word vectors, padding and bucketing."""
+"""Labelled text: rnnkit.text.classification and rnnkit.text.tagged readers on small files
+(every bad input named by file and line), rnnkit.text.vectors, rnnkit.text.io.iter_lines, and
+the padding and bucketing of rnnkit.text.batching."""
 
 from __future__ import annotations
 
@@ -12,20 +13,12 @@ import numpy as np
 import pytest
 
 from rnnkit.errors import DataError
-from rnnkit.text.labeled import (
-    SkippedWarning,
-    bucket_batches,
-    build_vocab,
-    check_label_counts,
-    epoch_rng,
-    is_bio,
-    iter_lines,
-    load_vectors,
-    num_bucket_batches,
-    pad_batch,
-    read_classification,
-    read_tagged,
-)
+from rnnkit.text.batching import bucket_batches, epoch_rng, num_bucket_batches, pad_batch
+from rnnkit.text.classification import check_label_counts, read_classification
+from rnnkit.text.io import SkippedWarning, iter_lines
+from rnnkit.text.tagged import is_bio, read_tagged
+from rnnkit.text.vectors import load_vectors
+from rnnkit.text.vocab import build_vocab
 
 
 def write(tmp_path, name, text, encoding="utf-8"):

@@ -174,3 +174,30 @@ def test_dropout_gradcheck():
 def test_dropout_bad_p(p):
     with _raises(f"Dropout: expected p in [0, 1), got {p!r}"):
         Dropout(p)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_dropout_for_the_layer_and_the_models(dtype):
+    """The Dropout layer, the language model and the seq2seq encoder draw the same mask from the
+    same generator state: one implementation (rnnkit.nn.layers.dropout.dropout)."""
+    from rnnkit.nn.layers.dropout import dropout, dropout_mask
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+    from rnnkit.tasks.seq2seq.model import Seq2Seq, Seq2SeqConfig
+
+    p, E = 0.4, 4
+    ids = np.random.default_rng(1).integers(1, 7, size=(3, 5))  # (B, T)
+    want = dropout_mask((3, 5, E), p, np.random.default_rng(8), dtype)  # (B, T, E)
+    assert want.dtype == dtype and set(np.unique(want)) == {0.0, dtype(1 / (1 - p))}
+
+    x = np.ones((3, 5, E), dtype)
+    _, m_fn = dropout(x, p, np.random.default_rng(8))
+    _, m_layer = Dropout(p).forward(x, rng=np.random.default_rng(8))
+    lm = LanguageModel(LMConfig(vocab_size=7, embed_size=E, hidden_size=3, dropout=p,
+                                dtype=np.dtype(dtype).name), rng=np.random.default_rng(0))
+    m_lm = lm.forward(ids, rng=np.random.default_rng(8))[2][1]  # cache: (emb, m_in, ...)
+    s2s = Seq2Seq(Seq2SeqConfig(7, 7, embed_size=E, hidden_size=3,
+                                dropout=p, dtype=np.dtype(dtype).name),
+                  rng=np.random.default_rng(0))
+    m_s2s = s2s._encode(ids, np.full(3, 5), np.random.default_rng(8))[2][1]  # (emb, m_src, ..)
+    for m in (m_fn, m_layer, m_lm, m_s2s):
+        np.testing.assert_array_equal(m, want)

@@ -5,6 +5,7 @@ Layers, top to bottom (a module may import its own layer or any layer below it):
 
     4  rnnkit.cli                      the ``rnnkit`` command: parsing, dispatch, messages
     3  rnnkit.tasks                    one package per task + the kind registry
+       rnnkit.serve                    the HTTP server around a task's service
     2  rnnkit.train, rnnkit.text, rnnkit.inspect, rnnkit.decode, rnnkit.metrics,
        rnnkit.interop, rnnkit.distributed   task-agnostic machinery
     1  rnnkit.nn                       the NumPy engine: cells, layers, losses, modules
@@ -27,7 +28,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "rnnkit"
 LAYERS = {
     "rnnkit.cli": 4,
-    "rnnkit.tasks": 3,
+    "rnnkit.tasks": 3, "rnnkit.serve": 3, "rnnkit.deploy": 3,
     "rnnkit.train": 2, "rnnkit.text": 2, "rnnkit.inspect": 2, "rnnkit.decode": 2,
     "rnnkit.metrics": 2, "rnnkit.interop": 2, "rnnkit.distributed": 2,
     "rnnkit.nn": 1,

@@ -21,6 +21,8 @@ VARIANTS = [
     pytest.param({"cell": "lstm", "proj_size": 3}, id="lstmp"),
     pytest.param({"cell": "lstm", "proj_size": 3, "tie_weights": True, "embed_size": 3},
                  id="lstmp-tied"),
+    pytest.param({"cell": "mingru"}, id="mingru"),
+    pytest.param({"cell": "minlstm", "tie_weights": True, "embed_size": 5}, id="minlstm-tied"),
 ]
 
 
@@ -96,6 +98,8 @@ def text_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("args,saved", [
     (["--proj", "6"], {"proj_size": 6}),
+    (["--cell", "mingru"], {"cell": "mingru"}),
+    (["--cell", "minlstm", "--layers", "2", "--dropout", "0.1"], {"cell": "minlstm"}),
 ])
 def test_train_option_reaches_the_checkpoint_and_eval_reads_it(tmp_path, text_file, capsys,
                                                                args, saved):

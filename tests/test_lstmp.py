@@ -49,6 +49,24 @@ def test_gradcheck(num_layers, bidirectional, lengths):
     assert any(k.endswith("W_hr") for k in errors)
 
 
+def test_gradcheck_with_weight_drop_and_locked_dropout():
+    layer = LSTMP(D, H, 2, proj_size=P, dtype="float64", rng=0, dropout=0.3, weight_drop=0.5,
+                  locked=True)
+    rng = np.random.default_rng(1)
+    state = random_state(layer, rng)
+
+    def fwd(x, h0, c0):
+        out, sT, cache = layer.forward(x, LSTMState(h0, c0), rng=np.random.default_rng(7))
+        return (out, sT), cache
+
+    def bwd(douts, cache):
+        dx, ds0 = layer.backward(douts[0], cache, douts[1])
+        return {"x": dx, "h0": ds0.h, "c0": ds0.c}
+
+    check_module_grads(fwd, bwd, {"x": rng.standard_normal((B, T, D)), "h0": state.h,
+                                  "c0": state.c}, layer.parameters(), layer.grads())
+
+
 def test_step_equals_forward_and_windows_carry_the_state():
     layer = make(2)
     x = np.random.default_rng(2).standard_normal((B, T, D))

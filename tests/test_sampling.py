@@ -162,10 +162,16 @@ def test_beam_search_beats_greedy_on_a_toy_model():
     best = beam_search(_toy_step, start, -1, 2, 2)
     assert greedy[0].tokens[0] == 0 and abs(greedy[0].logp - np.log(0.6 / 3)) < 1e-6
     assert best[0].tokens == [1, 0] and abs(best[0].logp - np.log(0.36)) < 1e-6
-    # with an eos token, finished hypotheses end with it and keep their score
+    # with an eos token, finished hypotheses keep their score (the eos counted in logp and
+    # in the length, not in tokens)
     hyps = beam_search(_toy_step, start, -1, 3, 5, eos=2)
     assert [h.logp for h in hyps] == sorted((h.logp for h in hyps), reverse=True)
-    assert any(h.tokens[-1] == 2 for h in hyps)
-    assert all(2 not in h.tokens[:-1] for h in hyps)
+    assert any(h.finished for h in hyps)
+    assert all(2 not in h.tokens and len(h) == len(h.tokens) + h.finished for h in hyps)
+    # [0, eos] (p = 0.2) ties [0, 0] and [0, 1] but ranks 4th of the candidates at step 2, so
+    # beam 3 drops it: only an eos among the `beam` best candidates finishes
+    assert [0] not in [h.tokens for h in hyps if h.finished]
+    wide = beam_search(_toy_step, start, -1, 4, 5, eos=2)[0]  # ranks 4th of 8: kept
+    assert wide.tokens == [0] and wide.finished and abs(wide.logp - np.log(0.2)) < 1e-6
     with pytest.raises(ValueError, match="beam width must be at least 1"):
         beam_search(_toy_step, start, -1, 0, 2)

@@ -11,7 +11,7 @@ from test_classifier import randomize
 from conftest import TorchTwin
 from rnnkit.errors import ConfigError
 from rnnkit.tasks.tag.model import CharEncoder, SequenceTagger, TaggerConfig
-from rnnkit.text.labeled import CharBatch, CharTable
+from rnnkit.text.chars import CharBatch, CharTable
 from rnnkit.text.vocab import Vocab
 
 LENGTHS = np.array([4, 2, 1])

@@ -16,6 +16,9 @@ GENERIC = {
     "eval": ("rnnkit.cli.evaluate", "evaluate a checkpoint on a file"),
     "predict": ("rnnkit.cli.predict", "labels or tags from a classifier/tagger checkpoint"),
     "inspect": ("rnnkit.cli.inspect", "look inside a model: gradients, spectra, gates"),
+    "serve": ("rnnkit.cli.serve", "serve a checkpoint over HTTP: a JSON API and a page"),
+    "export": ("rnnkit.cli.export", "export a checkpoint to ONNX graphs"),
+    "quantize": ("rnnkit.cli.quantize", "int8 weights: a smaller checkpoint every command loads"),
 }
 
 
@@ -141,9 +144,9 @@ class _ErrorsOnly:
 def _run(args) -> int:
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # the training commands report what they saved
         print(f"rnnkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "status", 130)
     except Exception as e:  # one clear line unless --debug
         if getattr(args, "debug", False):
             raise

@@ -58,7 +58,7 @@ def _strip_label(line: str) -> str:
 
 def run(args) -> int:
     from ..tasks import checkpoint_task
-    from ..text.labeled import iter_lines
+    from ..text.io import iter_lines
 
     path, kind, predictor = checkpoint_task(args.checkpoint, "predict")
     if predictor is None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .lstmp import LSTMP
+from .minrnn import MinGRU, MinLSTM
 from .recurrent import Recurrent, make_recurrent
 
-CELLS = ("rnn", "gru", "lstm")
+CELLS = ("rnn", "gru", "lstm", "mingru", "minlstm")
 
 
 def make_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, *,
@@ -30,4 +31,7 @@ def make_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1
         if cell != "lstm":
             raise ConfigError(f"proj_size is for the LSTM only, got cell {cell!r}")
         return LSTMP(input_size, hidden_size, num_layers, proj_size=proj_size, **kwargs)
+    if cell in ("mingru", "minlstm"):
+        klass = MinGRU if cell == "mingru" else MinLSTM
+        return klass(input_size, hidden_size, num_layers, **kwargs)
     return make_recurrent(cell, input_size, hidden_size, num_layers, **kwargs)

@@ -1,7 +1,7 @@
-"""Cutting one token stream into parallel streams and windows for truncated BPTT.
+"""Batches: windows of parallel token streams for truncated BPTT, and length buckets.
 
-A language model is trained on ``B`` contiguous pieces of the text side by side; each step
-sees a window of ``T`` positions and learns to predict every next token::
+**Streams and windows.**  A language model is trained on ``B`` contiguous pieces of the text
+side by side; each step sees a window of ``T`` positions and learns to predict every next token::
 
     >>> streams = batchify(np.arange(10), B=2)   # drops nothing: 10 = 2 * 5
     >>> streams
@@ -17,11 +17,24 @@ This is PyTorch's ``word_language_model`` ``batchify``/``get_batch`` made batch-
 of ``streams`` continues row ``b`` of the window before, so the hidden state is carried from
 window to window (detached) and one pass over the windows sees every target once.  The windows
 are views of ``streams``; do not write into them.
+
+**Length buckets** (the one bucket batcher, for every task with sentences of varying
+length: classification, tagging, seq2seq).  :func:`bucket_batches` cuts a shuffled order into
+batches of similar lengths, :func:`pad_batch` pads the id sequences of a batch with 0
+(``<pad>``) and returns their lengths, and :func:`epoch_rng` gives each epoch its own generator
+derived from ``(seed, epoch)`` so a resumed run sees exactly the batches an uninterrupted one
+would::
+
+    >>> ids, lengths = pad_batch([[5, 6, 7], [8]])
+    >>> ids.tolist(), lengths.tolist()
+    ([[5, 6, 7], [8, 0, 0]], [3, 1])
+    >>> [b.tolist() for b in bucket_batches([3, 1, 2, 5], 2)]   # no rng: sorted, in order
+    [[1, 2], [0, 3]]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -104,3 +117,53 @@ def _windows(streams, T, start, n):
     for i in range(start, n):
         x, y = get_window(streams, i, T)
         yield i, x, y
+
+
+# -- length buckets ---------------------------------------------------------------------------
+def pad_batch(seqs: Sequence[Sequence[int]], pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids (B, T), lengths (B,))`` with ``T`` the longest sequence; empty ones refused."""
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)  # (B,)
+    if lengths.size == 0 or lengths.min() < 1:
+        raise DataError("pad_batch: every sequence needs at least one token")
+    ids = np.full((len(seqs), int(lengths.max())), pad, dtype=np.int64)  # (B, T)
+    for b, s in enumerate(seqs):
+        ids[b, : len(s)] = s
+    return ids, lengths
+
+
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The generator that orders epoch ``epoch`` of a run seeded with ``seed``."""
+    return np.random.default_rng([seed, epoch])
+
+
+def bucket_batches(lengths, batch_size: int, rng: np.random.Generator | None = None,
+                   pool: int = 50) -> list[np.ndarray]:
+    """Batches (arrays of example indices) of similar lengths.
+
+    The examples are shuffled, cut into pools of ``pool * batch_size``, sorted by length inside
+    each pool, cut into batches, and the batches shuffled.  Without ``rng``: sorted by length
+    over the whole set and not shuffled (for evaluation, least padding).  The number of batches
+    depends only on ``len(lengths)`` and ``batch_size``.
+    """
+    lengths = np.asarray(lengths)
+    n = len(lengths)
+    if batch_size < 1:
+        raise DataError(f"batch size must be >= 1, got {batch_size}")
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i: i + batch_size] for i in range(0, n, batch_size)]
+    perm = rng.permutation(n)
+    size = pool * batch_size
+    batches = []
+    for s in range(0, n, size):
+        chunk = perm[s: s + size]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def num_bucket_batches(n: int, batch_size: int, pool: int = 50) -> int:
+    """How many batches :func:`bucket_batches` makes of ``n`` examples."""
+    size = pool * batch_size
+    full, rest = divmod(n, size)
+    return full * pool + -(-rest // batch_size)

@@ -1,4 +1,5 @@
-"""Reading text files, splitting a text by fraction, and the built-in default corpus.
+"""Reading text files, splitting a text by fraction, the built-in default corpus, and the
+line-by-line reading with bad-line reporting that the labelled-data readers share.
 
 :func:`read_text` reads a file, a ``.gz`` file or a whole directory and turns every way a file
 can be unusable into a one-line :class:`~rnnkit.errors.DataError` that names the file.  Like
@@ -11,6 +12,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import sysconfig
+import warnings
 import zlib
 from pathlib import Path
 
@@ -175,3 +177,73 @@ def default_corpus() -> str:
             "data set or a text file instead"
         )
     return "\n".join(texts)
+
+
+# -- reading line by line, reporting bad lines ----------------------------------------------
+
+
+class SkippedWarning(UserWarning):
+    """Some examples or sentences were left out of a file (bad lines with ``on_error="skip"``,
+    or empty sentences)."""
+
+
+class LineProblems:
+    """Bad lines of one file: raise at the first (``on_error="raise"``) or (``"skip"``) count
+    them and warn once at the end with a :class:`SkippedWarning`."""
+
+    def __init__(self, path, on_error: str):
+        if on_error not in ("raise", "skip"):
+            raise DataError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.path, self.on_error = path, on_error
+        self.count, self.first = 0, None
+
+    def __call__(self, line: int, message: str) -> None:
+        if self.on_error == "raise":
+            raise DataError(f"{self.path}:{line}: {message}")
+        self.count += 1
+        if self.first is None:
+            self.first = f"line {line}: {message}"
+
+    def warn(self, what: str) -> None:
+        if self.count:
+            warnings.warn(f"{self.path}: skipped {self.count} bad {what} (first at "
+                          f"{self.first})", SkippedWarning, stacklevel=3)
+
+
+def read_lines(path, encoding: str = "utf-8") -> list[str]:
+    """The lines of a file read with :func:`read_text` (no line endings)."""
+    return read_text(path, encoding).split("\n")
+
+
+def excerpt(line: str, n: int = 40) -> str:
+    """``repr`` of ``line``, cut after ``n`` characters, for an error message."""
+    return repr(line if len(line) <= n else line[:n] + "...")
+
+
+def iter_lines(source, encoding: str = "utf-8"):
+    """``(line number, line)`` of a file (``.gz`` too) or, for ``"-"``, of standard input, one
+    at a time as they arrive, without the line ending.  A byte that does not decode raises
+    :class:`DataError` naming the file (``<stdin>``) and line."""
+    import sys
+
+    if str(source) == "-":
+        name, f, close = "<stdin>", sys.stdin.buffer, False
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        name, close = str(path), True
+        f = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
+    try:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as e:
+                raise DataError(f"{name}:{n}: cannot decode byte 0x{raw[e.start]:02x} as "
+                                f"{encoding}; pass --encoding with the input's encoding") from None
+            if n == 1:
+                line = line.removeprefix("\ufeff")
+            yield n, line.rstrip("\r\n")
+    finally:
+        if close:
+            f.close()

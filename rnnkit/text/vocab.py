@@ -223,3 +223,29 @@ def _check_tokens(tokens: tuple, specials: tuple) -> None:
         raise DataError(
             f"Vocab: the special tokens {list(specials)} must be the first tokens, in order"
         )
+
+
+# -- vocabularies of labelled sentences ------------------------------------------------------
+
+
+def build_vocab(sequences: Sequence[Sequence[str]], min_count: int = 1,
+                max_size: int | None = None) -> Vocab:
+    """Word vocabulary ``<pad>`` = 0, ``<unk>`` = 1, then words by descending count."""
+    return Vocab.build((t for s in sequences for t in s), min_count, max_size, (PAD, UNK))
+
+
+def build_char_vocab(sequences: Sequence[Sequence[str]], min_count: int = 1) -> Vocab:
+    """Character vocabulary over the words of ``sequences``: ``<pad>`` = 0, ``<unk>`` = 1."""
+    counts: Counter = Counter()
+    for s in sequences:
+        for w in s:
+            counts.update(w)
+    return Vocab.build(counts, min_count, None, (PAD, UNK))
+
+
+def encode_sequences(vocab: Vocab, sequences: Sequence[Sequence[str]],
+                     lowercase: bool = False) -> list[np.ndarray]:
+    """Ids of every sequence; unknown words become ``<unk>`` without a warning."""
+    if lowercase:
+        return [vocab.encode([t.lower() for t in s], warn=False) for s in sequences]
+    return [vocab.encode(s, warn=False) for s in sequences]

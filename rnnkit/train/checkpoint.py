@@ -73,6 +73,9 @@ class Checkpoint:
     train_meta: dict | None = field(repr=False)
     train_arrays: dict[str, np.ndarray] | None = field(repr=False)
     manifest: dict = field(repr=False)
+    # int8 weights of a quantised checkpoint as stored: {name: (q int8, scale)}; ``weights``
+    # holds them dequantised (see dequantize_weights)
+    quantized: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def read(self, parse):
         """``parse()``, which reads ``config`` and ``vocab`` into objects, with a missing or
@@ -359,6 +362,12 @@ def find_checkpoint(path) -> Path:
     raise CheckpointError(f"{path}: no such checkpoint (the path does not exist)")
 
 
+def recover(path) -> Path:
+    """Put back a checkpoint left half-swapped at ``path`` by a crash (see :func:`_recover`);
+    returns the path to use."""
+    return _recover(_as_path(path))
+
+
 def _recover(path: Path) -> Path:
     """If a crash struck between the two renames of a save, put the old checkpoint back.
 
@@ -413,6 +422,7 @@ def load_checkpoint(
     for name, a in weights.items():
         if a.dtype.kind in "fc" and not np.isfinite(a).all():
             raise CheckpointError(f"{path}: {WEIGHTS} holds non-finite values in {name!r}")
+    weights, quantized = dequantize_weights(path, config, weights)
     vocab = _read_json(path, files, VOCAB) if VOCAB in files else None
     train_meta = train_arrays = None
     if not weights_only:
@@ -421,7 +431,38 @@ def load_checkpoint(
         if TRAIN_ARRAYS in files:
             train_arrays = _read_npz(path, files, TRAIN_ARRAYS)
     return Checkpoint(path, manifest["kind"], config, weights, vocab, train_meta, train_arrays,
-                      manifest)
+                      manifest, quantized)
+
+
+QUANTIZATION = "quantization"  # the config.json key of a quantised checkpoint
+SCALE_SUFFIX = ".scale"
+
+
+def dequantize_weights(path: Path, config: dict, weights: dict):
+    """``(weights, quantized)``: the weights with every int8 matrix that ``config["quantization"]``
+    lists turned back into floats (``q * scale``, one scale per output column; see
+    :mod:`rnnkit.nn.quant`), and the stored ``{name: (q, scale)}``.  A checkpoint without that
+    key is returned as it is."""
+    from ..nn.quant import dequantize_columns
+
+    spec = config.get(QUANTIZATION)
+    if spec is None:
+        return weights, {}
+    names = spec.get("weights") if isinstance(spec, dict) else None
+    if spec.get("scheme") != "int8-per-output" or not isinstance(names, list):
+        raise CheckpointError(f"{path}: {CONFIG} has an unknown {QUANTIZATION!r} entry; "
+                              "expected scheme 'int8-per-output' and a list of weights")
+    out, quantized = dict(weights), {}
+    for name in names:
+        q, scale = weights.get(name), weights.get(name + SCALE_SUFFIX)
+        if (q is None or scale is None or q.dtype != np.int8 or q.ndim != 2
+                or scale.dtype.kind != "f" or scale.shape != q.shape[1:]):
+            raise CheckpointError(f"{path}: quantised weight {name!r} needs an int8 matrix and "
+                                  f"a float {name + SCALE_SUFFIX!r} of one scale per column")
+        out[name] = dequantize_columns(q, scale)
+        del out[name + SCALE_SUFFIX]
+        quantized[name] = (q, scale)
+    return out, quantized
 
 
 def _read_manifest(path: Path) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..text.labeled import load_vectors
+from ..text.vectors import load_vectors
 from .checkpoint import load_checkpoint
 from .trainer import TrainConfig, Trainer
 

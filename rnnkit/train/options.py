@@ -10,12 +10,15 @@ command line (``--epochs 20``, ``--minutes 10``) replace the saved ones
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
-from .trainer import TrainConfig
+from .checkpoint import MANIFEST, recover
+from .trainer import Interrupted, TrainConfig
 
 # TrainConfig field -> the argparse dest that sets it
 _DESTS = {"plateau_patience": "plateau", "progress": "no_progress"}
@@ -124,15 +127,30 @@ def resume_train_config(args, saved: dict) -> TrainConfig:
 
 def out_dir(args, kind: str) -> Path:
     """``--out`` (which must hold a run for ``--resume``, and must not for a new run), or a
-    new folder ``runs/<kind>-<date>-<time>``."""
+    new folder ``runs/<kind>-<date>-<time>``.
+
+    A ``last/`` save cut by a crash between its two renames is put back first.  A directory
+    with ``best/`` but no ``last/`` (a run stopped before its first ``last/`` save) cannot be
+    resumed; a new run may go there and replaces ``best/``.
+    """
     if args.out is not None:
         out = Path(args.out)
-        if args.resume and not (out / "last").exists():
+        last = recover(out / "last")
+        best = recover(out / "best")
+        if args.resume and not last.exists():
+            if best.exists():
+                raise CheckpointError(
+                    f"--resume: {out} holds best/ but no last/ (the run stopped before its "
+                    "first save of last/), so there is no training state to continue; start "
+                    "it again with the same --out without --resume")
             raise CheckpointError(f"--resume: no run to continue in {out} "
-                                    f"(expected a checkpoint at {out / 'last'})")
-        if not args.resume and ((out / "last").exists() or (out / "best").exists()):
+                                  f"(expected a checkpoint at {out / 'last'})")
+        if not args.resume and last.exists():
             raise ConfigError(f"{out} already holds a run; add --resume to continue it, "
-                                  "or choose another --out")
+                              "or choose another --out")
+        if not args.resume and best.exists():
+            print(f"warning: {out} holds best/ but no last/ (a run stopped before its first "
+                  "save of last/); a new run starts there and replaces best/", file=sys.stderr)
         return out
     if args.resume:
         raise ConfigError("--resume needs --out DIR (the run to continue)")
@@ -142,3 +160,26 @@ def out_dir(args, kind: str) -> Path:
         i += 1
         out = base.with_name(f"{base.name}-{i}")
     return out
+
+
+def report_interrupt(command: str, out, exc: KeyboardInterrupt, resume: str | None = None) -> int:
+    """Print what an interruption left on disk, one line on stderr; returns the exit status
+    (130 after Ctrl-C, 143 after SIGTERM).  ``resume``: how to continue (default: "continue
+    with --out OUT --resume")."""
+    prefix = f"rnnkit {command}"
+    if isinstance(exc, Interrupted):
+        what = "terminated (SIGTERM)" if exc.signum == signal.SIGTERM else "interrupted"
+        status, saved, completed = exc.status, exc.saved, exc.completed
+    else:  # before the trainer took over the signals
+        last = recover(Path(out) / "last")
+        what, status, completed = "interrupted", 130, False
+        saved = last if (last / MANIFEST).exists() else None
+    resume = resume or f"continue with --out {out} --resume"
+    if completed:
+        line = f"{what}; progress saved in {saved}; {resume}"
+    elif saved is not None:
+        line = f"{what} at once, before saving; {saved} keeps an earlier save; {resume}"
+    else:
+        line = f"{what} at once; nothing was saved"
+    print(f"{prefix}: {line}", file=sys.stderr)
+    return status

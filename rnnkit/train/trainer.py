@@ -26,12 +26,17 @@ and wherever training stops: time budget, ``max_steps``, Ctrl-C); ``resume=True`
 ``OUT/last`` with weights, optimiser, RNG, schedule and data position restored, so an interrupted
 run ends with exactly the weights an uninterrupted one would.  To make that hold:
 
-* stops happen only between steps (Ctrl-C sets a flag; the step in flight finishes first; a
-  second Ctrl-C quits at once without saving);
+* stops happen only between steps (Ctrl-C or SIGTERM sets a flag; the step in flight finishes
+  first; a second one quits at once without saving, except that a save under way is finished);
 * a resume inside an epoch calls ``start_epoch(epoch)`` again and then ``load_state``;
 * validation uses neither the training RNG nor the task's carried state, and a validation of a
   partial epoch (a stop inside an epoch) never counts towards early stopping or the plateau
   schedule.  It may still replace ``best`` when it is the best figure so far.
+
+``fit`` holds an OS lock on ``OUT`` (:class:`~rnnkit.train.runlock.RunLock`), so a second run
+writing into the same directory is refused.  ``best/`` records its figure in its config
+(``"best"``), and a resumed run compares against it, so ``best/`` never gets worse even when a
+crash struck after a validation improved ``best/`` and before ``last/`` was saved.
 
 A time budget (``minutes``) covers training *and* the validation that follows it: the trainer
 stops early enough to leave room for that validation (timed on the last one, or estimated from
@@ -48,6 +53,7 @@ that the random streams start anew.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -64,10 +70,11 @@ from ..checks import config_from_dict
 from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..nn.losses import perplexity
 from ..nn.module import Module
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, recover, save_checkpoint
 from .ema import WeightAverage
 from .ntasgd import NTASGD
 from .optim import clip_grad_norm, clip_grad_value, make_optimizer
+from .runlock import RunLock
 from .runlog import MetricsLog, Progress
 from .schedules import ReduceOnPlateau, StepDecay
 
@@ -86,6 +93,21 @@ class Task(Protocol):
     def state(self) -> tuple[dict, dict]: ...
     def load_state(self, meta: dict, arrays: dict) -> None: ...
     def payload(self) -> tuple[dict, dict]: ...
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT) or SIGTERM.
+
+    ``signum``: the signal; ``status``: the conventional exit status (130 for SIGINT, 143 for
+    SIGTERM); ``completed``: True when the progress up to the stop was saved, False after a
+    second signal quit at once; ``saved``: the ``last/`` checkpoint on disk (with
+    ``completed=False``, from an earlier save), or None when there is none.
+    """
+
+    def __init__(self, signum: int, completed: bool, saved: Path | None):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.completed, self.saved = signum, completed, saved
+        self.status = 128 + int(signum)
 
 
 EVAL_COST = 0.4  # a validation token costs about this fraction of a training token (no backward)
@@ -215,7 +237,9 @@ class Trainer:
         self.show_bar = cfg.progress and sys.stderr.isatty() and self.lead
         self.resumed = False
         self._pending_task_state = None
-        self._interrupted = False
+        self._interrupted = 0  # the signal that asked to stop, or 0
+        self._saving = False
+        self._quit_after_save = False
         self._agreed_stop: str | None = None  # what every rank agreed at the last step
         if resume:
             self._resume()
@@ -263,8 +287,23 @@ class Trainer:
         return isinstance(self.opt, NTASGD) and self.opt.avg is not None
 
     def _save(self, which: str, with_state: bool) -> Path:
+        """Save ``best/`` or ``last/``; a second Ctrl-C/SIGTERM during the save takes effect
+        once it is complete, so what is on disk is known."""
+        self._saving = True
+        try:
+            path = self._write(which, with_state)
+        finally:
+            self._saving = False
+        if self._quit_after_save:
+            raise KeyboardInterrupt
+        return path
+
+    def _write(self, which: str, with_state: bool) -> Path:
         config, vocab = self.task.payload()
         config = {**config, "train": asdict(self.cfg)}
+        if which == "best":
+            config["best"] = {"metric": self.task.metric[0], "value": self.best,
+                              "figures": self.best_figures}
         meta = arrays = None
         if with_state:
             meta, arrays = self._meta()  # every rank: the task and random states are gathered
@@ -311,9 +350,28 @@ class Trainer:
                     self.ema.load(saved, m["ema_updates"])
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{ck.path}: training state unreadable ({e})") from None
+        self._best_on_disk()
         self.task.load_state(*task_state)  # now, and again after start_epoch if mid-epoch
         self._pending_task_state = task_state if self.batch > 0 else None
         self.resumed = True
+
+    def _best_on_disk(self) -> None:
+        """Take the figure of ``best/`` when it beats the one ``last/`` remembers (a crash
+        after a validation saved ``best/`` and before the next ``last/``)."""
+        try:
+            ck = load_checkpoint(self.out / "best", kind=self.task.kind, weights_only=True)
+        except CheckpointError:
+            return
+        rec = ck.config.get("best")
+        name, mode = self.task.metric
+        if not isinstance(rec, dict) or rec.get("metric") != name:
+            return
+        value = rec.get("value")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                _better(float(value), self.best, mode):
+            self.best = float(value)
+            figures = rec.get("figures")
+            self.best_figures = figures if isinstance(figures, dict) else None
 
     def _resume_rng(self, m: dict) -> None:
         """This rank's random state from the checkpoint; under another number of ranks, a
@@ -333,10 +391,15 @@ class Trainer:
 
         Returns a summary dict: the last epoch record (``epoch``, ``train_loss``,
         ``valid_<figure>``, ...) and ``reason``, ``step``, ``time``, ``best``, ``best_figures``
-        (all validation figures where ``best`` was reached), ``out``.  Raises ``KeyboardInterrupt``
-        after saving ``last`` on Ctrl-C, and :class:`NonFiniteError` on a NaN/inf loss or
-        gradient (``last`` keeps the previous good state).
+        (all validation figures where ``best`` was reached), ``out``.  Raises :class:`Interrupted`
+        (a ``KeyboardInterrupt``) on Ctrl-C or SIGTERM, after saving ``last``;
+        :class:`NonFiniteError` on a NaN/inf loss or gradient (``last`` keeps the previous good
+        state); :class:`CheckpointError` when another run holds ``out``.
         """
+        with RunLock(self.out) if self.lead else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self) -> dict:
         if self.lead:
             self.out.mkdir(parents=True, exist_ok=True)
         self.log = MetricsLog(self.out / "metrics.jsonl") if self.lead else _NoLog()
@@ -348,7 +411,7 @@ class Trainer:
         # the throughput of this process (since the start or the resume)
         self._train_seconds, self._train_units = 0.0, 0
         self._record: dict = {}
-        previous = self._catch_sigint()
+        previous = self._catch_signals()
         try:
             reason = self._done_reason()
             while reason is None:
@@ -358,17 +421,17 @@ class Trainer:
             raise NonFiniteError(f"{e}; {self._kept()}") from None
         except KeyboardInterrupt:  # a second Ctrl-C: quit at once, keep the last checkpoint
             self._close_log("killed")
-            raise
+            raise self._interruption(completed=False) from None
         except Exception as e:  # a full disk, ...: the log still says what happened
             self._close_log("failed", error=str(e))
             raise
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         self.world.barrier()  # the files rank 0 wrote are complete for every rank
         if reason == "interrupted":
             self._close_log("interrupted", epoch=self.epoch, step=self.step)
-            raise KeyboardInterrupt
+            raise self._interruption(completed=True)
         self._close_log("end", reason=reason, epoch=self.epoch, step=self.step,
                         time=self.elapsed)
         return {"epoch": self.epoch - 1, **self._record, "reason": reason, "step": self.step,
@@ -621,18 +684,29 @@ class Trainer:
         self.echo(" | ".join(parts) + (" *" if improved else ""))
 
     # -- endings --------------------------------------------------------------------------
-    def _catch_sigint(self):
-        """First Ctrl-C: finish the step in flight, save and stop; second: stop at once."""
+    def _catch_signals(self) -> dict:
+        """First Ctrl-C or SIGTERM: finish the step in flight, save and stop; second: stop at
+        once (after a save under way).  Returns the previous handlers."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
         def handler(signum, frame):
             if self._interrupted:
+                if self._saving:
+                    self._quit_after_save = True
+                    return
                 raise KeyboardInterrupt
-            self._interrupted = True
-            self.echo("interrupted: saving after this step (Ctrl-C again to quit at once)")
+            self._interrupted = signum
+            what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+            self.echo(f"{what}: saving after this step (Ctrl-C again to quit at once)")
 
-        return signal.signal(signal.SIGINT, handler)
+        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _interruption(self, completed: bool) -> Interrupted:
+        last = recover(self.out / "last")
+        saved = last if (last / "manifest.json").exists() else None
+        return Interrupted(self._interrupted or signal.SIGINT, completed and saved is not None,
+                           saved)
 
     def _kept(self) -> str:
         last = self.out / "last"

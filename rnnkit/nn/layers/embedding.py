@@ -17,6 +17,7 @@ import numpy as np
 from ...checks import check_ids
 from .. import init as initializers
 from ..module import Module
+from .dropout import dropout_mask
 
 
 class Embedding(Module):
@@ -61,10 +62,7 @@ class Embedding(Module):
         ``(ids, s)`` to :meth:`backward` as the cache."""
         if not 0.0 < drop < 1.0:
             raise ValueError(f"Embedding: expected drop in [0, 1), got {drop!r}")
-        keep = 1.0 - drop
-        s = np.less(rng.random(self.num_embeddings), keep).astype(self.param["W"].dtype)
-        s /= keep
-        return s  # (V,)
+        return dropout_mask((self.num_embeddings,), drop, rng, self.param["W"].dtype)  # (V,)
 
     def backward(self, dy, cache):
         """Accumulate into ``grad["W"]``; returns the touched rows (unique ids)."""

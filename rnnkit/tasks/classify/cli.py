@@ -16,6 +16,7 @@ from ...train.options import (
     add_awd_arguments,
     add_train_arguments,
     out_dir,
+    report_interrupt,
     resume_train_config,
     train_config,
 )
@@ -123,11 +124,9 @@ def run_training(command: str, out, fit, format_test) -> int:
         warnings.simplefilter("always")
         try:
             _, _, summary = fit()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             print_warnings(caught, command)
-            echo(f"rnnkit {command}: interrupted; checkpoint saved in {out / 'last'}; "
-                 f"continue with --out {out} --resume")
-            return 130
+            return report_interrupt(command, out, e)
     print_warnings(caught, command)
     test = summary.get("test")
     if test:

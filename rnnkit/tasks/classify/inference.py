@@ -13,7 +13,8 @@ import numpy as np
 
 from ...errors import CheckpointError
 from ...metrics import format_confusion
-from ...text.labeled import bucket_batches, pad_batch, read_classification
+from ...text.batching import bucket_batches, pad_batch
+from ...text.classification import read_classification
 from .model import ClassifierConfig, SequenceClassifier
 from .task import ClassifierVocab, evaluate_classifier
 

@@ -1,7 +1,7 @@
 """Sequence-classification training task, and :func:`train_classifier`, the one-call helper.
 
 Each epoch the training examples are shuffled and cut into batches of similar lengths
-(:func:`~rnnkit.text.labeled.bucket_batches`) with a generator derived from ``(seed, epoch)``,
+(:func:`~rnnkit.text.batching.bucket_batches`) with a generator derived from ``(seed, epoch)``,
 so the order of any epoch can be rebuilt from those two numbers alone: a run resumed in the
 middle of an epoch continues with exactly the batches it would have seen.
 
@@ -29,18 +29,9 @@ import numpy as np
 from ...errors import DataError
 from ...metrics import accuracy, confusion_matrix, macro_f1
 from ...nn.losses import softmax_cross_entropy
-from ...text.labeled import (
-    ClassificationData,
-    bucket_batches,
-    build_vocab,
-    check_label_counts,
-    encode_sequences,
-    epoch_rng,
-    num_bucket_batches,
-    pad_batch,
-    read_classification,
-)
-from ...text.vocab import Vocab
+from ...text.batching import bucket_batches, epoch_rng, num_bucket_batches, pad_batch
+from ...text.classification import ClassificationData, check_label_counts, read_classification
+from ...text.vocab import Vocab, build_vocab, encode_sequences
 from ...train.epoch_task import EpochOrderTask, fit_and_test, resume_setup, set_vectors
 from ...train.trainer import TrainConfig
 from .model import ClassifierConfig, SequenceClassifier

@@ -14,6 +14,7 @@ from ...train.options import (
     add_awd_arguments,
     add_train_arguments,
     out_dir,
+    report_interrupt,
     resume_train_config,
     train_config,
 )
@@ -48,10 +49,12 @@ def add_arguments(p) -> None:
     m.add_argument("--model", choices=("rnn", "ngram"), default="rnn",
                    help="rnn: a recurrent network (--cell); ngram: a counted n-gram model "
                         "(--order, --smoothing)")
-    m.add_argument("--cell", choices=("rnn", "gru", "lstm", "output-recurrent"),
+    m.add_argument("--cell", choices=("rnn", "gru", "lstm", "mingru", "minlstm",
+                                      "output-recurrent"),
                    default="lstm",
-                   help="recurrent cell; output-recurrent feeds the previous target/output "
-                        "back instead of the hidden state")
+                   help="recurrent cell; mingru/minlstm: gates from x_t alone, a whole window "
+                        "in one parallel scan (Feng et al. 2024); output-recurrent feeds the "
+                        "previous target/output back instead of the hidden state")
     m.add_argument("--embed", type=int, default=64, help="embedding size")
     m.add_argument("--hidden", type=int, default=256, help="hidden units per layer")
     m.add_argument("--layers", type=int, default=2, help="stacked recurrent layers")
@@ -210,10 +213,9 @@ def run(args) -> int:
                      echo=lambda s: print(s, file=sys.stderr),
                      announce=lambda s: print(f"rnnkit train: {s}", file=sys.stderr),
                      warn=_warn)
-    except KeyboardInterrupt:
-        print(f"rnnkit train: interrupted; progress saved in {out / 'last'}; continue with: "
-              f"rnnkit train --out {out} --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return report_interrupt("train", out, e,
+                                f"continue with: rnnkit train --out {out} --resume")
     summary = r.summary
     if args.resume and r.steps == 0:
         _warn(f"the run had already stopped ({REASONS.get(summary['reason'], summary['reason'])}"

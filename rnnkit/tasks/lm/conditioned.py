@@ -204,13 +204,14 @@ class ConditionedGenerator(Module):
             for b in range(cond.shape[0]):
                 step = self.step_fn(cond[b])
                 state, _ = self._initial_state(cond[b:b + 1])
-                if beam:
+                if beam:  # tokens without the <eos>
                     seq = beam_search(step, state, BOS_ID, beam, max_len, eos=EOS_ID,
                                       alpha=alpha)[0].tokens
                 else:
                     seq = list(generate(step, state, BOS_ID, max_len, rng,
                                         temperature=temperature, stop=EOS_ID))
-                out.append(seq[:-1] if seq and seq[-1] == EOS_ID else seq)
+                    seq = seq[:-1] if seq and seq[-1] == EOS_ID else seq
+                out.append(seq)
             return out
         finally:
             self.train(was)

@@ -4,7 +4,8 @@
 ``tie_weights`` the output matrix is the embedding matrix transposed (Press & Wolf 2017;
 needs ``embed_size`` equal to the stack's output width, ``hidden_size`` or ``proj_size``), so
 its gradient is the sum of both uses.  ``proj_size > 0`` makes the stack a projection LSTM
-(:mod:`rnnkit.nn.lstmp`).
+(:mod:`rnnkit.nn.lstmp`); cells ``mingru`` and ``minlstm`` are the parallel-scan cells of
+:mod:`rnnkit.nn.minrnn`.
 
 The AWD-LSTM regularisers (Merity, Keskar & Socher 2018), all off by default and in ``eval()``:
 ``dropout_embed`` drops whole words (rows of the embedding matrix, one draw per batch);
@@ -25,8 +26,9 @@ import numpy as np
 from ...checks import check_ids, config_from_dict
 from ...errors import ConfigError
 from ...nn import init as initializers
-from ...nn.factory import make_layer
+from ...nn.factory import CELLS, make_layer
 from ...nn.layers import Embedding, Linear
+from ...nn.layers.dropout import dropout, dropout_backward
 from ...nn.losses import softmax_cross_entropy
 from ...nn.module import Module
 from ...nn.penalties import activation_penalty, temporal_penalty
@@ -63,8 +65,8 @@ class LMConfig:
         return self.proj_size or self.hidden_size
 
     def __post_init__(self):
-        if self.cell not in ("rnn", "gru", "lstm"):
-            raise ConfigError(f"cell must be rnn, gru or lstm, got {self.cell!r}")
+        if self.cell not in CELLS:
+            raise ConfigError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         for k in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -155,16 +157,6 @@ class LanguageModel(Module):
         return self.rnn.initial_state(B)
 
     # -- forward / backward -----------------------------------------------------------
-    def _dropout(self, x, p, rng):
-        """Inverted dropout of ``x`` (B, T, D); ``locked``: one (B, 1, D) mask for every step."""
-        if not self.training or p == 0.0:
-            return x, None
-        shape = (x.shape[0], 1, x.shape[2]) if self.cfg.locked else x.shape
-        m = rng.random(shape, dtype=x.dtype)
-        np.less(m, 1.0 - p, out=m)  # 1 where kept, else 0, in place
-        m *= 1.0 / (1.0 - p)
-        return x * m, m
-
     def forward(self, ids, state=None, *, rng: np.random.Generator | None = None,
                 grad: bool = True, scratch: dict | None = None):
         """``ids`` (B, T) -> ``(logits (B, T, V), final state, cache)``; ``grad=False``: no
@@ -178,10 +170,11 @@ class LanguageModel(Module):
         if rng is None and self.training and cfg.random():
             rng = np.random.default_rng()  # pass one for reproducible dropout
         emb, emb_cache = self.embed.forward(ids, cfg.dropout_embed, rng)
-        x, m_in = self._dropout(emb, cfg.p_input, rng)
+        training, locked = self.training, cfg.locked
+        x, m_in = dropout(emb, cfg.p_input, rng, training=training, locked=locked)
         h, state, rnn_cache = self.rnn.forward(x, state, rng=rng, grad=grad, scratch=scratch)
-        h_raw = h if cfg.tar and self.training else None  # what TAR sees: before dropout
-        h, m_out = self._dropout(h, cfg.p_output, rng)
+        h_raw = h if cfg.tar and training else None  # what TAR sees: before dropout
+        h, m_out = dropout(h, cfg.p_output, rng, training=training, locked=locked)
         if self.out is None:
             B, T, H = h.shape
             logits = h.reshape(B * T, H) @ self.embed.param["W"].T  # (B*T, V)
@@ -225,16 +218,14 @@ class LanguageModel(Module):
         if d_drop is not None:
             dh += d_drop
         if m_out is not None:
-            dh *= m_out
+            dh *= m_out  # dropout_backward, in place: dh is ours
         if d_raw is not None:
             dh += d_raw
         if consume_cache:
             dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=True)
         else:  # the plain call, which inspect.gradflow's recording() replaces
             dx, _ = self.rnn.backward(dh, rnn_cache)
-        if m_in is not None:
-            dx = dx * m_in
-        self.embed.backward(dx, emb_cache)
+        self.embed.backward(dropout_backward(dx, m_in), emb_cache)
 
     def loss(self, ids, targets, state=None, *, mask=None, rng=None, backward: bool = True,
              objective: bool = False):

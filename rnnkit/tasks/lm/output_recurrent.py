@@ -45,6 +45,7 @@ import numpy as np
 from ...checks import check_ids, config_from_dict
 from ...errors import ConfigError
 from ...nn import init as initializers
+from ...nn.layers.dropout import dropout_mask
 from ...nn.losses import softmax, softmax_cross_entropy
 from ...nn.module import Module
 
@@ -248,9 +249,7 @@ class OutputRecurrentLM(Module):
         if not self.training or q == 0.0:
             return None
         rng = rng if rng is not None else np.random.default_rng()
-        m = (rng.random(shape) < 1.0 - q).astype(self.dtype)
-        m *= 1.0 / (1.0 - q)
-        return m
+        return dropout_mask(shape, q, rng, self.dtype)
 
     # -- forward / backward -------------------------------------------------------------------
     def forward(self, ids, state=None, *, rng: np.random.Generator | None = None,

@@ -14,6 +14,7 @@ from ...train.options import (
     add_awd_arguments,
     add_train_arguments,
     out_dir,
+    report_interrupt,
     resume_train_config,
     train_config,
 )
@@ -212,10 +213,8 @@ def run(args) -> int:
                           echo=lambda s: print(s, file=sys.stderr),
                           announce=lambda s: print(f"rnnkit train-seq2seq: {s}",
                                                    file=sys.stderr))
-    except KeyboardInterrupt:
-        print(f"rnnkit train-seq2seq: interrupted; checkpoint saved in {out / 'last'}; "
-              f"continue with --out {out} --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return report_interrupt("train-seq2seq", out, e)
     for split, by_beam in r.figures.items():
         for beam, f in by_beam.items():
             bleu = f", BLEU {f['bleu']:.2f}" if "bleu" in f else ""

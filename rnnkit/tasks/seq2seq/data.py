@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError
+from ...text.io import excerpt
 from ...text.vocab import BOS, EOS, PAD, UNK, Vocab
 
 Pair = tuple[str, str]
@@ -50,17 +51,13 @@ def sentence_pairs(lines: Iterable[str], name: str = "<pairs>", start: int = 1) 
             continue
         if "\t" not in line:
             raise DataError(f"{name}:{n}: expected 'source<TAB>target', found no tab in "
-                            f"{_short(line)}")
+                            f"{excerpt(line)}")
         src, tgt = line.split("\t")[:2]
         for side, text in (("source", src), ("target", tgt)):
             if not text.strip():
-                raise DataError(f"{name}:{n}: empty {side} side in {_short(line)}")
+                raise DataError(f"{name}:{n}: empty {side} side in {excerpt(line)}")
         pairs.append((src.strip(), tgt.strip()))
     return pairs
-
-
-def _short(line: str, n: int = 40) -> str:
-    return repr(line if len(line) <= n else line[:n] + "...")
 
 
 def read_pairs(path: str | Path, encoding: str = "utf-8") -> list[Pair]:

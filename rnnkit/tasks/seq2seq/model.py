@@ -42,12 +42,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ...checks import check_ids, check_lengths, config_from_dict
+from ...decode import beam_search
 from ...errors import ConfigError, ShapeError
 from ...nn import init as initializers
 from ...nn.attention import KINDS as ATTENTION_KINDS
 from ...nn.attention import Attention
 from ...nn.cells.lstm import LSTMState
 from ...nn.layers import Embedding, Linear
+from ...nn.layers.dropout import dropout, dropout_backward
 from ...nn.losses import log_softmax, softmax_cross_entropy
 from ...nn.module import Module
 from ...nn.recurrent import make_recurrent
@@ -162,16 +164,6 @@ class DecoderState(NamedTuple):
     feed: np.ndarray | None
 
 
-def _dropout(x, p, rng, locked=False):
-    """Inverted dropout; ``locked`` with ``x`` (B, T, D): one (B, 1, D) mask for every step."""
-    if p == 0.0:
-        return x, None
-    shape = (x.shape[0], 1, x.shape[2]) if locked and x.ndim == 3 else x.shape
-    m = (rng.random(shape) < 1.0 - p).astype(x.dtype)
-    m *= 1.0 / (1.0 - p)
-    return x * m, m
-
-
 def _reorder(state: DecoderState, idx: np.ndarray) -> DecoderState:
     """The states of the hypotheses ``idx`` (beam search)."""
     rnn = _map_state(lambda s: s[:, idx], state.rnn)
@@ -248,7 +240,7 @@ class Seq2Seq(Module):
         cfg = self.cfg
         p = cfg.dropout if self.training else 0.0
         x, ecache = self.src_embed.forward(src, cfg.dropout_embed, rng)
-        x, m_src = _dropout(x, p, rng, cfg.locked)
+        x, m_src = dropout(x, p, rng, locked=cfg.locked)
         memory, final, rcache = self.encoder.forward(x, lengths=lengths, rng=rng)
         mask = np.arange(src.shape[1])[None, :] < lengths[:, None]  # (B, S)
         keys = kcache = None
@@ -321,8 +313,7 @@ class Seq2Seq(Module):
             dmemory = dmemory + self.attention.keys_backward(dkeys, kcache)
         dfinal = self._bridge_backward(dstate0, bcache)
         dx, _ = self.encoder.backward(dmemory, rcache, dfinal)
-        if m_src is not None:
-            dx = dx * m_src
+        dx = dropout_backward(dx, m_src)
         self.src_embed.backward(dx, ecache)
 
     # -- decoder: the attentional output of the recurrent outputs ----------------------------
@@ -351,10 +342,10 @@ class Seq2Seq(Module):
         cfg = self.cfg
         p = cfg.dropout if self.training else 0.0
         x, ecache = self.tgt_embed.forward(tgt_in, cfg.dropout_embed, rng)
-        x, m_tgt = _dropout(x, p, rng, cfg.locked)
+        x, m_tgt = dropout(x, p, rng, locked=cfg.locked)
         h, _, rcache = self.decoder.forward(x, state0.rnn, rng=rng)
         ht, a, acache = self._attend(h, enc)
-        hd, m_out = _dropout(ht, p, rng, cfg.locked)
+        hd, m_out = dropout(ht, p, rng, locked=cfg.locked)
         logits, ocache = self.out.forward(hd)
         return logits, a, ("parallel", ecache, m_tgt, rcache, acache, m_out, ocache)
 
@@ -373,14 +364,14 @@ class Seq2Seq(Module):
                 own = rng.random(B) < sample_prob
                 fed[own, t] = logits[-1][own].argmax(axis=-1)
             x = W_e[fed[:, t]] if scale is None else W_e[fed[:, t]] * scale[fed[:, t], None]
-            x, m_tgt = _dropout(x, p, rng)  # (B, E)
+            x, m_tgt = dropout(x, p, rng)  # (B, E)
             if feed is not None:
                 x = np.concatenate([x, feed], axis=-1)
             h, state, rcache = self.decoder.forward(x[:, None], state, rng=rng)
             ht, a, acache = self._attend(h, enc)  # (B, 1, Hd)
             if feed is not None:
                 feed = ht[:, 0]
-            hd, m_out = _dropout(ht[:, 0], p, rng)
+            hd, m_out = dropout(ht[:, 0], p, rng)
             logits.append(hd @ W_o + b_o)  # (B, V)
             HD.append(hd)
             masks.append((m_tgt, m_out))
@@ -400,8 +391,7 @@ class Seq2Seq(Module):
                 dht *= m_out
             dh, dkeys, dmemory = self._attend_backward(dht, acache)
             dx, dstate0 = self.decoder.backward(dh, rcache)
-            if m_tgt is not None:
-                dx = dx * m_tgt
+            dx = dropout_backward(dx, m_tgt)
             self.tgt_embed.backward(dx, ecache)
             return dmemory, dkeys, dstate0
         _, fed, steps, masks, HD = cache
@@ -416,7 +406,7 @@ class Seq2Seq(Module):
         for t in range(T - 1, -1, -1):
             rcache, acache = steps[t]
             m_tgt, m_out = masks[t]
-            dht = dHD[:, t] if m_out is None else dHD[:, t] * m_out
+            dht = dropout_backward(dHD[:, t], m_out)
             if dfeed is not None:
                 dht = dht + dfeed
             dh, dk, dm = self._attend_backward(dht[:, None], acache)
@@ -426,7 +416,7 @@ class Seq2Seq(Module):
             dx, dstate = self.decoder.backward(dh, rcache, dstate)
             if self.cfg.input_feed:
                 dfeed = dx[:, 0, E:]
-            dX[:, t] = dx[:, 0, :E] if m_tgt is None else dx[:, 0, :E] * m_tgt
+            dX[:, t] = dropout_backward(dx[:, 0, :E], m_tgt)
         self.tgt_embed.backward(dX, fed)
         return dmemory, dkeys, dstate
 
@@ -538,14 +528,14 @@ class Seq2Seq(Module):
         return tokens, weights
 
     def beam_search(self, src, *, beam: int = 5, max_len: int = 50, alpha: float = 1.0):
-        """Beam search for one source ``src`` (S,) ids; hypotheses best first.
+        """Beam search for one source ``src`` (S,) ids: :func:`rnnkit.decode.beam_search`
+        (its stopping and length-normalisation rule) from ``<bos>`` to ``<eos>``.
 
-        Each step extends every live hypothesis by every token and keeps the ``2 * beam`` best
-        by log probability; those ending in ``<eos>`` among the first ``beam`` are finished,
-        the first ``beam`` others stay live.  Search stops when ``beam`` hypotheses have
-        finished, or after ``max_len`` tokens (live ones then count as unfinished results).
-        Ranking uses ``logp / len ** alpha`` (length normalisation; ``len`` counts the
-        ``<eos>``; ``alpha = 0`` disables it).  With ``beam == 1`` this is greedy decoding.
+        Returns :class:`rnnkit.decode.Hypothesis` objects, best first: ``tokens`` without the
+        ``<eos>``, ``logp``, ``finished``, and ``weights``, the attention weights
+        (len(tokens) + finished, S) (``None`` without attention).  Ranking uses
+        ``logp / len ** alpha`` with ``len`` counting the ``<eos>``.  With ``beam == 1`` this
+        is greedy decoding.
         """
         if not isinstance(beam, (int, np.integer)) or beam < 1:
             raise ValueError(f"beam width must be at least 1, got {beam!r}")
@@ -559,66 +549,14 @@ class Seq2Seq(Module):
         self.eval()
         try:
             enc, state, _ = self._encode(src, lengths, None)
-            return self._beam(enc, state, beam, max_len, alpha)
+
+            def step(tokens, state):
+                n = len(tokens)  # the live hypotheses share the one source
+                e = Encoded(*(None if x is None else np.repeat(x[:1], n, axis=0)
+                              for x in enc))
+                return self.step(tokens, state, e)
+
+            return beam_search(step, state, BOS_ID, beam, max_len, eos=EOS_ID, alpha=alpha,
+                               reorder=_reorder, trace=True)
         finally:
             self.train(was)
-
-    def _beam(self, enc, state, K, max_len, alpha):
-        live = [Hypothesis([], 0.0, [], False)]
-        done: list[Hypothesis] = []
-        tok = np.array([BOS_ID])
-        for _ in range(max_len):
-            n = len(live)
-            e = Encoded(*(np.repeat(x[:1], n, axis=0) if x is not None else None for x in enc))
-            logits, state, a = self.step(tok, state, e)
-            logp = log_softmax(logits.astype(np.float64))  # (n, V)
-            total = np.array([h.logp for h in live])[:, None] + logp  # (n, V)
-            flat = total.reshape(-1)
-            m = min(2 * K, flat.size)
-            best = np.argpartition(-flat, m - 1)[:m]
-            best = best[np.argsort(-flat[best], kind="stable")]
-            rows, toks, nxt = [], [], []
-            V = logp.shape[1]
-            for rank, j in enumerate(best):
-                k, w = divmod(int(j), V)
-                att = live[k].attention + ([] if a is None else [a[k]])
-                h = Hypothesis(live[k].tokens + [w], float(flat[j]), att, False)
-                if w == EOS_ID:
-                    if rank < K:
-                        h.finished = True
-                        done.append(h)
-                elif len(nxt) < K:
-                    nxt.append(h)
-                    rows.append(k)
-                    toks.append(w)
-            if len(done) >= K or not nxt:
-                break
-            live = nxt
-            state = _reorder(state, np.array(rows))
-            tok = np.array(toks)
-        else:
-            done += live  # max_len reached: unfinished hypotheses compete too
-        done.sort(key=lambda h: -h.score(alpha))
-        for h in done:
-            if h.finished:
-                h.tokens = h.tokens[:-1]
-        return done[:K]
-
-
-@dataclass
-class Hypothesis:
-    """A beam-search result: ``tokens`` (without ``<eos>``), total ``logp``, per-step attention
-    weights (list of (S,) arrays; empty without attention), whether ``<eos>`` ended it."""
-
-    tokens: list[int]
-    logp: float
-    attention: list
-    finished: bool
-
-    def score(self, alpha: float) -> float:
-        n = len(self.tokens)  # <eos> still included while ranking
-        return self.logp / max(1, n) ** alpha if alpha else self.logp
-
-    @property
-    def weights(self) -> np.ndarray | None:
-        return np.stack(self.attention) if self.attention else None

@@ -1,9 +1,9 @@
 """Sequence-to-sequence training task: length-bucketed batches, scheduled sampling, evaluation.
 
-Each epoch the pairs are shuffled (seeded by ``seed`` and the epoch, so a resumed run repeats
-the order), cut into pools of 50 batches, each pool sorted by source length and cut into
-batches (little padding), and the batches shuffled.  Targets become ``tgt_in = <bos> y`` and
-``tgt_out = y <eos>`` (:func:`make_batch`).
+Each epoch the pairs are cut into batches of similar source length by
+:func:`rnnkit.text.batching.bucket_batches` (shuffled, pools of 50 batches sorted by length,
+batches shuffled; seeded by ``seed`` and the epoch, so a resumed run repeats the order).
+Targets become ``tgt_in = <bos> y`` and ``tgt_out = y <eos>`` (:func:`make_batch`).
 
 Scheduled sampling (Bengio et al. 2015): at training step ``i`` each decoder input is the
 reference token with probability ``eps_i`` (teacher forcing) and the model's own previous
@@ -24,6 +24,7 @@ import numpy as np
 from ...checks import config_from_dict
 from ...errors import ConfigError
 from ...metrics import corpus_bleu, sequence_scores
+from ...text.batching import bucket_batches, epoch_rng, num_bucket_batches
 from .model import BOS_ID, EOS_ID, PAD_ID
 
 SCHEDULES = ("none", "linear", "exponential", "inverse-sigmoid")
@@ -97,17 +98,6 @@ def make_batch(srcs, tgts=None):
     return src, lengths, tgt_in, tgt_out
 
 
-def length_batches(lengths, B: int, rng: np.random.Generator, pool: int = 50) -> list:
-    """Index batches of similar length: shuffle, sort pools of ``pool * B``, shuffle batches."""
-    order = rng.permutation(len(lengths))
-    batches = []
-    for lo in range(0, len(order), pool * B):
-        chunk = order[lo : lo + pool * B]
-        chunk = chunk[np.argsort(np.asarray(lengths)[chunk], kind="stable")]
-        batches += [chunk[i : i + B] for i in range(0, len(chunk), B)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 # -- evaluation ---------------------------------------------------------------------------------
 def decode_all(model, srcs, *, beam: int = 1, max_len: int = 50, alpha: float = 1.0,
                batch_size: int = 128):
@@ -116,9 +106,7 @@ def decode_all(model, srcs, *, beam: int = 1, max_len: int = 50, alpha: float = 
     outputs: list = [None] * len(srcs)
     finished: list = [None] * len(srcs)
     if beam == 1:
-        order = np.argsort([len(s) for s in srcs], kind="stable")
-        for lo in range(0, len(order), batch_size):
-            idx = order[lo : lo + batch_size]
+        for idx in bucket_batches([len(s) for s in srcs], batch_size):  # sorted by length
             src, lengths, _, _ = make_batch([srcs[i] for i in idx])
             tokens, _ = model.generate(src, lengths, max_len=max_len)
             for i, toks in zip(idx, tokens):
@@ -228,12 +216,11 @@ class Seq2SeqTask:
         self.world = world
 
     def num_batches(self) -> int:
-        return -(-len(self.train) // self.B)
+        return num_bucket_batches(len(self.train), self.B)
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        rng = np.random.default_rng([self.seed, epoch])
-        self.batches = length_batches(self.src_lengths, self.B, rng)
+        self.batches = bucket_batches(self.src_lengths, self.B, epoch_rng(self.seed, epoch))
 
     def train_batch(self, i: int, rng: np.random.Generator):
         if self.batches is None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import CheckpointError
-from ...text.labeled import read_tagged
+from ...text.tagged import read_tagged
 from .model import SequenceTagger, TaggerConfig
-from .task import Encoded, TaggerVocab, evaluate_tagger, predict_tags
+from .task import EncodedSentences, TaggerVocab, evaluate_tagger, predict_tags
 
 
 def load_tagger(path):
@@ -35,7 +35,7 @@ def load_tagger(path):
 def tag_sentences(model: SequenceTagger, vocab: TaggerVocab, sentences,
                   batch_size: int = 64) -> list[list[str]]:
     """The predicted tags of each sentence (a list of words, none empty)."""
-    enc = Encoded(vocab, vocab.char_table(), sentences)
+    enc = EncodedSentences(vocab, vocab.char_table(), sentences)
     preds, _, _ = predict_tags(model, enc, batch_size)
     return [[vocab.tags[k] for k in p] for p in preds]
 
@@ -45,9 +45,9 @@ def tag_probabilities(model: SequenceTagger, vocab: TaggerVocab, sentences,
     """The tag probabilities of each word: one array (T, K) per sentence (a list of words,
     none empty); their argmax is what :func:`tag_sentences` returns."""
     from ...nn.losses import softmax
-    from ...text.labeled import bucket_batches
+    from ...text.batching import bucket_batches
 
-    enc = Encoded(vocab, vocab.char_table(), sentences)
+    enc = EncodedSentences(vocab, vocab.char_table(), sentences)
     out: list = [None] * len(enc.lengths)
     for idx in bucket_batches(enc.lengths, batch_size):
         x, lengths, chars, _ = enc.batch(idx)
@@ -94,7 +94,7 @@ def evaluate_file(path, file, *, encoding: str = "utf-8", fmt: str | None = None
     info = ck.config.get("data", {})
     data = read_tagged(Path(file), fmt or "auto", column=info.get("column", "upos"),
                        encoding=encoding, tags=vocab.tags)
-    enc = Encoded(vocab, vocab.char_table(), data.sentences, vocab.encode_tags(data))
+    enc = EncodedSentences(vocab, vocab.char_table(), data.sentences, vocab.encode_tags(data))
     r = evaluate_tagger(model, vocab, enc, batch_size)
     figures = {"sentences": len(data), "tokens": r["tokens"], "accuracy": r["accuracy"]}
     figures["oov tokens"] = r["oov_tokens"]

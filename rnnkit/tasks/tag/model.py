@@ -13,9 +13,9 @@ spelling (suffixes, capitals, digits, hyphens) still reaches the tagger.  Word d
 (training words replaced by ``<unk>`` with probability ``p``) teaches the network to use it.
 
 The character encoder runs once per *distinct* word of a batch: a
-:class:`~rnnkit.text.labeled.CharBatch` holds the character ids of the U distinct words
+:class:`~rnnkit.text.chars.CharBatch` holds the character ids of the U distinct words
 (U, Lc), their lengths (U,) and, for every position of the batch, which of them it is (B, T);
-:meth:`rnnkit.text.labeled.CharTable.batch` builds one.  The word embedding, recurrent stack
+:meth:`rnnkit.text.chars.CharTable.batch` builds one.  The word embedding, recurrent stack
 and output layer are built by :class:`~rnnkit.nn.word_rnn.WordRNN` (shared with the
 classifier); the character encoder joins them through :meth:`SequenceTagger.add_features`.
 
@@ -50,7 +50,7 @@ from ...nn.word_rnn import (
     check_common,
     word_dropout,
 )
-from ...text.labeled import CharBatch
+from ...text.chars import CharBatch
 
 
 @dataclass
@@ -157,7 +157,7 @@ class SequenceTagger(WordRNN):
             return None
         if chars is None:
             raise ValueError("SequenceTagger: this model has a character encoder; pass chars "
-                             "(a CharBatch, see rnnkit.text.labeled.CharTable)")
+                             "(a CharBatch, see rnnkit.text.chars.CharTable)")
         ids = check_ids("SequenceTagger", "chars.ids", chars.ids, self.cfg.char_vocab_size)
         if ids.ndim != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
             raise ValueError(f"SequenceTagger: expected chars.ids of shape (U, Lc), got "

@@ -24,20 +24,10 @@ import numpy as np
 from ...errors import DataError
 from ...metrics import span_prf
 from ...nn.losses import softmax_cross_entropy
-from ...text.labeled import (
-    CharTable,
-    TaggedData,
-    bucket_batches,
-    build_char_vocab,
-    build_vocab,
-    encode_sequences,
-    epoch_rng,
-    is_bio,
-    num_bucket_batches,
-    pad_batch,
-    read_tagged,
-)
-from ...text.vocab import Vocab
+from ...text.batching import bucket_batches, epoch_rng, num_bucket_batches, pad_batch
+from ...text.chars import CharTable
+from ...text.tagged import TaggedData, is_bio, read_tagged
+from ...text.vocab import Vocab, build_char_vocab, build_vocab, encode_sequences
 from ...train.epoch_task import EpochOrderTask, fit_and_test, resume_setup, set_vectors
 from ...train.trainer import TrainConfig
 from .model import SequenceTagger, TaggerConfig
@@ -100,7 +90,7 @@ class TaggerVocab:
             raise DataError(f"tagger vocabulary unreadable ({e})") from None
 
 
-class Encoded:
+class EncodedSentences:
     """A split ready for batching: word ids, form ids (for characters) and tag ids."""
 
     def __init__(self, vocab: TaggerVocab, table: CharTable | None, sentences, tags=None):
@@ -122,16 +112,16 @@ class Encoded:
             tags, _ = pad_batch([self.tags[j] for j in idx])
         return x, lengths, chars, tags
 
-    def part(self, lo: int, hi: int) -> Encoded:
+    def part(self, lo: int, hi: int) -> EncodedSentences:
         """The sentences ``lo .. hi - 1`` alone."""
-        sub = object.__new__(Encoded)
+        sub = object.__new__(EncodedSentences)
         sub.words, sub.table, sub.lengths = self.words[lo:hi], self.table, self.lengths[lo:hi]
         sub.forms = None if self.forms is None else self.forms[lo:hi]
         sub.tags = None if self.tags is None else self.tags[lo:hi]
         return sub
 
 
-def predict_tags(model: SequenceTagger, enc: Encoded, batch_size: int = 64):
+def predict_tags(model: SequenceTagger, enc: EncodedSentences, batch_size: int = 64):
     """Predicted tag ids per sentence, plus the summed loss and token count if tags exist."""
     was = model.training
     model.eval()
@@ -154,7 +144,7 @@ def predict_tags(model: SequenceTagger, enc: Encoded, batch_size: int = 64):
     return preds, total, count
 
 
-def evaluate_tagger(model: SequenceTagger, vocab: TaggerVocab, enc: Encoded,
+def evaluate_tagger(model: SequenceTagger, vocab: TaggerVocab, enc: EncodedSentences,
                     batch_size: int = 64, world=None) -> dict:
     """Loss and token accuracy; accuracy on words outside the word vocabulary; span P/R/F1
     when the tags are BIO/IOB/BIOES.  With a :class:`~rnnkit.distributed.World`, each rank
@@ -200,7 +190,7 @@ class TagTask(EpochOrderTask):
         self.splits = {}
         for name, data in (("train", train), ("valid", valid), ("test", test)):
             if data is not None:
-                self.splits[name] = Encoded(vocab, self.table, data.sentences,
+                self.splits[name] = EncodedSentences(vocab, self.table, data.sentences,
                                             vocab.encode_tags(data))
         self.epoch, self.batches = 0, []
 

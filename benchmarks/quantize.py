@@ -1,0 +1,166 @@
+"""int8 against float checkpoints: size on disk, inference time and quality.
+
+Trains four small models on real data, each for ``--minutes`` (default 1.5): a PTB word LSTM
+language model, an SST-2 BiLSTM classifier, a UD English EWT UPOS tagger (with characters) and
+a Tatoeba EN->FR GRU with attention; or takes checkpoints already trained
+(``--lm``, ``--sst2``, ``--upos``, ``--tatoeba``, each a checkpoint or run directory, the last
+with the test split its run saved).  Each is quantised with ``rnnkit quantize`` and both
+versions are evaluated on the test split by the same function ``rnnkit eval`` uses: PTB
+perplexity, SST-2 accuracy, UPOS token accuracy, Tatoeba corpus BLEU (greedy).
+
+Time is the wall time of that evaluation (loading included), float and int8 interleaved,
+median of ``--repeats`` rounds; the ratio is int8 / float.  NumPy inference dequantises the
+weights when it loads them, so the arithmetic is the same float32 work and only the load
+differs.  Prints the CPU, the BLAS kernel, and the load average before and after; figures taken
+while other jobs share the machine are marked as measured under load.  To re-run on an idle
+machine::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
+        python benchmarks/quantize.py --data ../shared/data --out runs/quantize
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def train(out: Path, data: Path, minutes: float) -> dict:
+    """Train the four small checkpoints (skipping any already there); returns their paths."""
+    from rnnkit.cli.main import main
+
+    os.environ.setdefault("RNNKIT_DATA", str(data))
+    m = str(minutes)
+    quiet = ["--no-progress", "--seed", "1", "--minutes", m]
+    runs = {
+        "lm": ["train", "--data", "ptb", "--level", "word", "--cell", "lstm", "--embed", "128",
+               "--hidden", "128", "--layers", "1", "--bptt", "20", "--batch-size", "32",
+               "--lr", "2e-3", "--sample-length", "0", *quiet],
+        "sst2": ["train-classifier", "--train", str(data / "sst/stsa.binary.train"),
+                 "--valid", str(data / "sst/stsa.binary.dev"), "--embed", "64", "--hidden",
+                 "64", "--pooling", "max", "--dropout", "0.3", "--lr", "2e-3", *quiet],
+        "upos": ["train-tagger", "--train", str(data / "ud-english-ewt/en_ewt-ud-train.conllu.gz"),
+                 "--valid", str(data / "ud-english-ewt/en_ewt-ud-dev.conllu"), "--embed", "64",
+                 "--hidden", "64", "--char-embed", "16", "--char-hidden", "16", "--lr", "2e-3",
+                 *quiet],
+        "tatoeba": ["train-seq2seq", "--train", str(data / "tatoeba-fra-eng/fra-eng.zip"),
+                    "--normalize", "--english-prefixes", "--max-src-len", "9",
+                    "--max-tgt-len", "9", "--valid-fraction", "0.1", "--test-fraction", "0.1",
+                    "--save-splits", str(out / "tatoeba-data"), "--cell", "gru", "--embed",
+                    "64", "--hidden", "128", "--attention", "general", "--beam", "1", *quiet],
+    }
+    paths = {}
+    for name, argv in runs.items():
+        run = out / name
+        if not (run / "best").exists() and not (run / "last").exists():
+            print(f"training {name} for {minutes} min ...", flush=True)
+            if main([*argv, "--out", str(run)]) != 0:
+                raise SystemExit(f"training {name} failed")
+        paths[name] = run
+    return paths
+
+
+def evaluators(data: Path, tatoeba_test: Path) -> dict:
+    """``{name: (figure name, evaluate(path) -> figure)}``."""
+    from rnnkit.tasks.classify.inference import evaluate_file as classify_eval
+    from rnnkit.tasks.lm.inference import evaluate_file as lm_eval
+    from rnnkit.tasks.seq2seq.inference import evaluate_file as seq2seq_eval
+    from rnnkit.tasks.tag.inference import evaluate_file as tag_eval
+
+    return {
+        "lm": ("PTB test perplexity",
+               lambda p: lm_eval(p, data / "ptb/ptb.test.txt")["perplexity"]),
+        "sst2": ("SST-2 test accuracy",
+                 lambda p: classify_eval(p, data / "sst/stsa.binary.test")["accuracy"]),
+        "upos": ("UPOS test accuracy", lambda p: tag_eval(
+            p, data / "ud-english-ewt/en_ewt-ud-test.conllu")["accuracy"]),
+        "tatoeba": ("Tatoeba test BLEU (greedy)",
+                    lambda p: seq2seq_eval(p, tatoeba_test, beam=1)["bleu"]),
+    }
+
+
+def size(path: Path) -> int:
+    """Bytes of a checkpoint's inference files (the training state excluded)."""
+    return sum(f.stat().st_size for f in path.iterdir() if not f.name.startswith("train_state"))
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} "
+                         f"{i.get('architecture')} x{i.get('num_threads')}"
+                         for i in threadpool_info() if i.get("user_api") == "blas")
+    except ImportError:
+        blas = "unknown (threadpoolctl absent)"
+    return f"{cpu}, {os.cpu_count()} cores; BLAS: {blas}; Python {platform.python_version()}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--data", default="../shared/data", help="the data sets' directory")
+    ap.add_argument("--out", default="runs/quantize", help="where runs and int8 copies go")
+    ap.add_argument("--minutes", type=float, default=1.5, help="training time per model")
+    ap.add_argument("--repeats", type=int, default=3, help="timed evaluations per version")
+    for name in ("lm", "sst2", "upos", "tatoeba"):
+        ap.add_argument(f"--{name}", default=None, help=f"a trained {name} checkpoint to use")
+    ap.add_argument("--tatoeba-test", default=None,
+                    help="test pairs of --tatoeba (default: its run's saved split)")
+    args = ap.parse_args(argv)
+    data, out = Path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    given = {k: getattr(args, k) for k in ("lm", "sst2", "upos", "tatoeba")}
+    if not all(given.values()):
+        trained = train(out, data, args.minutes)
+        given = {k: v or trained[k] for k, v in given.items()}
+    from rnnkit.deploy.quantize import quantize_checkpoint
+    from rnnkit.train.checkpoint import find_checkpoint
+
+    load0 = os.getloadavg()
+    test = Path(args.tatoeba_test or out / "tatoeba-data" / "test.tsv")
+    rows = []
+    for name, (figure, evaluate) in evaluators(data, test).items():
+        src = find_checkpoint(given[name])
+        q = out / f"{name}-int8"
+        if not q.exists():
+            quantize_checkpoint(src, q)
+        times = {"float": [], "int8": []}
+        value = {}
+        for _ in range(args.repeats):
+            for version, path in (("float", src), ("int8", q)):
+                t0 = time.perf_counter()
+                value[version] = evaluate(path)
+                times[version].append(time.perf_counter() - t0)
+        tf, tq = (statistics.median(times[v]) for v in ("float", "int8"))
+        rows.append((name, figure, size(src), size(q), tf, tq, value["float"], value["int8"]))
+        print(f"{name}: float {value['float']:.4f}, int8 {value['int8']:.4f}", flush=True)
+    load1 = os.getloadavg()
+    print()
+    print(f"Machine: {machine()}")
+    under = "measured under load" if max(load0[0], load1[0]) > 0.5 * (os.cpu_count() or 1) \
+        else "idle machine"
+    print(f"Load average (1 min) {load0[0]:.1f} before, {load1[0]:.1f} after: {under}")
+    print()
+    print("| model | size float → int8 | eval time float → int8 (ratio) | quality float → int8 |")
+    print("|---|---:|---:|---|")
+    for name, figure, sf, sq, tf, tq, vf, vq in rows:
+        fmt = ".2f" if "perplexity" in figure or "BLEU" in figure else ".4f"
+        print(f"| {name} | {sf / 1e6:.2f} MB → {sq / 1e6:.2f} MB ({sq / sf:.2f}×) | "
+              f"{tf:.1f} s → {tq:.1f} s ({tq / tf:.2f}) | {figure}: {vf:{fmt}} → {vq:{fmt}} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""A small ONNX graph builder, and rnnkit's recurrent stacks as ONNX ``LSTM``/``GRU``/``RNN``.
+
+:class:`Graph` collects nodes, initialisers, inputs and outputs and turns them into an
+``onnx.ModelProto`` (``import onnx`` happens there, and only there).  Weights come from a
+model's parameters by their checkpoint names; a weight the checkpoint stores as int8 (see
+:mod:`rnnkit.nn.quant`) becomes an int8 initialiser and a ``DequantizeLinear`` with one scale
+per output unit, every other one a float32 initialiser.
+
+The recurrent weights are rearranged for ONNX, whose layout is ``W (dirs, G*H, D)``,
+``R (dirs, G*H, H)``, ``B (dirs, 2*G*H)`` (input biases, then recurrent ones), with the gates
+in another order than rnnkit's (PyTorch's)::
+
+    LSTM  rnnkit i, f, g, o   ->  ONNX i, o, f, c     peepholes P = [p_i, p_o, p_f]
+    GRU   rnnkit r, z, n      ->  ONNX z, r, h        reset_after: linear_before_reset=1, Rb_h=b_hn
+    RNN   one gate                                    relu: activations ["Relu"]
+
+ONNX's operators take ``sequence_lens`` and, like rnnkit, leave the state of a row unchanged
+past its length (the final state is the one at its last real step), give zeros at its padded
+steps, and run the backward direction over each row's real steps only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+OPSET = 17
+
+_GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "rnn": (0,)}  # rnnkit blocks, ONNX order
+
+
+def gate_permutation(cell: str, H: int) -> np.ndarray:
+    """Column indices of rnnkit's packed gates (G*H,) in ONNX's gate order."""
+    return np.concatenate([np.arange(k * H, (k + 1) * H) for k in _GATE_ORDER[cell]])
+
+
+class Graph:
+    """Nodes, initialisers, inputs and outputs of one ONNX graph.
+
+    ``params``: the model's float parameters by name; ``quantized``: ``{name: (q, scale)}`` of
+    the int8 ones (a quantised checkpoint's ``Checkpoint.quantized``).
+    """
+
+    def __init__(self, name: str, params: dict, quantized: dict | None = None,
+                 prefix: str = ""):
+        self.name, self.params, self.quantized = name, params, quantized or {}
+        self.nodes, self.inits, self.inputs, self.outputs = [], [], [], []
+        self.prefix = prefix  # of every name made here: a subgraph's never shadow the outer's
+        self._count = 0
+        self._cache: dict = {}
+
+    def fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"{self.prefix}{hint}_{self._count}"
+
+    def op(self, op_type: str, inputs, hint: str | None = None, outputs: int = 1, **attrs):
+        """Add a node; returns its output name (or a list of ``outputs`` names)."""
+        from onnx import helper
+
+        names = [self.fresh(hint or op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), names, **attrs))
+        return names[0] if outputs == 1 else names
+
+    def const(self, array, hint: str = "const") -> str:
+        from onnx import numpy_helper
+
+        name = self.fresh(hint)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def ints(self, values, hint: str = "shape") -> str:
+        return self.const(np.asarray(values, np.int64), hint)
+
+    def input(self, name: str, dtype, shape) -> str:
+        from onnx import helper
+
+        self.inputs.append(helper.make_tensor_value_info(name, _elem(dtype), list(shape)))
+        return name
+
+    def output(self, tensor: str, name: str, dtype, shape) -> None:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node("Identity", [tensor], [name]))
+        self.outputs.append(helper.make_tensor_value_info(name, _elem(dtype), list(shape)))
+
+    # -- weights ------------------------------------------------------------------------------
+    def matrix(self, name: str, transpose: bool = False, perm=None) -> str:
+        """The parameter ``name`` (D_in, D_out) as a float32 tensor: as it is (for ``x @ W``),
+        or transposed (D_out, D_in) with its output units reordered by ``perm``."""
+        key = (name, transpose, None if perm is None else tuple(perm))
+        if key in self._cache:
+            return self._cache[key]
+        if name in self.quantized:
+            q, scale = self.quantized[name]
+            q, scale = (q.T, scale) if transpose else (q, scale)
+            if perm is not None:
+                q, scale = q[perm], scale[perm]
+            out = self.op("DequantizeLinear", [
+                self.const(q, "q"), self.const(scale.astype(np.float32), "scale"),
+                self.const(np.zeros(len(scale), np.int8), "zero")], "W",
+                axis=0 if transpose else 1)
+        else:
+            W = self.params[name].astype(np.float32)
+            W = W.T if transpose else W
+            out = self.const(W if perm is None else W[perm], "W")
+        self._cache[key] = out
+        return out
+
+    def vector(self, name: str, perm=None) -> np.ndarray:
+        v = self.params[name].astype(np.float32)
+        return v if perm is None else v[perm]
+
+    def subgraph(self):
+        """The ``onnx.GraphProto`` of a loop body (``Scan``)."""
+        from onnx import helper
+
+        return helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
+
+    def to_model(self, doc: str = "", metadata: dict | None = None):
+        """The ``onnx.ModelProto``, checked by ``onnx.checker``."""
+        import onnx
+        from onnx import helper
+
+        graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="rnnkit", doc_string=doc)
+        model.ir_version = 8  # the newest IR that every onnxruntime since 1.14 reads
+        for k, v in (metadata or {}).items():
+            helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                           k: str(v)})
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+
+def _elem(dtype) -> int:
+    from onnx import TensorProto
+
+    return {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}[np.dtype(dtype).name]
+
+
+# -- recurrent stacks ----------------------------------------------------------------------------
+
+
+def recurrent_stack(g: Graph, rnn, prefix: str, x: str, lengths: str | None = None,
+                    h0: str | None = None, c0: str | None = None):
+    """Run the rnnkit layer ``rnn`` (a :class:`~rnnkit.nn.recurrent.Recurrent` whose weights
+    are ``prefix.layers.<l>.<fwd|bwd>.*``) over ``x`` (T, B, D), time-major.
+
+    ``lengths``: int32 (B,) or None; ``h0``/``c0``: initial states (L*dirs, B, H) or None
+    (zeros).  Returns ``(out (T, B, dirs*H), [h_n per layer (dirs, B, H)], [c_n ...])``.
+    """
+    cfg = rnn.cfg
+    if getattr(cfg, "proj_size", 0):
+        return _projection_stack(g, rnn, prefix, x, lengths, h0, c0)
+    cell, H, dirs = cfg.cell, cfg.hidden_size, cfg.dirs
+    perm = gate_permutation(cell, H)
+    hs, cs = [], []
+    for layer in range(cfg.num_layers):
+        names = [f"{prefix}.layers.{layer}.{d}" for d in ("fwd", "bwd")[:dirs]]
+        W = _stacked(g, [g.matrix(f"{n}.W_x", True, perm) for n in names])
+        R = _stacked(g, [g.matrix(f"{n}.W_h", True, perm) for n in names])
+        B = g.const(np.stack([_biases(g, n, cfg, perm) for n in names]), "B")
+        state = []
+        for s in (h0, c0 if cell == "lstm" else None):
+            state.append("" if s is None else g.op(
+                "Slice", [s, g.ints([layer * dirs]), g.ints([(layer + 1) * dirs]), g.ints([0])]))
+        inputs = [x, W, R, B, lengths or "", state[0]]
+        attrs = {"hidden_size": H, "direction": "bidirectional" if dirs == 2 else "forward"}
+        if cell == "lstm":
+            inputs.append(state[1])
+            if cfg.peephole:
+                inputs.append(g.const(np.stack([np.concatenate(
+                    [g.vector(f"{n}.p_i"), g.vector(f"{n}.p_o"), g.vector(f"{n}.p_f")])
+                    for n in names]), "P"))
+            y, h, c = g.op("LSTM", inputs, "lstm", outputs=3, **attrs)
+            cs.append(c)
+        else:
+            if cell == "gru":
+                attrs["linear_before_reset"] = int(cfg.reset_after)
+            elif cfg.nonlinearity == "relu":
+                attrs["activations"] = ["Relu"] * dirs
+            y, h = g.op(cell.upper(), inputs, cell, outputs=2, **attrs)
+        hs.append(h)
+        y = g.op("Transpose", [y], perm=[0, 2, 1, 3])  # (T, B, dirs, H)
+        x = g.op("Reshape", [y, g.ints([0, 0, dirs * H])])  # (T, B, dirs*H)
+    return x, hs, cs
+
+
+def _stacked(g: Graph, mats: list[str]) -> str:
+    """(G*H, D) per direction -> (dirs, G*H, D)."""
+    parts = [g.op("Unsqueeze", [m, g.ints([0])]) for m in mats]
+    return parts[0] if len(parts) == 1 else g.op("Concat", parts, axis=0)
+
+
+def _biases(g: Graph, name: str, cfg, perm) -> np.ndarray:
+    """ONNX's ``[Wb ; Rb]`` (2*G*H,) of one direction: rnnkit's single bias goes to the input
+    side; the recurrent side is zero but for the GRU's ``b_hn`` (reset_after)."""
+    Wb = g.vector(f"{name}.b", perm)
+    Rb = np.zeros_like(Wb)
+    if cfg.cell == "gru" and cfg.reset_after:
+        Rb[2 * cfg.hidden_size:] = g.vector(f"{name}.b_hn")
+    return np.concatenate([Wb, Rb])
+
+
+def _projection_stack(g: Graph, rnn, prefix: str, x: str, lengths, h0, c0):
+    """A projection LSTM (:mod:`rnnkit.nn.lstmp`), which ONNX's LSTM cannot express, as a
+    ``Scan`` over time whose body is one step in plain operators::
+
+        a = xp_t + r W_h;  i, f, g, o = sigma(a_i), sigma(a_f), tanh(a_g), sigma(a_o)
+        c' = f c + i g;    r' = (o tanh(c')) W_hr
+
+    Unidirectional, without lengths (the language model's use)."""
+
+    from ..errors import RnnkitError
+
+    cfg = rnn.cfg
+    if cfg.bidirectional or lengths is not None:
+        raise RnnkitError("ONNX export of a projection LSTM covers unidirectional layers "
+                          "without lengths")
+    H, P = cfg.hidden_size, cfg.proj_size
+    B = g.op("Gather", [g.op("Shape", [x]), g.ints([1])], axis=0)
+    hs, cs = [], []
+    for layer in range(cfg.num_layers):
+        n = f"{prefix}.layers.{layer}.fwd"
+        xp = g.op("Add", [g.op("MatMul", [x, g.matrix(f"{n}.W_x")]),
+                          g.const(g.vector(f"{n}.b"), "b")])  # (T, B, 4H)
+        W_h, W_hr = g.matrix(f"{n}.W_h"), g.matrix(f"{n}.W_hr")
+        init = []
+        for s, width in ((h0, P), (c0, H)):
+            if s is None:
+                init.append(g.op("ConstantOfShape", [g.op("Concat", [B, g.ints([width])],
+                                                          axis=0)]))
+            else:
+                init.append(g.op("Squeeze", [g.op("Slice", [
+                    s, g.ints([layer]), g.ints([layer + 1]), g.ints([0])]), g.ints([0])]))
+        body = Graph(f"{n}.step", {}, prefix=f"{g.fresh('scan')}/")
+        r = body.input(body.fresh("r"), "float32", ["B", P])
+        c = body.input(body.fresh("c"), "float32", ["B", H])
+        a = body.input(body.fresh("xp"), "float32", ["B", 4 * H])
+        a = body.op("Add", [a, body.op("MatMul", [r, W_h])])
+        i, f, gg, o = body.op("Split", [a], "gate", outputs=4, axis=1)
+        c2 = body.op("Add", [body.op("Mul", [body.op("Sigmoid", [f]), c]),
+                             body.op("Mul", [body.op("Sigmoid", [i]), body.op("Tanh", [gg])])])
+        m = body.op("Mul", [body.op("Sigmoid", [o]), body.op("Tanh", [c2])])
+        r2 = body.op("MatMul", [m, W_hr])
+        for t, name, width in ((r2, "r_out", P), (c2, "c_out", H), (r2, "y", P)):
+            body.output(t, body.fresh(name), "float32", ["B", width])
+        r_n, c_n, x = g.op("Scan", [*init, xp], "lstmp", outputs=3, num_scan_inputs=1,
+                           body=body.subgraph())  # x: (T, B, P)
+        hs.append(g.op("Unsqueeze", [r_n, g.ints([0])]))
+        cs.append(g.op("Unsqueeze", [c_n, g.ints([0])]))
+    return x, hs, cs
