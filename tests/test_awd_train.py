@@ -235,3 +235,52 @@ def test_ntasgd_config_checks():
         _cfg(optimizer="nt-asgd", ema=0.99)
     with pytest.raises(ConfigError, match="nonmono must be a positive integer"):
         _cfg(optimizer="nt-asgd", nonmono=0)
+
+
+def test_the_readme_awd_command_and_the_ablation_parse():
+    """The README's AWD-LSTM command and every configuration of benchmarks/awd_ptb.py are
+    valid ``rnnkit train`` command lines."""
+    import re
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from rnnkit.cli.main import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme.split("### AWD-LSTM options", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1).replace("\\\n", " ")
+    argv = shlex.split(block)
+    assert argv[:3] == ["RNNKIT_DATA=../shared/data", "rnnkit", "train"]
+    parser = build_parser().commands["train"]
+    args = parser.parse_args(argv[3:])
+    assert (args.weight_drop, args.locked, args.optimizer, args.bptt_jitter) == (
+        0.5, True, "nt-asgd", True)
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        import awd_ptb
+    finally:
+        sys.path.pop(0)
+
+    class Opts:
+        hidden, minutes, eval_every, seed = 200, 1.0, 200, 1
+
+    for name in awd_ptb.CONFIGS:
+        cmd = awd_ptb.command(name, Opts, Path("/nonexistent") / name)
+        parser.parse_args(cmd[4:])
+    assert set(awd_ptb.AWD) <= set(argv)  # the recipe is the README command
+
+
+def test_resume_keeps_the_eval_batch_size(tmp_path, capsys):
+    """The validation figures (best/, NT-ASGD's checks) depend on the evaluation streams, so a
+    resumed run scores with the run's own --eval-batch-size."""
+    text = tmp_path / "tiny.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(text), *TINY, "--eval-batch-size", "3", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress",
+                 "--sample-length", "0"]) == 0
+    cfg = json.loads((out / "last" / "config.json").read_text())
+    assert cfg["eval_batch_size"] == 3 and cfg["train"]["epochs"] == 2

@@ -131,7 +131,9 @@ def _restore_run_options(args, ck) -> None:
     for key in ("encoding", "valid_fraction"):
         if key in data and (given is None or key not in given):
             setattr(args, key, data[key])
-    for key in ("batch_size", "bptt", "bptt_jitter"):  # the data position depends on these
+    # the data position depends on these; the validation figures (the best checkpoint,
+    # NT-ASGD's checks) on the evaluation streams
+    for key in ("batch_size", "bptt", "bptt_jitter", "eval_batch_size"):
         saved = ck.config.get(key, False if key == "bptt_jitter" else getattr(args, key))
         if given and key in given and getattr(args, key) != saved:
             _warn(f"--{key.replace('_', '-')} {getattr(args, key)} ignored: the run uses {saved}")

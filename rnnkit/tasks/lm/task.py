@@ -230,7 +230,7 @@ class LMTask:
 
     def payload(self):
         config = {"model": self.model.cfg.to_dict(), "data": self.data_info,
-                  "batch_size": self.B, "bptt": self.T}
+                  "batch_size": self.B, "bptt": self.T, "eval_batch_size": self.eval_batch_size}
         if self.jitter:
             config["bptt_jitter"] = True
         return config, self.tokenizer.to_dict()
