@@ -4,7 +4,8 @@ Trains four small models on real data, each for ``--minutes`` (default 1.5): a P
 language model, an SST-2 BiLSTM classifier, a UD English EWT UPOS tagger (with characters) and
 a Tatoeba EN->FR GRU with attention; or takes checkpoints already trained
 (``--lm``, ``--sst2``, ``--upos``, ``--tatoeba``, each a checkpoint or run directory, the last
-with the test split its run saved).  Each is quantised with ``rnnkit quantize`` and both
+with the test split its run saved).  Each is quantised with ``rnnkit quantize`` (the weight
+matrices) and ``rnnkit quantize --embeddings`` (the embedding tables too), and all three
 versions are evaluated on the test split by the same function ``rnnkit eval`` uses: PTB
 perplexity, SST-2 accuracy, UPOS token accuracy, Tatoeba corpus BLEU (greedy).
 
@@ -133,19 +134,22 @@ def main(argv=None) -> int:
     rows = []
     for name, (figure, evaluate) in evaluators(data, test).items():
         src = find_checkpoint(given[name])
-        q = out / f"{name}-int8"
-        if not q.exists():
-            quantize_checkpoint(src, q)
-        times = {"float": [], "int8": []}
+        versions = {"float": src, "int8": out / f"{name}-int8", "int8+emb": out / f"{name}-int8e"}
+        for version, path in versions.items():
+            if version != "float" and not path.exists():
+                quantize_checkpoint(src, path, embeddings=version == "int8+emb")
+        times = {v: [] for v in versions}
         value = {}
         for _ in range(args.repeats):
-            for version, path in (("float", src), ("int8", q)):
+            for version, path in versions.items():
                 t0 = time.perf_counter()
                 value[version] = evaluate(path)
                 times[version].append(time.perf_counter() - t0)
-        tf, tq = (statistics.median(times[v]) for v in ("float", "int8"))
-        rows.append((name, figure, size(src), size(q), tf, tq, value["float"], value["int8"]))
-        print(f"{name}: float {value['float']:.4f}, int8 {value['int8']:.4f}", flush=True)
+        for version, path in versions.items():
+            rows.append((name, version, figure, size(src), size(path),
+                         statistics.median(times["float"]), statistics.median(times[version]),
+                         value[version]))
+        print(name, {k: round(v, 4) for k, v in value.items()}, flush=True)
     load1 = os.getloadavg()
     print()
     print(f"Machine: {machine()}")
@@ -153,12 +157,12 @@ def main(argv=None) -> int:
         else "idle machine"
     print(f"Load average (1 min) {load0[0]:.1f} before, {load1[0]:.1f} after: {under}")
     print()
-    print("| model | size float → int8 | eval time float → int8 (ratio) | quality float → int8 |")
-    print("|---|---:|---:|---|")
-    for name, figure, sf, sq, tf, tq, vf, vq in rows:
+    print("| model | weights | size on disk | eval time (ratio to float) | quality |")
+    print("|---|---|---:|---:|---|")
+    for name, version, figure, sf, sq, tf, tq, v in rows:
         fmt = ".2f" if "perplexity" in figure or "BLEU" in figure else ".4f"
-        print(f"| {name} | {sf / 1e6:.2f} MB → {sq / 1e6:.2f} MB ({sq / sf:.2f}×) | "
-              f"{tf:.1f} s → {tq:.1f} s ({tq / tf:.2f}) | {figure}: {vf:{fmt}} → {vq:{fmt}} |")
+        print(f"| {name} | {version} | {sq / 1e6:.2f} MB ({sq / sf:.2f}) | "
+              f"{tq:.1f} s ({tq / tf:.2f}) | {figure}: {v:{fmt}} |")
     return 0
 
 

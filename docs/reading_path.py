@@ -36,7 +36,9 @@ SHARED = ("errors", "checks", "cells", "nn.cells", "recurrent", "nn.recurrent", 
           "nn.layers", "losses", "nn.losses", "init", "nn.init", "module", "nn.module", "_blas",
           "nn._blas", "text.io", "text.vocab", "text.tokenizers", "text.datasets", "text.vectors",
           "text.batching", "optim", "train.optim", "train.schedules", "train.ema", "runlog",
-          "train.runlog", "plotting", "train.plotting", "metrics", "sampling", "decode", "inspect")
+          "train.runlog", "train.runlock", "plotting", "train.plotting", "distributed",
+          "nn.factory", "nn.lstmp", "nn.minrnn", "nn.quant", "metrics", "sampling", "decode",
+          "inspect")
 
 
 def modules(root: Path) -> dict[str, Path]:

@@ -19,13 +19,15 @@ In a training loop of one's own::
 
     w = dist.world()                    # rank, size
     dist.broadcast_parameters(model)    # every rank starts from rank 0's weights
-    for x, y in my_batches[w.rank::w.size]:
+    for x, y in my_batches:             # this rank's share of each global batch (w.part)
         model.zero_grad()
         loss, n, _ = model.loss(x, y)
         n_all, (loss_sum,) = dist.allreduce_grads(model, count=n, extra=[loss * n])
         opt.step(model.grads())         # the same step on every rank
         if w.rank == 0:
             print(loss_sum / n_all)
+
+(``examples/distributed_loop.py`` is a complete one.)
 
 A collective that waits longer than ``timeout`` seconds (``RNNKIT_MPI_TIMEOUT``, default 600)
 means another rank has died or hangs: the waiting rank prints what it waited for and exits
@@ -272,7 +274,18 @@ def world(force: bool = False) -> World:
                 'installed: pip install "rnnkit[mpi]"') from None
         _WORLD = World()
         return _WORLD
+    except RuntimeError as e:  # mpi4py is there, the MPI library it needs is not
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"mpi4py cannot load an MPI library ({first}): install one, e.g. "
+                          'pip install "rnnkit[mpi]" (the mpich wheel)') from None
     comm = MPI.COMM_WORLD
+    size = launched_size()
+    if size and size > 1 and comm.Get_size() == 1:
+        # every process would train alone and write the same files
+        raise ConfigError(
+            f"started as one of {size} processes by an MPI launcher, but MPI sees a world of "
+            f"one: mpi4py uses another MPI library ({MPI.Get_library_version().splitlines()[0]}"
+            ") than the launcher; use the mpiexec of that library")
     _WORLD = World(comm) if comm.Get_size() > 1 else World()
     return _WORLD
 

@@ -84,8 +84,9 @@ def test_train_saves_reports_and_samples(tmp_path, text_file, capsys):
     assert "char-level LSTM 1x16" in stderr and "epoch 1 |" in stderr
     assert {"best", "last", "metrics.jsonl"} <= {p.name for p in out.iterdir()}
     cfg = json.loads((out / "last" / "config.json").read_text())
-    assert cfg["data"] == {"source": str(text_file), "level": "char", "encoding": "utf-8",
-                           "valid_fraction": 0.1}
+    assert cfg["data"].pop("fingerprint")["chars"] > 0
+    assert cfg["data"] == {"source": str(text_file.resolve()), "level": "char",
+                           "encoding": "utf-8", "valid_fraction": 0.1}
     assert cfg["train"]["epochs"] == 1 and cfg["model"]["hidden_size"] == 16
 
 

@@ -138,6 +138,20 @@ def test_projection_lstm_lm_matches(layers):
     check_lm(loaded, graphs, np.random.default_rng(2).integers(0, 11, (3, 8)))
 
 
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_parallel_scan_cells_lm_matches(cell):
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+
+    model = LanguageModel(LMConfig(vocab_size=11, cell=cell, embed_size=5, hidden_size=6,
+                                   num_layers=2), rng=4)
+    for p in model.parameters().values():  # both branches of g(u), gates away from 1/2
+        p[...] = np.random.default_rng(5).uniform(-1.5, 1.5, p.shape)
+    graphs = build_graphs(model.eval(), "lm")
+    assert sum(n.op_type == "Scan" for n in graphs["model"].graph.node) == 2
+    loaded = type("L", (), {"model": model})
+    check_lm(loaded, graphs, np.random.default_rng(6).integers(0, 11, (3, 9)))
+
+
 def onnx_greedy_lm(step_model, tokenizer, first, banned, length):
     step = session(step_model)
     names = [i.name for i in step.get_inputs()]
@@ -200,7 +214,7 @@ def test_classifier_fixture_matches_on_real_sentences():
     lines = (FIXTURES / "classifier" / "input.txt").read_text().splitlines()
     texts = [line.split()[1:] for line in lines if line.strip()][:8]
     ids = [vocab.encode_texts([t])[0] for t in texts]
-    from rnnkit.text.labeled import pad_batch
+    from rnnkit.text.batching import pad_batch
 
     x, lengths = pad_batch(ids)
     got = run(build_graphs(loaded.model, "classifier")["model"], ids=x, lengths=lengths)
@@ -224,13 +238,13 @@ def test_classifier_matches(cell, pooling):
 
 def test_tagger_fixture_with_characters_matches_on_real_sentences():
     from rnnkit.tasks.tag.inference import load_tagger
-    from rnnkit.tasks.tag.task import Encoded
+    from rnnkit.tasks.tag.task import EncodedSentences
 
     model, vocab, _ = load_tagger(FIXTURES / "tagger" / "ckpt")
     blocks = (FIXTURES / "tagger" / "input.txt").read_text().strip().split("\n\n")
     sentences = [[row.split()[0] for row in b.splitlines()] for b in blocks][:6]
     sentences.append(["Zyx", "unseen-word", "Bob"])  # unknown words reach the characters
-    enc = Encoded(vocab, vocab.char_table(), sentences)
+    enc = EncodedSentences(vocab, vocab.char_table(), sentences)
     x, lengths, chars, _ = enc.batch(np.arange(len(sentences)))
     got = run(build_graphs(model, "tagger")["model"], ids=x, lengths=lengths,
               char_ids=chars.ids, char_lengths=chars.lengths, char_index=chars.index)
@@ -372,6 +386,12 @@ def test_export_command_writes_checked_graphs(name, files, tmp_path, capsys):
         onnx.checker.check_model(m, full_check=True)
         assert m.opset_import[0].version == 17
     assert capsys.readouterr().out.split() == [str(tmp_path / f) for f in files]
+
+
+def test_a_dotted_name_keeps_its_stem(tmp_path):
+    paths = export_checkpoint(FIXTURES / "seq2seq" / "ckpt", tmp_path / "fra.v1.onnx")
+    assert [p.name for p in paths] == ["fra.v1.onnx", "fra.v1.decoder.onnx", "fra.v1.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
 
 
 def test_ngram_and_bad_out_are_refused(tmp_path, capsys):

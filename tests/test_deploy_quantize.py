@@ -14,7 +14,7 @@ from rnnkit.cli.main import main
 from rnnkit.deploy.quantize import quantizable, quantize_checkpoint
 from rnnkit.errors import CheckpointError, RnnkitError
 from rnnkit.nn.losses import log_softmax
-from rnnkit.nn.quant import dequantize_columns, quantize_columns
+from rnnkit.nn.quant import dequantize, dequantize_columns, quantize_columns, quantize_rows
 from rnnkit.tasks import load_model
 from rnnkit.train.checkpoint import load_checkpoint, save_checkpoint
 
@@ -37,6 +37,15 @@ def test_round_trip_error_is_at_most_half_a_step_per_column(dtype):
     assert err[:, 3].max() == 0
     np.testing.assert_allclose(s[[0, 1, 2, 5]], np.abs(W[:, [0, 1, 2, 5]]).max(axis=0) / 127,
                                rtol=1e-6)
+
+
+def test_rows_of_an_embedding_table_get_their_own_scale():
+    E = np.random.default_rng(1).normal(size=(6, 5)).astype(np.float32)
+    E[2] *= 100
+    q, s = quantize_rows(E)
+    assert s.shape == (6,) and q.flags.c_contiguous
+    assert (np.abs(dequantize(q, s, 0) - E) <= s[:, None] / 2 * (1 + 1e-6)).all()
+    assert s[2] > 50 * s[1]
 
 
 def test_which_weights_are_quantised():
@@ -71,11 +80,13 @@ def test_checkpoint_files_hold_int8_and_no_pickle(quantised):
 def test_every_kind_loads_with_weights_close_to_float(name, quantised):
     fl, q = load_model(FIXTURES / name / "ckpt"), load_model(quantised[name])
     assert q.kind == fl.kind and q.checkpoint.quantized
-    for key, (ints, scale) in q.checkpoint.quantized.items():
+    for key, (ints, scale, axis) in q.checkpoint.quantized.items():
+        assert axis == 1
         W = fl.model.parameters()[key]
         got = q.model.parameters()[key]
         assert got.dtype == W.dtype
         assert (np.abs(got - W) <= scale / 2 * (1 + 1e-6) + 1e-7).all()
+        assert np.abs(got - W).max() > 0
         np.testing.assert_array_equal(got, dequantize_columns(ints, scale))
 
 
@@ -95,7 +106,7 @@ def test_classifier_and_tagger_outputs_close_to_float(quantised):
         if name == "classifier":
             a, b = (m.model.predict_proba(ids, lengths) for m in (fl, q))
         else:
-            from rnnkit.text.labeled import CharBatch
+            from rnnkit.text.chars import CharBatch
 
             chars = CharBatch(np.array([[3, 4, 0], [5, 6, 7]]), np.array([2, 3]),
                               np.array([[0, 1, 0, 1], [1, 0, 0, 0]]))
@@ -193,3 +204,36 @@ def test_a_malformed_quantisation_entry_is_a_checkpoint_error(tmp_path):
                     config={"quantization": {"scheme": "int4"}})
     with pytest.raises(CheckpointError, match="unknown 'quantization' entry"):
         load_checkpoint(tmp_path / "b")
+
+
+@pytest.mark.parametrize("name", ["lm-word", "tagger", "seq2seq"])
+def test_embeddings_too(name, tmp_path, capsys):
+    assert main(["quantize", str(FIXTURES / name / "ckpt"), "--out", str(tmp_path / "q"),
+                 "--embeddings"]) == 0
+    fl, q = load_model(FIXTURES / name / "ckpt"), load_model(tmp_path / "q")
+    rows = {k for k, v in q.checkpoint.quantized.items() if v[2] == 0}
+    assert rows == {k for k in fl.model.parameters() if k.endswith("embed.W")}
+    for k in rows:
+        ints, scale, _ = q.checkpoint.quantized[k]
+        W = fl.model.parameters()[k]
+        assert (np.abs(q.model.parameters()[k] - W) <= scale[:, None] / 2 * (1 + 1e-6)).all()
+    onnx = pytest.importorskip("onnx")
+    from rnnkit.deploy.export import build_graphs
+
+    graphs = build_graphs(q.model, q.kind, q.checkpoint.quantized)
+    first = next(iter(graphs.values()))
+    assert {i.name for i in first.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    if name == "lm-word":  # tied: the int8 table is the output layer too
+        ids = q.tokenizer.encode((FIXTURES / name / "input.txt").read_text())[None, :30]
+        path = tmp_path / "m.onnx"
+        onnx.save(graphs["model"], path)
+        got = session(path).run(["log_probs"], {"ids": ids})[0]
+        np.testing.assert_allclose(got, log_softmax(q.model.forward(ids, grad=False)[0]),
+                                   rtol=1e-5, atol=1e-5)
+    if name == "seq2seq":
+        src, lengths = np.array([[4, 5, 6, 7], [8, 9, 10, 0]]), np.array([4, 3])
+        path = tmp_path / "e.onnx"
+        onnx.save(graphs["encoder"], path)
+        memory = session(path).run(["memory"], {"src": src, "src_lengths": lengths})[0]
+        np.testing.assert_allclose(memory, q.model.encode(src, lengths)[0].memory,
+                                   rtol=1e-5, atol=1e-5)

@@ -62,7 +62,7 @@ def test_padded_steps_are_not_counted():
         out, _, _ = lstm.forward(x, lengths=lengths)
     ref, _, _ = lstm.forward(x, lengths=lengths)
     np.testing.assert_array_equal(out, ref)  # watching changes nothing
-    assert "forward" not in vars(lstm)  # the method is back
+    assert "forward" not in vars(lstm) and lstm._hooks == ()  # nothing patched; hook removed
     stats = mon.stats()
     assert {s.direction for s in stats} == {"fwd", "bwd"}
     for s in stats:
@@ -71,6 +71,12 @@ def test_padded_steps_are_not_counted():
             assert s.high == 1.0
     rec = mon.record()
     assert rec["gates/lstm.layers.0.bwd.i.saturated"] == 1.0
+    # with a backward hook too, the cells run one step at a time: the same figures
+    from rnnkit.inspect.gradflow import recording
+
+    with recording(lstm), GateMonitor(lstm) as stepwise:
+        lstm.forward(x, lengths=lengths)
+    assert stepwise.record() == pytest.approx(rec, rel=1e-12)
 
 
 def test_whole_model_runs_with_ids_and_monitor_can_be_off():

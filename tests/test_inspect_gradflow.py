@@ -1,5 +1,6 @@
-"""Gradient flow through time: recorded dL/dh_t against finite differences, PyTorch autograd and
-the layers' own backward; the vanishing gradient of the vanilla RNN against the LSTM."""
+"""Gradient flow through time: dL/dh_t (and the LSTM's dL/dc_t) reported by the layers' backward
+hooks, against finite differences and PyTorch autograd; a hooked layer computes what a plain
+one does; the vanishing gradient of the vanilla RNN against the LSTM."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from rnnkit.inspect.gradflow import (
     format_table,
     gradient_flow,
     model_gradient_flow,
-    record_backward,
+    recording,
 )
 from rnnkit.inspect.models import recurrent_layers
 from rnnkit.nn.cells import gru as gru_cell
@@ -47,48 +48,72 @@ def _state_like(layer, B, rng):
     return rng.standard_normal(s.shape)
 
 
+def _records(layer, x, h0, dout, lengths=None, dT=None):
+    """Forward and backward with a backward hook: ``(out, final, dx, dstate0, grads, records)``
+    (the layer's parameter gradients are zeroed first)."""
+    layer.zero_grad()
+    with recording(layer) as found:
+        out, final, cache = layer.forward(x, h0, lengths)
+        dx, ds0 = layer.backward(dout, cache, dT)
+    assert len(found) == 1 and layer._hooks == ()  # removed on exit
+    grads = {k: g.copy() for k, g in layer.grads().items()}
+    return out, final, dx, ds0, grads, found[0][1]
+
+
+def _same(a, b):
+    for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("cell,opts", CASES)
-def test_record_backward_matches_layer_backward(cell, opts, bidirectional):
+def test_hooked_layer_computes_what_the_plain_layer_does(cell, opts, bidirectional):
+    """With a backward hook the stack runs its cells one step at a time: the same outputs,
+    states and gradients (up to rounding), and no change to the layer once the hook is gone."""
     rng = np.random.default_rng(1)
     layer = _layer(cell, opts, bidirectional=bidirectional)
     B, T = 3, 5
     x = rng.standard_normal((B, T, 3))
     lengths = [5, 3, 1]
     h0 = _state_like(layer, B, rng)
-    out, _, cache = layer.forward(x, h0, lengths)
-    dout = rng.standard_normal(out.shape)
     dT = _state_like(layer, B, rng)
+    layer.zero_grad()
+    out, final, cache = layer.forward(x, h0, lengths)
+    dout = rng.standard_normal(out.shape)
     dx, ds0 = layer.backward(dout, cache, dT)
-    dx2, ds02, records = record_backward(layer, dout, cache, dT)
-    np.testing.assert_allclose(dx2, dx, rtol=1e-12, atol=1e-12)
-    for a, b in zip(np.atleast_1d(ds02) if cell != "lstm" else ds02,
-                    np.atleast_1d(ds0) if cell != "lstm" else ds0):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    grads = {k: g.copy() for k, g in layer.grads().items()}
+    out2, final2, dx2, ds02, grads2, records = _records(layer, x, h0, dout, lengths, dT)
+    for a, b in ((out2, out), (final2, final), (dx2, dx), (ds02, ds0)):
+        _same(a, b)
+    for k in grads:
+        _same(grads2[k], grads[k])
+    assert "steps" not in layer.forward(x, h0, lengths)[2]["layers"][0]["dirs"][0]
     assert len(records) == 2 and len(records[0]) == (2 if bidirectional else 1)
     assert records[0][0]["h"].shape == (T, B, 4)
+    assert set(records[0][0]) == ({"h", "c"} if cell == "lstm" else {"h"})
 
 
 def _sig(a):
     return 1 / (1 + np.exp(-a))
 
 
-def _lstm_step(xp, state, p, dc=None):
-    """The textbook LSTM step, with ``dc`` added to c_t before h_t = o tanh(c_t) is formed."""
+def _lstm_step(xp, state, p):
+    """The textbook LSTM step."""
     h, c = state
     H = h.shape[-1]
     a = h @ p["W_h"] + xp
     peep = {k: p.get(k, np.zeros(H)) for k in ("p_i", "p_f", "p_o")}
     i = _sig(a[:, :H] + peep["p_i"] * c)
     f = _sig(a[:, H : 2 * H] + peep["p_f"] * c)
-    c = f * c + i * np.tanh(a[:, 2 * H : 3 * H]) + (0 if dc is None else dc)
+    c = f * c + i * np.tanh(a[:, 2 * H : 3 * H])
     o = _sig(a[:, 3 * H :] + peep["p_o"] * c)
     return LSTMState(o * np.tanh(c), c)
 
 
 def _run_perturbed(layer, x, h0, where=None, v=None, vc=None):
     """Step the stack by hand (per layer, so a perturbation of layer l at step t also reaches
-    layer l+1 at step t); add ``v`` to h (``vc`` to c) of layer ``where = (l, t)``."""
+    layer l+1 at step t); add ``v`` to h_t (``vc`` to c_t, in the state passed to step t + 1)
+    of layer ``where = (l, t)``."""
     cfg = layer.cfg
     T = x.shape[1]
     state = [(h0.h[k], h0.c[k]) if cfg.cell == "lstm" else h0[k] for k in range(cfg.num_layers)]
@@ -103,9 +128,9 @@ def _run_perturbed(layer, x, h0, where=None, v=None, vc=None):
             elif cfg.cell == "gru":
                 s = gru_cell.step(xp, state[li].copy(), p, cfg.reset_after)
             else:
-                s = _lstm_step(xp, state[li], p, vc if where == (li, t) else None)
+                s = _lstm_step(xp, state[li], p)
             if where == (li, t):
-                s = LSTMState(s.h + v, s.c) if cfg.cell == "lstm" else s + v
+                s = LSTMState(s.h + v, s.c + vc) if cfg.cell == "lstm" else s + v
             state[li] = s
             inp = s[0] if cfg.cell == "lstm" else s
         outs.append(inp)
@@ -120,13 +145,12 @@ def test_dh_per_step_against_finite_differences(cell, opts, loss):
     B, T = 2, 6
     x = rng.standard_normal((B, T, 3))
     h0 = _state_like(layer, B, rng)
-    out, _, cache = layer.forward(x, h0)
-    dout = np.zeros_like(out)
+    dout = np.zeros((B, T, 4))
     if loss == "last":
         dout[:, -1] = rng.standard_normal((B, 4))
     else:
-        dout[...] = rng.standard_normal(out.shape)
-    _, _, records = record_backward(layer, dout, cache)
+        dout[...] = rng.standard_normal(dout.shape)
+    records = _records(layer, x, h0, dout)[-1]
 
     def L(**kw):
         return float((_run_perturbed(layer, x, h0, **kw) * dout).sum())
@@ -181,16 +205,21 @@ def test_dh_per_step_against_torch_autograd(cell):
     up[:, -1] = u
     flow = gradient_flow(layer, x, upstream=up)
     states = [[None] * T for _ in range(2)]
+    carried = [[None] * T for _ in range(2)]
     prev = [None, None]
     for t in range(T):
         inp = torch.from_numpy(x[:, t : t + 1])
         for li, m in enumerate(mods):
             if cell == "lstm":  # by hand: torch.nn.LSTM's returned c_n is not the c behind h_n
-                s = _torch_lstm_step(torch, m, inp[:, 0], prev[li])
+                h, c = _torch_lstm_step(torch, m, inp[:, 0], prev[li])
+                # dL/dc_t passed back along the cell state: a zero added to the c passed on
+                zc = torch.zeros_like(c, requires_grad=True)
+                s = (h, c + zc)
+                h.retain_grad()
+                carried[li][t] = zc
             else:
                 _, s = m(inp, prev[li]) if prev[li] is not None else m(inp)
-            for a in s if cell == "lstm" else (s,):
-                a.retain_grad()
+                s.retain_grad()
             states[li][t] = prev[li] = s
             inp = s[0][:, None] if cell == "lstm" else s.transpose(0, 1)
     (inp[:, 0] * torch.from_numpy(u)).sum().backward()
@@ -200,7 +229,9 @@ def test_dh_per_step_against_torch_autograd(cell):
             h_t = s[0] if cell == "lstm" else s
             np.testing.assert_allclose(flow.h[li, 0, t], float(h_t.grad.norm()), rtol=1e-10)
             if cell == "lstm":
-                np.testing.assert_allclose(flow.c[li, 0, t], float(s[1].grad.norm()), rtol=1e-10)
+                want = carried[li][t].grad
+                want = 0.0 if want is None else float(want.norm())  # None: the last step
+                np.testing.assert_allclose(flow.c[li, 0, t], want, rtol=1e-10, atol=1e-300)
 
 
 def test_language_model_last_step_loss_against_finite_differences():

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if world is None:
         return 2
     rc = _run(args)
-    if rc not in (0, 130):  # an error on one rank ends every rank, rather than a wait
+    if rc not in (0, 130, 143):  # an error on one rank ends every rank, rather than a wait
         world.abort(rc)
     return rc
 
@@ -139,6 +139,9 @@ class _ErrorsOnly:
 
     def isatty(self) -> bool:
         return False
+
+    def __getattr__(self, name):  # fileno, encoding, ...: the real stream's
+        return getattr(self.stream, name)
 
 
 def _run(args) -> int:

@@ -13,7 +13,8 @@ One ``.onnx`` file per graph; ``docs/export.md`` lists every input and output:
 Beside them ``model.json`` holds the kind, the files and the checkpoint's vocabulary (the
 tokenizers' dictionaries, as in ``vocab.json``).  Evaluation mode throughout: no dropout.
 Weights are float32 (a float64 model is exported in float32), or int8 with ``DequantizeLinear``
-for the weights a quantised checkpoint stores as int8.
+for the weights a quantised checkpoint stores as int8 (an int8 embedding table: its rows and
+scales gathered, then multiplied).
 
 The n-gram model, the output-recurrent language model and the conditioned language model are
 not exported (a :class:`~rnnkit.errors.RnnkitError` says so).
@@ -22,6 +23,7 @@ not exported (a :class:`~rnnkit.errors.RnnkitError` says so).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,8 @@ F32, I64 = "float32", "int64"
 
 def export_checkpoint(checkpoint, out) -> list[Path]:
     """Write the ONNX graphs of ``checkpoint`` (a checkpoint or run directory) next to ``out``
-    (``model.onnx``) and ``model.json``; returns the paths written."""
+    (``model.onnx``) and ``model.json``; returns the paths written.  Every graph is built and
+    checked before anything is written, and each file is written whole or not at all."""
     from ..tasks import load_model
 
     out = Path(out)
@@ -42,23 +45,26 @@ def export_checkpoint(checkpoint, out) -> list[Path]:
         raise ValueError(f"--out: expected a file name ending in .onnx, got {str(out)!r}")
     loaded = load_model(checkpoint)
     graphs = build_graphs(loaded.model, loaded.kind, loaded.checkpoint.quantized)
-    stem = out.with_suffix("")
-    paths, files = [], {}
-    import onnx
-
-    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = str(out.with_suffix(""))
+    blobs, files = {}, {}
     for i, (role, model) in enumerate(graphs.items()):  # the first graph is `out`
         path = out if i == 0 else Path(f"{stem}.{role}.onnx")
-        onnx.save(model, path)
-        paths.append(path)
+        blobs[path] = model.SerializeToString()
         files[role] = path.name
     meta = {"format": "rnnkit-onnx", "opset": OPSET, "kind": loaded.kind, "files": files,
             "config": loaded.checkpoint.config.get("model", {}),
             "quantized": sorted(loaded.checkpoint.quantized),
             "vocab": loaded.checkpoint.vocab}
-    side = stem.with_suffix(".json")
-    side.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return [*paths, side]
+    blobs[Path(f"{stem}.json")] = (json.dumps(meta, indent=2) + "\n").encode()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, data in blobs.items():
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return list(blobs)
 
 
 def build_graphs(model, kind: str, quantized: dict | None = None) -> dict:
@@ -81,8 +87,7 @@ def _meta(kind: str, role: str) -> dict:
 
 
 def _embed(g: Graph, table: str, ids: str) -> str:
-    """``Gather`` of the float rows of ``table`` (embeddings are never quantised)."""
-    return g.op("Gather", [g.const(g.params[table].astype(np.float32), "E"), ids], axis=0)
+    return g.lookup(table, ids)
 
 
 def _time_major(g: Graph, x: str) -> str:
@@ -103,14 +108,14 @@ def _stack_states(g: Graph, states: list[str]) -> str:
 
 def _lm_logits(g: Graph, model, h: str) -> str:
     if model.out is None:  # tied: h @ E^T + b_out
-        ET = g.const(g.params["embed.W"].astype(np.float32).T, "E_T")
+        ET = g.op("Transpose", [g.table("embed.W")], perm=[1, 0])
         return g.op("Add", [g.op("MatMul", [h, ET]), g.const(g.vector("b_out"), "b")])
     return _linear(g, h, "out")
 
 
 def _lm(model, new) -> dict:
     cfg = model.cfg
-    L, V, lstm = cfg.num_layers, cfg.vocab_size, cfg.cell == "lstm"
+    L, V, lstm = cfg.num_layers, cfg.vocab_size, cfg.cell == "lstm"  # minlstm: h only
     H, Hc = getattr(cfg, "output_size", cfg.hidden_size), cfg.hidden_size  # h, c widths
     seq = new("lm")
     ids = seq.input("ids", I64, ["B", "T"])

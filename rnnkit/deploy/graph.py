@@ -36,8 +36,8 @@ def gate_permutation(cell: str, H: int) -> np.ndarray:
 class Graph:
     """Nodes, initialisers, inputs and outputs of one ONNX graph.
 
-    ``params``: the model's float parameters by name; ``quantized``: ``{name: (q, scale)}`` of
-    the int8 ones (a quantised checkpoint's ``Checkpoint.quantized``).
+    ``params``: the model's float parameters by name; ``quantized``: ``{name: (q, scale,
+    axis)}`` of the int8 ones (a quantised checkpoint's ``Checkpoint.quantized``).
     """
 
     def __init__(self, name: str, params: dict, quantized: dict | None = None,
@@ -90,7 +90,7 @@ class Graph:
         if key in self._cache:
             return self._cache[key]
         if name in self.quantized:
-            q, scale = self.quantized[name]
+            q, scale, _ = self.quantized[name]
             q, scale = (q.T, scale) if transpose else (q, scale)
             if perm is not None:
                 q, scale = q[perm], scale[perm]
@@ -104,6 +104,29 @@ class Graph:
             out = self.const(W if perm is None else W[perm], "W")
         self._cache[key] = out
         return out
+
+    def table(self, name: str) -> str:
+        """The embedding table ``name`` (V, E) as a float32 tensor (dequantised per row if it
+        is int8)."""
+        if name not in self.quantized:
+            return self.const(self.params[name].astype(np.float32), "E")
+        if name not in self._cache:
+            q, scale, _ = self.quantized[name]
+            self._cache[name] = self.op("DequantizeLinear", [
+                self.const(q, "q"), self.const(scale.astype(np.float32), "scale"),
+                self.const(np.zeros(len(scale), np.int8), "zero")], "E", axis=0)
+        return self._cache[name]
+
+    def lookup(self, name: str, ids: str) -> str:
+        """Rows ``ids`` (any shape) of the embedding table ``name``: a ``Gather``; of an int8
+        table, the int8 rows and their scales gathered, then multiplied (the table is never
+        dequantised whole)."""
+        if name not in self.quantized:
+            return self.op("Gather", [self.table(name), ids], axis=0)
+        q, scale, _ = self.quantized[name]
+        rows = self.op("Cast", [self.op("Gather", [self.const(q, "q"), ids], axis=0)], to=1)
+        s = self.op("Gather", [self.const(scale.astype(np.float32), "scale"), ids], axis=0)
+        return self.op("Mul", [rows, self.op("Unsqueeze", [s, self.ints([-1])])])
 
     def vector(self, name: str, perm=None) -> np.ndarray:
         v = self.params[name].astype(np.float32)
@@ -124,9 +147,7 @@ class Graph:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                                   producer_name="rnnkit", doc_string=doc)
         model.ir_version = 8  # the newest IR that every onnxruntime since 1.14 reads
-        for k, v in (metadata or {}).items():
-            helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
-                                           k: str(v)})
+        helper.set_model_props(model, {k: str(v) for k, v in (metadata or {}).items()})
         onnx.checker.check_model(model, full_check=True)
         return model
 
@@ -148,9 +169,15 @@ def recurrent_stack(g: Graph, rnn, prefix: str, x: str, lengths: str | None = No
     ``lengths``: int32 (B,) or None; ``h0``/``c0``: initial states (L*dirs, B, H) or None
     (zeros).  Returns ``(out (T, B, dirs*H), [h_n per layer (dirs, B, H)], [c_n ...])``.
     """
+    from ..errors import RnnkitError
+
     cfg = rnn.cfg
+    if getattr(cfg, "layer_norm", False):
+        raise RnnkitError("ONNX export does not cover layer-normalised recurrent layers")
     if getattr(cfg, "proj_size", 0):
         return _projection_stack(g, rnn, prefix, x, lengths, h0, c0)
+    if cfg.cell in ("mingru", "minlstm"):
+        return _min_stack(g, rnn, prefix, x, lengths, h0)
     cell, H, dirs = cfg.cell, cfg.hidden_size, cfg.dirs
     perm = gate_permutation(cell, H)
     hs, cs = [], []
@@ -217,21 +244,14 @@ def _projection_stack(g: Graph, rnn, prefix: str, x: str, lengths, h0, c0):
         raise RnnkitError("ONNX export of a projection LSTM covers unidirectional layers "
                           "without lengths")
     H, P = cfg.hidden_size, cfg.proj_size
-    B = g.op("Gather", [g.op("Shape", [x]), g.ints([1])], axis=0)
+    B = _batch(g, x)
     hs, cs = [], []
     for layer in range(cfg.num_layers):
         n = f"{prefix}.layers.{layer}.fwd"
         xp = g.op("Add", [g.op("MatMul", [x, g.matrix(f"{n}.W_x")]),
                           g.const(g.vector(f"{n}.b"), "b")])  # (T, B, 4H)
         W_h, W_hr = g.matrix(f"{n}.W_h"), g.matrix(f"{n}.W_hr")
-        init = []
-        for s, width in ((h0, P), (c0, H)):
-            if s is None:
-                init.append(g.op("ConstantOfShape", [g.op("Concat", [B, g.ints([width])],
-                                                          axis=0)]))
-            else:
-                init.append(g.op("Squeeze", [g.op("Slice", [
-                    s, g.ints([layer]), g.ints([layer + 1]), g.ints([0])]), g.ints([0])]))
+        init = [_initial(g, s, layer, B, width) for s, width in ((h0, P), (c0, H))]
         body = Graph(f"{n}.step", {}, prefix=f"{g.fresh('scan')}/")
         r = body.input(body.fresh("r"), "float32", ["B", P])
         c = body.input(body.fresh("c"), "float32", ["B", H])
@@ -249,3 +269,66 @@ def _projection_stack(g: Graph, rnn, prefix: str, x: str, lengths, h0, c0):
         hs.append(g.op("Unsqueeze", [r_n, g.ints([0])]))
         cs.append(g.op("Unsqueeze", [c_n, g.ints([0])]))
     return x, hs, cs
+
+
+def _batch(g: Graph, x: str) -> str:
+    """B of a time-major ``x`` (T, B, D), as a 1-element tensor."""
+    return g.op("Gather", [g.op("Shape", [x]), g.ints([1])], axis=0)
+
+
+def _initial(g: Graph, state: str | None, layer: int, B: str, width: int) -> str:
+    """Layer ``layer``'s (B, width) slice of ``state`` (L, B, width), or zeros."""
+    if state is None:
+        return g.op("ConstantOfShape", [g.op("Concat", [B, g.ints([width])], axis=0)])
+    return g.op("Squeeze", [g.op("Slice", [state, g.ints([layer]), g.ints([layer + 1]),
+                                           g.ints([0])]), g.ints([0])])
+
+
+def _min_stack(g: Graph, rnn, prefix: str, x: str, lengths, h0):
+    """minGRU / minLSTM (:mod:`rnnkit.nn.minrnn`): the coefficients of ``h_t = a_t h_{t-1} +
+    b_t`` for every step from the input projections in plain operators, then a ``Scan`` whose
+    body is that one multiply-add::
+
+        minGRU   [v, u]:       a = sigma(-v),  b = sigma(v) g(u)
+        minLSTM  [v_f, v_i, u]: d = softplus(-v_i) - softplus(-v_f),  a = sigma(d),
+                                b = sigma(-d) g(u)
+        g(u) = u + 1/2 (u >= 0), sigma(u) (u < 0)
+
+    Unidirectional, without lengths (the language model's use)."""
+    from ..errors import RnnkitError
+
+    cfg = rnn.cfg
+    if cfg.bidirectional or lengths is not None:
+        raise RnnkitError(f"ONNX export of {cfg.cell} covers unidirectional layers without "
+                          "lengths")
+    H, G = cfg.hidden_size, 2 if cfg.cell == "mingru" else 3
+    B = _batch(g, x)
+    hs = []
+    for layer in range(cfg.num_layers):
+        n = f"{prefix}.layers.{layer}.fwd"
+        xp = g.op("Add", [g.op("MatMul", [x, g.matrix(f"{n}.W_x")]),
+                          g.const(g.vector(f"{n}.b"), "b")])  # (T, B, G*H)
+        parts = g.op("Split", [xp], "gate", outputs=G, axis=2)
+        u = parts[-1]
+        half = g.const(np.array(0.5, np.float32), "half")
+        gu = g.op("Where", [g.op("GreaterOrEqual", [u, g.const(np.array(0, np.float32))]),
+                            g.op("Add", [u, half]), g.op("Sigmoid", [u])])
+        if cfg.cell == "mingru":
+            d = parts[0]
+        else:
+            d = g.op("Sub", [g.op("Softplus", [g.op("Neg", [parts[1]])]),
+                             g.op("Softplus", [g.op("Neg", [parts[0]])])])
+        a = g.op("Sigmoid", [g.op("Neg", [d]) if cfg.cell == "mingru" else d])
+        b = g.op("Mul", [g.op("Sigmoid", [d if cfg.cell == "mingru" else g.op("Neg", [d])]),
+                         gu])
+        body = Graph(f"{n}.step", {}, prefix=f"{g.fresh('scan')}/")
+        h = body.input(body.fresh("h"), "float32", ["B", H])
+        at = body.input(body.fresh("a"), "float32", ["B", H])
+        bt = body.input(body.fresh("b"), "float32", ["B", H])
+        h2 = body.op("Add", [body.op("Mul", [at, h]), bt])
+        body.output(h2, body.fresh("h_out"), "float32", ["B", H])
+        body.output(h2, body.fresh("y"), "float32", ["B", H])
+        h_n, x = g.op("Scan", [_initial(g, h0, layer, B, H), a, b], "minrnn", outputs=2,
+                      num_scan_inputs=2, body=body.subgraph())  # x: (T, B, H)
+        hs.append(g.op("Unsqueeze", [h_n, g.ints([0])]))
+    return x, hs, []

@@ -2,7 +2,8 @@
 
 Every weight matrix of a Linear layer, a recurrent layer (``W_x``, ``W_h``) and the attention
 (``W_a``, ``W_q``, ``W_k``) is stored as int8 with one float scale per output unit
-(:mod:`rnnkit.nn.quant`); embeddings, biases and peepholes stay as they are.  The result is an
+(:mod:`rnnkit.nn.quant`); with ``embeddings=True`` the embedding tables too, with one scale per
+row (token).  Biases and peepholes stay as they are.  The result is an
 ordinary checkpoint directory (``docs/checkpoint-format.md``, "Quantised weights"): its
 ``config.json`` lists the int8 weights under ``"quantization"``, ``weights.npz`` holds each as
 ``name`` (int8) and ``name.scale``.  :func:`rnnkit.train.checkpoint.load_checkpoint`
@@ -23,31 +24,42 @@ MATRICES = ("W", "W_x", "W_h", "W_a", "W_q", "W_k", "W_hr", "W_hq")
 
 
 def quantizable(name: str, array) -> bool:
-    """Whether the weight ``name`` is a matrix that gets int8 storage: a Linear, recurrent or
-    attention matrix, never an embedding table (``embed.W``, ``src_embed.W``, ...)."""
+    """Whether the weight ``name`` is a matrix that gets int8 storage with one scale per
+    column: a Linear, recurrent or attention matrix, never an embedding table."""
     module, _, leaf = name.rpartition(".")
     return (array.ndim == 2 and array.dtype.kind == "f" and leaf in MATRICES
-            and not module.endswith("embed"))
+            and not is_embedding(name, array))
 
 
-def quantize_weights(weights: dict) -> tuple[dict, list[str]]:
-    """``(weights to store, names stored as int8)``."""
-    from ..nn.quant import quantize_columns
+def is_embedding(name: str, array) -> bool:
+    """An embedding table (``embed.W``, ``src_embed.W``, ``chars.embed.W``, ...)."""
+    module, _, leaf = name.rpartition(".")
+    return array.ndim == 2 and array.dtype.kind == "f" and leaf == "W" and \
+        module.rpartition(".")[2].endswith("embed")
+
+
+def quantize_weights(weights: dict, embeddings: bool = False) -> tuple[dict, list, list]:
+    """``(weights to store, names int8 per column, names int8 per row)``."""
+    from ..nn.quant import quantize_columns, quantize_rows
     from ..train.checkpoint import SCALE_SUFFIX
 
-    out, names = {}, []
+    out, columns, rows = {}, [], []
     for name, a in weights.items():
         if quantizable(name, a):
             out[name], out[name + SCALE_SUFFIX] = quantize_columns(a)
-            names.append(name)
+            columns.append(name)
+        elif embeddings and is_embedding(name, a):
+            out[name], out[name + SCALE_SUFFIX] = quantize_rows(a)
+            rows.append(name)
         else:
             out[name] = a
-    return out, names
+    return out, columns, rows
 
 
-def quantize_checkpoint(checkpoint, out) -> Path:
+def quantize_checkpoint(checkpoint, out, embeddings: bool = False) -> Path:
     """Write the int8 form of ``checkpoint`` (a checkpoint or run directory) to the new
-    directory ``out``; returns ``out``.  The training state is not copied."""
+    directory ``out``; returns ``out``.  ``embeddings``: the embedding tables too (one scale
+    per row).  The training state is not copied."""
     from ..train.checkpoint import QUANTIZATION, load_checkpoint, save_checkpoint
 
     out = Path(out)
@@ -59,8 +71,11 @@ def quantize_checkpoint(checkpoint, out) -> Path:
                           "there is nothing to quantise")
     if ck.quantized:
         raise RnnkitError(f"{ck.path}: already quantised")
-    weights, names = quantize_weights(ck.weights)
-    if not names:
+    weights, columns, rows = quantize_weights(ck.weights, embeddings)
+    if not columns and not rows:
         raise RnnkitError(f"{ck.path}: no weight matrix to quantise")
-    config = {**ck.config, QUANTIZATION: {"scheme": "int8-per-output", "weights": names}}
+    spec = {"scheme": "int8-per-output", "weights": columns}
+    if rows:
+        spec["rows"] = rows
+    config = {**ck.config, QUANTIZATION: spec}
     return save_checkpoint(out, kind=ck.kind, config=config, weights=weights, vocab=ck.vocab)

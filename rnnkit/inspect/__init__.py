@@ -10,7 +10,7 @@ from .gradflow import (
     format_table,
     gradient_flow,
     model_gradient_flow,
-    record_backward,
+    recording,
 )
 from .models import recurrent_layers
 from .spectrum import BlockSpectrum, format_spectrum, recurrent_spectrum, spectrum_record
@@ -20,6 +20,6 @@ __all__ = [
     "BlockSpectrum", "GateMonitor", "GateStats", "GradientFlow", "activation_page",
     "clipping_report", "compare_cells", "format_clipping", "format_gates", "format_spectrum",
     "format_table", "gate_saturation", "gradient_flow", "model_gradient_flow",
-    "plot_clipping", "record_backward", "recurrent_layers", "recurrent_spectrum",
+    "plot_clipping", "recording", "recurrent_layers", "recurrent_spectrum",
     "spectrum_record",
 ]

@@ -57,6 +57,10 @@ class GateStats:
 def _blocks(layer, cache):
     """(gate, activation, values (T, B, H)) of one direction's forward cache."""
     cell, H = layer.cell, layer.cfg.hidden_size
+    if "steps" in cache:  # run one step at a time (a backward hook is also watching)
+        parts = [_blocks(layer, c) for c in cache["steps"]]
+        return [(g, act, np.concatenate([p[i][2] for p in parts]))
+                for i, (g, act, _) in enumerate(parts[0])]
     if cell == "rnn":
         return [("h", "relu" if cache["relu"] else "tanh", cache["Hs"][1:])]
     A = cache["A"]
@@ -78,11 +82,23 @@ def _counts(values, activation, mask, low, high):
     return int((lo & w).sum()), int((hi & w).sum()), float(v[w].sum()), int(w.sum())
 
 
+class _ForwardHook:
+    """A forward hook (:meth:`rnnkit.nn.recurrent.Recurrent.add_hook`) handing every forward
+    cache of one layer to ``add(name, layer, cache)``."""
+
+    def __init__(self, name: str, add) -> None:
+        self.name, self.add = name, add
+
+    def forward(self, layer, cache) -> None:
+        self.add(self.name, layer, cache)
+
+
 class GateMonitor:
     """Accumulates gate saturation over every forward pass of the recurrent layers inside
-    ``model`` while the ``with`` block is open (the layers' ``forward`` is wrapped on the
-    instances and restored on exit).  Results do not change; the cost is a few comparisons per
-    activation.  With ``enabled=False`` it does nothing, so a trainer can write::
+    ``model`` while the ``with`` block is open (a forward hook on each layer, removed on
+    exit; :meth:`rnnkit.nn.recurrent.Recurrent.add_hook`).  Results do not change; the cost is
+    a few comparisons per activation.  With ``enabled=False`` it does nothing, so a trainer
+    can write::
 
         with GateMonitor(model, enabled=step % every == 0) as gates:
             loss, n = task.train_batch(i, rng)
@@ -99,20 +115,14 @@ class GateMonitor:
         self._acc: dict[tuple, list] = {}
 
     def __enter__(self) -> Self:
-        for name, layer in self.layers:
-            def forward(*args, _layer=layer, _name=name, **kwargs):
-                # a no-grad forward keeps no activations: ask for them (same outputs)
-                kwargs["grad"] = True
-                out = type(_layer).forward(_layer, *args, **kwargs)
-                self.add(_name, _layer, out[2])
-                return out
-
-            layer.forward = forward  # instance attribute: shadows the method
+        self._handles = [layer.add_hook(_ForwardHook(name, self.add))
+                         for name, layer in self.layers]
         return self
 
     def __exit__(self, *exc) -> None:
-        for _, layer in self.layers:
-            layer.__dict__.pop("forward", None)
+        for h in self._handles:
+            h.remove()
+        self._handles = []
 
     def add(self, name: str, layer, cache) -> None:
         """Count the activations in a forward ``cache`` of ``layer``."""

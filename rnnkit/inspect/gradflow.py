@@ -1,14 +1,14 @@
 """Gradient flow through time: ``||dL/dh_t||`` (and ``||dL/dc_t||`` for the LSTM) at every step.
 
 ``L`` is the loss at the last step (``loss="last"``) or the sum over all steps (``"sum"``).  The
-figures are exact: the backward pass of each cell is run again step by step, keeping the *total*
-gradient that reaches each state -- the same equations as ``rnnkit/cells/*.py`` (derivations in
-``docs/derivations.md``), written as a plain loop that records ``dh`` (and ``dc``) per step::
+figures are exact and come from the layer's own backward pass: a backward hook
+(:meth:`rnnkit.nn.recurrent.Recurrent.add_hook`) makes the layer run its cells one step at a
+time and report the gradient passed between steps::
 
     for t in reversed(range(T)):
         g_t = dh + dout_t              # dL/dh_t: from the step above and from the output at t
-        record(g_t)
-        dxp_t, dh = cell_backward_step(g_t, cache_t)
+        record(g_t)                    # (and dc_t, the gradient along the LSTM's cell state)
+        dxp_t, dh = cell.backward(dout_t, dh, cache_t)     # the cell's backward, one step
 
 For a vanilla tanh RNN ``dL/dh_{t-1} = (dL/dh_t * (1 - h_t^2)) W_h^T``: the product of T such
 Jacobians shrinks (or grows) geometrically -- the vanishing/exploding gradient of Bengio et al.
@@ -33,7 +33,6 @@ import numpy as np
 
 from ..checks import check_array
 from ..errors import ConfigError
-from ..nn.cells.lstm import LSTMState
 from ..nn.recurrent import Recurrent
 
 
@@ -42,7 +41,9 @@ class GradientFlow:
     """Norms of the gradient reaching each state, in input time order.
 
     ``h[l, d, t] = ||dL/dh_t||`` for layer ``l`` and direction ``d`` (Frobenius norm over the
-    batch and the units), ``c`` the same for the LSTM cell state (``None`` otherwise).
+    batch and the units); ``c[l, d, t] = ||dL/dc_t||`` for the LSTM (``None`` otherwise), the
+    gradient that step ``t + 1`` passes back along the cell state (so 0 at the last step for
+    a loss there).
     """
 
     name: str
@@ -71,176 +72,35 @@ class GradientFlow:
         return out
 
 
-# -- recording backward of one cell, over one direction -----------------------------------------
-# Each returns (dxp (T, B, G*H), state gradient at t = 0, {"h": (T, B, H)[, "c": ...]}), in
-# processing order, and never writes into the cache.
+# -- recording through the layers' backward hooks ---------------------------------------------
 
 
-def _rnn_record(dHs, dhT, cache):
-    Hs, mask, W_h = cache["Hs"], cache["mask"], cache["W_h"]
-    T, B, H = dHs.shape
-    hs = Hs[1:]
-    D = (hs > 0).astype(Hs.dtype) if cache["relu"] else 1 - hs * hs  # phi'(a_t) (T, B, H)
-    if mask is not None:
-        D = D * mask
-    W_hT = W_h.T
-    dh = np.zeros((B, H), Hs.dtype) if dhT is None else np.array(dhT, dtype=Hs.dtype)
-    DH = np.empty((T, B, H), Hs.dtype)
-    dxp = np.empty((T, B, H), Hs.dtype)
-    for t in range(T - 1, -1, -1):
-        g = dh + dHs[t]
-        DH[t] = g
-        da = np.multiply(g, D[t], out=dxp[t])
-        dh = da @ W_hT
-        if mask is not None:
-            dh = np.where(mask[t], dh, g)  # padded step: the state was carried unchanged
-    return dxp, dh, {"h": DH}
+class _Recorder:
+    """A backward hook (:meth:`Recurrent.add_hook`) keeping ``(name, records)`` per pass."""
+
+    def __init__(self, name: str, found: list) -> None:
+        self.name, self.found = name, found
+
+    def backward(self, layer, records) -> None:
+        self.found.append((self.name, records))
 
 
-def _gru_record(dHs, dhT, cache):
-    A, Hs, mask, W_h = cache["A"], cache["Hs"], cache["mask"], cache["W_h"]
-    T, B, H = dHs.shape
-    dt = Hs.dtype
-    R, Z, N = A[..., :H], A[..., H : 2 * H], A[..., 2 * H :]
-    Hprev = Hs[:-1]
-    Dn = (1 - Z) * (1 - N * N)  # da_n / g
-    Dz = (Hprev - N) * Z * (1 - Z)  # da_z / g
-    after = cache["after"]
-    if after:
-        Dr = Dn * cache["HN"] * R * (1 - R)  # da_r / g
-        Dhn = Dn * R  # d(h W_hn + b_hn) / g
-    else:
-        Drh = Hprev * R * (1 - R)
-        W_hnT, W_hrzT = W_h[:, 2 * H :].T, W_h[:, : 2 * H].T
-    W_hT = W_h.T
-    dh = np.zeros((B, H), dt) if dhT is None else np.array(dhT, dtype=dt)
-    DH = np.empty((T, B, H), dt)
-    dxp = np.empty((T, B, 3 * H), dt)
-    for t in range(T - 1, -1, -1):
-        g = dh + dHs[t]
-        DH[t] = g
-        d = dxp[t]
-        np.multiply(g, Dz[t], out=d[:, H : 2 * H])
-        np.multiply(g, Dn[t], out=d[:, 2 * H :])
-        if after:
-            np.multiply(g, Dr[t], out=d[:, :H])
-            back = np.concatenate([d[:, :H], d[:, H : 2 * H], g * Dhn[t]], axis=1) @ W_hT
-        else:
-            drh = d[:, 2 * H :] @ W_hnT  # d(r * h_{t-1})
-            np.multiply(drh, Drh[t], out=d[:, :H])
-            back = d[:, : 2 * H] @ W_hrzT + drh * R[t]
-        back += g * Z[t]
-        if mask is not None:
-            d *= mask[t]
-            back = np.where(mask[t], back, g)
-        dh = back
-    return dxp, dh, {"h": DH}
+@contextmanager
+def recording(model):
+    """Inside the block, every backward pass of a recurrent layer inside ``model`` (any model,
+    any kind) appends ``(name, records)`` to the yielded list: the records that
+    :meth:`rnnkit.nn.recurrent.Recurrent.add_hook` describes, from the layer's own backward
+    pass.  Nothing is patched; the hooks are removed on exit.  The layers run their cells one
+    step at a time inside the block."""
+    from .models import recurrent_layers
 
-
-def _lstm_record(dHs, dstateT, cache):
-    A, Hs, Cs, TC, mask, p = (cache[k] for k in ("A", "Hs", "Cs", "TC", "mask", "p"))
-    T, B, H = dHs.shape
-    dt = Hs.dtype
-    I, F, G, O = (A[..., k * H : (k + 1) * H] for k in range(4))
-    Cprev = Cs[:-1]
-    Q = O * (1 - TC * TC)  # dc_t / dh_t along h_t = o tanh(c_t)
-    peep = "p_i" in p
-    W_hT = p["W_h"].T
-    if dstateT is None:
-        dh, dc = np.zeros((B, H), dt), np.zeros((B, H), dt)
-    else:
-        dh, dc = np.array(dstateT[0], dtype=dt), np.array(dstateT[1], dtype=dt)
-    DH = np.empty((T, B, H), dt)
-    DC = np.empty((T, B, H), dt)
-    dxp = np.empty((T, B, 4 * H), dt)
-    for t in range(T - 1, -1, -1):
-        m = None if mask is None else mask[t]
-        gh = dh + dHs[t]
-        DH[t] = gh
-        da = dxp[t]
-        da_i, da_f, da_g, da_o = (da[:, k * H : (k + 1) * H] for k in range(4))
-        np.multiply(gh * TC[t], O[t] * (1 - O[t]), out=da_o)
-        step = gh * Q[t]
-        if peep:
-            step += da_o * p["p_o"]
-        if m is not None:
-            step *= m
-            da_o *= m
-        gc = dc + step
-        DC[t] = gc
-        np.multiply(gc * G[t], I[t] * (1 - I[t]), out=da_i)
-        np.multiply(gc * Cprev[t], F[t] * (1 - F[t]), out=da_f)
-        np.multiply(gc * I[t], 1 - G[t] * G[t], out=da_g)
-        if m is not None:
-            da[:, : 3 * H] *= m
-        dc = gc * F[t]
-        if peep:
-            dc += da_i * p["p_i"] + da_f * p["p_f"]
-        dh = da @ W_hT
-        if m is not None:
-            dh = np.where(m, dh, gh)
-            dc = np.where(m, dc, gc)
-    return dxp, LSTMState(dh, dc), {"h": DH, "c": DC}
-
-
-_RECORDERS = {"rnn": _rnn_record, "gru": _gru_record, "lstm": _lstm_record}
-
-
-# -- the stack driver ---------------------------------------------------------------------------
-
-
-def record_backward(layer: Recurrent, dout, cache, dstate=None):
-    """Backpropagate like ``layer.backward`` but without parameter gradients, recording the
-    gradient reaching every state.
-
-    Returns ``(dx, dstate0, records)``: ``dx`` and ``dstate0`` equal those of
-    :meth:`Recurrent.backward`; ``records[l][d]`` is ``{"h": (T, B, H)[, "c": (T, B, H)]}`` in
-    input time order (the total gradient ``dL/dh_t`` of layer ``l``, direction ``d``).
-    """
-    cfg = layer.cfg
-    name = type(layer).__name__
-    B, T, H = cache["B"], cache["T"], cfg.hidden_size
-    dout = check_array(name, "dout", dout, (B, T, layer.output_size))
-    dout = np.array(dout.transpose(1, 0, 2), dtype=layer.np_dtype, order="C")  # (T, B, dirs*H)
-    mask, gather = cache["mask"], cache["gather"]
-    lstm = cfg.cell == "lstm"
-    records = [[None] * cfg.dirs for _ in range(cfg.num_layers)]
-    dstate0 = [None] * (cfg.num_layers * cfg.dirs)
-
-    def flip(a):  # processing order <-> time order of the backward direction (an involution)
-        return a[::-1] if gather is None else a[gather]
-
-    for li in range(cfg.num_layers - 1, -1, -1):
-        lc = cache["layers"][li]
-        if mask is not None:
-            dout *= mask
-        dinp = None
-        for d in range(cfg.dirs):
-            k = li * cfg.dirs + d
-            dT = None
-            if dstate is not None:
-                dT = (dstate[0][k], dstate[1][k]) if lstm else dstate[k]
-            dhs = dout[..., d * H : (d + 1) * H]
-            if d == 1:
-                dhs = flip(dhs)
-            dxp, ds0, rec = _RECORDERS[cfg.cell](dhs, dT, lc["dirs"][d])
-            dstate0[k] = ds0
-            if d == 1:
-                dxp = flip(dxp)
-                rec = {key: flip(v) for key, v in rec.items()}
-            records[li][d] = rec
-            W_x = layer.dirs[li][d].param["W_x"]
-            dx = np.ascontiguousarray(dxp).reshape(T * B, -1) @ W_x.T  # (T*B, D)
-            dinp = dx if dinp is None else dinp + dx
-        dout = dinp.reshape(T, B, -1)
-        if lc["drop"] is not None:
-            dout *= lc["drop"]
-    dx = dout.transpose(1, 0, 2)  # (B, T, D)
-    if lstm:
-        ds = LSTMState(np.stack([s[0] for s in dstate0]), np.stack([s[1] for s in dstate0]))
-    else:
-        ds = np.stack(dstate0)
-    return dx, ds, records
+    found: list = []
+    handles = [layer.add_hook(_Recorder(name, found)) for name, layer in recurrent_layers(model)]
+    try:
+        yield found
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def flow_from_records(records, name: str, cell: str, loss: str) -> GradientFlow:
@@ -284,37 +144,21 @@ def gradient_flow(layer: Recurrent, x, state=None, *, lengths=None, loss: str = 
     readout's loss.  ``rng`` draws ``u`` (and any dropout between layers, when training).
     """
     rng = np.random.default_rng(0) if rng is None else rng
-    out, _, cache = layer.forward(x, state, lengths, rng=rng)
-    B, T, W = out.shape
-    if upstream is None:
-        upstream = _upstream(loss, B, T, W, lengths, rng, out.dtype)
-    else:
-        loss = "given"
-    _, _, records = record_backward(layer, upstream, cache)
-    return flow_from_records(records, name or layer.cell, layer.cell, loss)
-
-
-@contextmanager
-def recording(model):
-    """Inside the block, every call of a recurrent layer's ``backward`` (any model, any kind)
-    runs :func:`record_backward` instead and appends ``(name, records)`` to the yielded list.
-    Parameter gradients of the recurrent layers are not accumulated inside the block."""
-    from .models import recurrent_layers
-
-    found: list = []
-    layers = recurrent_layers(model)
-    for name, layer in layers:
-        def backward(dout, cache, dstate=None, _layer=layer, _name=name):
-            dx, ds, records = record_backward(_layer, dout, cache, dstate)
-            found.append((_name, records))
-            return dx, ds
-
-        layer.backward = backward  # instance attribute: shadows the method
+    saved = {k: g.copy() for k, g in layer.grads().items()}
     try:
-        yield found
+        with recording(layer) as found:
+            out, _, cache = layer.forward(x, state, lengths, rng=rng)
+            B, T, W = out.shape
+            if upstream is None:
+                upstream = _upstream(loss, B, T, W, lengths, rng, out.dtype)
+            else:
+                upstream = check_array(type(layer).__name__, "upstream", upstream, (B, T, W))
+                loss = "given"
+            layer.backward(upstream, cache)
     finally:
-        for _, layer in layers:
-            layer.__dict__.pop("backward", None)
+        for k, g in layer.grads().items():
+            g[...] = saved[k]
+    return flow_from_records(found[0][1], name or layer.cell, layer.cell, loss)
 
 
 def model_gradient_flow(model, batch, loss_fn, *, loss: str = "last") -> dict[str, GradientFlow]:

@@ -34,22 +34,23 @@ def probe_inputs(layer: Recurrent, B: int, T: int, rng: np.random.Generator) -> 
     return rng.standard_normal((B, T, layer.cfg.input_size)).astype(layer.np_dtype)
 
 
+class _Capture:
+    def __init__(self, name: str, found: list) -> None:
+        self.name, self.found = name, found
+
+    def forward(self, layer, cache) -> None:
+        self.found.append((self.name, layer, cache))
+
+
 @contextmanager
 def capture_forward(model):
     """Inside the block, every forward pass of a recurrent layer inside ``model`` appends
-    ``(name, layer, cache)`` to the yielded list (the layers' ``forward`` is wrapped on the
-    instances and restored on exit)."""
+    ``(name, layer, cache)`` to the yielded list (a forward hook on each layer, removed on
+    exit; :meth:`rnnkit.nn.recurrent.Recurrent.add_hook`)."""
     found: list = []
-    layers = recurrent_layers(model)
-    for name, layer in layers:
-        def forward(*args, _layer=layer, _name=name, **kwargs):
-            out = type(_layer).forward(_layer, *args, **kwargs)
-            found.append((_name, _layer, out[2]))
-            return out
-
-        layer.forward = forward
+    handles = [layer.add_hook(_Capture(name, found)) for name, layer in recurrent_layers(model)]
     try:
         yield found
     finally:
-        for _, layer in layers:
-            layer.__dict__.pop("forward", None)
+        for h in handles:
+            h.remove()

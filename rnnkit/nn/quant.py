@@ -1,4 +1,5 @@
-"""Symmetric int8 weights with one scale per output unit (per column of ``W (D_in, D_out)``).
+"""Symmetric int8 weights with one scale per output unit (per column of ``W (D_in, D_out)``),
+or per row of an embedding table ``E (V, E)`` (one scale per token).
 
 rnnkit multiplies ``x @ W``, so the output units of a weight matrix are its columns::
 
@@ -37,3 +38,14 @@ def quantize_columns(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def dequantize_columns(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``q (D_in, D_out) int8``, ``scale (D_out,)`` -> float ``W`` in the scale's dtype."""
     return q.astype(scale.dtype) * scale  # (D_in, D_out)
+
+
+def quantize_rows(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``E`` (V, D) -> ``(q (V, D) int8, scale (V,))``: one scale per row (an embedding's token)."""
+    q, scale = quantize_columns(np.asarray(E).T)
+    return np.ascontiguousarray(q.T), scale
+
+
+def dequantize(q: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:
+    """``q * scale`` with ``scale`` running along ``axis`` of ``q`` (1: columns, 0: rows)."""
+    return dequantize_columns(q, scale) if axis == 1 else q.astype(scale.dtype) * scale[:, None]

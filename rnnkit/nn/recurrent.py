@@ -245,6 +245,7 @@ class Recurrent(Module):
         """
         name = type(self).__name__
         cfg = self.cfg
+        asked, grad = grad, grad or any(hasattr(h, "forward") for h in self._hooks)
         x = check_array(name, "x", x, ("B", "T", cfg.input_size))
         B, T, _ = x.shape
         if T == 0 or B == 0:
@@ -302,7 +303,8 @@ class Recurrent(Module):
         if not grad:
             return out, final_state, None
         cache = {"layers": layers, "mask": mask, "gather": gather, "B": B, "T": T}
-        return out, final_state, cache
+        self._call_hooks("forward", cache)
+        return out, final_state, cache if asked else None
 
     def _weight_mask(self, unit: Direction, rng: np.random.Generator):
         """The DropConnect mask of ``unit.W_h`` for one forward call (``None`` when off):
@@ -325,7 +327,9 @@ class Recurrent(Module):
         xp = xp.reshape(T, B, -1)  # (T, B, G*H)
         if d == 1:
             xp = xp[::-1] if gather is None else xp[gather]
-        Hs, final, cache = self._cell_forward(xp, state0, p, mask, full, grad)
+        steps = grad and any(hasattr(h, "backward") for h in self._hooks)
+        run = self._steps_forward if steps else self._cell_forward
+        Hs, final, cache = run(xp, state0, p, mask, full, grad)
         hs = Hs[1:]
         if d == 1:
             hs = hs[::-1] if gather is None else hs[gather]
@@ -350,6 +354,7 @@ class Recurrent(Module):
             dstate = self._check_state(dstate, B)
         H = self.output_size // cfg.dirs  # width of one direction's output
         dstate0 = [None] * (cfg.num_layers * cfg.dirs)
+        records = [[None] * cfg.dirs for _ in range(cfg.num_layers)]
         for layer in range(cfg.num_layers - 1, -1, -1):
             lc = cache["layers"][layer]
             if mask is not None:
@@ -362,10 +367,14 @@ class Recurrent(Module):
                 if d == 1:
                     dhs = dhs[::-1] if gather is None else dhs[gather]
                 unit = self.dirs[layer][d]
-                dxp, ds0, dparams = self._cell_backward(dhs, dT, lc["dirs"][d], consume_cache)
+                dxp, ds0, dparams, records[layer][d] = self._direction_backward(
+                    dhs, dT, lc["dirs"][d], consume_cache)
                 dstate0[k] = ds0
                 if d == 1:
                     dxp = dxp[::-1] if gather is None else dxp[gather]
+                    if records[layer][d] is not None:  # back to input time order
+                        records[layer][d] = {key: v[::-1] if gather is None else v[gather]
+                                             for key, v in records[layer][d].items()}
                 G = dxp.shape[-1]
                 dxp2 = np.ascontiguousarray(dxp).reshape(T * B, G)
                 inp2 = lc["inp"].reshape(T * B, -1)
@@ -384,10 +393,74 @@ class Recurrent(Module):
             if lc["drop"] is not None:
                 dout *= lc["drop"]
         dx = dout.transpose(1, 0, 2)  # (B, T, D)
+        if records[0][0] is not None:
+            self._call_hooks("backward", records)
         if self.cell == "lstm":
             return dx, LSTMState(np.stack([s[0] for s in dstate0]),
                                  np.stack([s[1] for s in dstate0]))
         return dx, np.stack(dstate0)
+
+    # -- hooks ----------------------------------------------------------------------------
+    _hooks: tuple = ()
+
+    def add_hook(self, hook) -> HookHandle:
+        """Let ``hook`` observe every forward and backward pass of this stack; returns a handle
+        whose ``remove()`` (or the end of a ``with`` block) takes it away again.
+
+        ``hook.forward(layer, cache)``, if defined, is called after each forward pass with its
+        cache (``cache["layers"][l]["dirs"][d]`` holds the cells' caches, whose gate
+        activations :mod:`rnnkit.inspect.gates` reads), also when ``grad=False``.
+        ``hook.backward(layer, records)``, if defined, is called after each backward pass with
+        ``records[l][d] = {"h": (T, B, H), "c": (T, B, H)}`` (``"c"``: LSTM only) in input time
+        order: ``h[t]`` is the total ``dL/dh_t`` (from the output at ``t`` and from step
+        ``t + 1``), ``c[t]`` the ``dL/dc_t`` that step ``t + 1`` passes back along the cell
+        state.  To see those, a stack with a backward hook runs the same cell functions one
+        step at a time (:meth:`_steps_forward`); outputs and gradients are the same up to
+        rounding, at the cost of a Python loop over the steps.
+        """
+        self._hooks = (*self._hooks, hook)
+        return HookHandle(self, hook)
+
+    def _call_hooks(self, kind: str, arg) -> None:
+        for hook in self._hooks:
+            if hasattr(hook, kind):
+                getattr(hook, kind)(self, arg)
+
+    def _steps_forward(self, xp, state0, p, mask, full, grad=True):
+        """The cell's forward one step at a time, keeping one cache per step."""
+        steps, hs, state = [], [], state0
+        for t in range(xp.shape[0]):
+            m = None if mask is None else mask[t : t + 1]
+            f = None if mask is None else int(full is None or t < full)
+            Hs, state, cache = self._cell_forward(xp[t : t + 1], state, p, m, f, grad)
+            steps.append(cache)
+            hs.append(Hs[1])
+        first = state0[0] if isinstance(state0, tuple) else state0
+        return np.stack([first, *hs]), state, {"steps": steps}  # (T+1, B, H)
+
+    def _direction_backward(self, dhs, dT, cache, consume):
+        """``(dxp, dstate0, dparams, records or None)`` of one direction, in processing order."""
+        if "steps" in cache:  # a backward hook: one step at a time
+            return self._steps_backward(dhs, dT, cache, consume)
+        return (*self._cell_backward(dhs, dT, cache, consume), None)
+
+    def _steps_backward(self, dhs, dT, cache, consume=False):
+        """The cell's backward one step at a time over a :meth:`_steps_forward` cache:
+        ``(dxp, dstate0, dparams, records)``, records in processing order."""
+        lstm = self.cell == "lstm"
+        T = dhs.shape[0]
+        seen_h = np.empty_like(dhs)  # (T, B, H)
+        seen_c = np.zeros((T, dhs.shape[1], self.cfg.hidden_size), dhs.dtype) if lstm else None
+        dxps, dparams, ds = [None] * T, {}, dT
+        for t in range(T - 1, -1, -1):
+            seen_h[t] = dhs[t] if ds is None else dhs[t] + (ds[0] if lstm else ds)
+            if lstm and ds is not None:
+                seen_c[t] = ds[1]
+            dxps[t], ds, dp = self._cell_backward(dhs[t : t + 1], ds, cache["steps"][t],
+                                                  consume)
+            for key, g in dp.items():
+                dparams[key] = g if key not in dparams else dparams[key] + g
+        return np.concatenate(dxps), ds, dparams, {"h": seen_h, **({"c": seen_c} if lstm else {})}
 
     # -- one step, for generation --------------------------------------------------------
     def step(self, x_t, state):
@@ -407,6 +480,22 @@ class Recurrent(Module):
         if self.cell == "lstm":
             return inp, LSTMState(np.stack([s[0] for s in new]), np.stack([s[1] for s in new]))
         return inp, np.stack(new)
+
+
+class HookHandle:
+    """Returned by :meth:`Recurrent.add_hook`: ``remove()`` takes the hook away again."""
+
+    def __init__(self, layer: Recurrent, hook) -> None:
+        self.layer, self.hook = layer, hook
+
+    def remove(self) -> None:
+        self.layer._hooks = tuple(h for h in self.layer._hooks if h is not self.hook)
+
+    def __enter__(self) -> HookHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
 
 
 class RNN(Recurrent):

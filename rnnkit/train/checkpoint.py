@@ -73,9 +73,10 @@ class Checkpoint:
     train_meta: dict | None = field(repr=False)
     train_arrays: dict[str, np.ndarray] | None = field(repr=False)
     manifest: dict = field(repr=False)
-    # int8 weights of a quantised checkpoint as stored: {name: (q int8, scale)}; ``weights``
-    # holds them dequantised (see dequantize_weights)
-    quantized: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    # int8 weights of a quantised checkpoint as stored: {name: (q int8, scale, axis)}, the
+    # scales running along `axis` of q (1: per column, 0: per row); ``weights`` holds them
+    # dequantised (see dequantize_weights)
+    quantized: dict[str, tuple] = field(default_factory=dict, repr=False)
 
     def read(self, parse):
         """``parse()``, which reads ``config`` and ``vocab`` into objects, with a missing or
@@ -83,15 +84,29 @@ class Checkpoint:
         :class:`CheckpointError` naming this checkpoint."""
         try:
             return parse()
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{self.path}: config or vocabulary unreadable ({e})") from None
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError,
+                MemoryError) as e:
+            detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+            raise CheckpointError(f"{self.path}: config or vocabulary unreadable "
+                                  f"({detail})") from None
 
     def restore(self, model_cls, cfg):
         """A ``model_cls(cfg)`` holding these weights, in evaluation mode."""
-        model = model_cls(cfg, rng=0)
-        model.load_state_dict(self.weights)
+        model = self.read(lambda: model_cls(cfg, rng=0))
+        self.load_into(model)
         model.eval()
         return model
+
+    def load_into(self, model) -> None:
+        """Copy the weights into ``model``, refusing a dtype other than the model's (an int64
+        array would truncate the weights, a float16 one lose precision)."""
+        params = model.parameters()
+        for name, a in self.weights.items():
+            if name in params and a.dtype != params[name].dtype:
+                raise CheckpointError(
+                    f"{self.path}: {WEIGHTS} holds {name!r} with dtype {a.dtype}, but the "
+                    f"config gives the model dtype {params[name].dtype}")
+        model.load_state_dict(self.weights)
 
 
 # -- saving ------------------------------------------------------------------------------------
@@ -440,32 +455,39 @@ SCALE_SUFFIX = ".scale"
 
 def dequantize_weights(path: Path, config: dict, weights: dict):
     """``(weights, quantized)``: the weights with every int8 matrix that ``config["quantization"]``
-    lists turned back into floats (``q * scale``, one scale per output column; see
-    :mod:`rnnkit.nn.quant`), and the stored ``{name: (q, scale)}``.  A checkpoint without that
-    key is returned as it is."""
-    from ..nn.quant import dequantize_columns
+    lists turned back into floats (``q * scale``: one scale per column for the names under
+    ``"weights"``, per row for those under ``"rows"``; see :mod:`rnnkit.nn.quant`), and the
+    stored ``{name: (q, scale, axis)}``.  A checkpoint without that key is returned as it is."""
+    from ..nn.quant import dequantize
 
     spec = config.get(QUANTIZATION)
     if spec is None:
         return weights, {}
-    names = spec.get("weights") if isinstance(spec, dict) else None
-    if spec.get("scheme") != "int8-per-output" or not isinstance(names, list):
+    ok = isinstance(spec, dict) and spec.get("scheme") == "int8-per-output"
+    columns, rows = (spec.get("weights"), spec.get("rows", [])) if ok else (None, None)
+    if not (isinstance(columns, list) and isinstance(rows, list)):
         raise CheckpointError(f"{path}: {CONFIG} has an unknown {QUANTIZATION!r} entry; "
                               "expected scheme 'int8-per-output' and a list of weights")
     out, quantized = dict(weights), {}
-    for name in names:
-        q, scale = weights.get(name), weights.get(name + SCALE_SUFFIX)
-        if (q is None or scale is None or q.dtype != np.int8 or q.ndim != 2
-                or scale.dtype.kind != "f" or scale.shape != q.shape[1:]):
-            raise CheckpointError(f"{path}: quantised weight {name!r} needs an int8 matrix and "
-                                  f"a float {name + SCALE_SUFFIX!r} of one scale per column")
-        out[name] = dequantize_columns(q, scale)
-        del out[name + SCALE_SUFFIX]
-        quantized[name] = (q, scale)
+    for axis, names in ((1, columns), (0, rows)):
+        for name in names:
+            q, scale = weights.get(name), weights.get(name + SCALE_SUFFIX)
+            if (q is None or scale is None or q.dtype != np.int8 or q.ndim != 2
+                    or scale.dtype.kind != "f" or scale.shape != (q.shape[axis],)):
+                what = "column" if axis else "row"
+                raise CheckpointError(f"{path}: quantised weight {name!r} needs an int8 matrix "
+                                      f"and a float {name + SCALE_SUFFIX!r} of one scale per "
+                                      f"{what}")
+            out[name] = dequantize(q, scale, axis)
+            del out[name + SCALE_SUFFIX]
+            quantized[name] = (q, scale, axis)
     return out, quantized
 
 
 def _read_manifest(path: Path) -> dict:
+    if (path / MANIFEST).is_symlink():
+        raise CheckpointError(f"{path}: {MANIFEST} is a symbolic link; rnnkit does not follow "
+                              "links inside a checkpoint")
     try:
         raw = (path / MANIFEST).read_bytes()
     except FileNotFoundError:
@@ -513,6 +535,9 @@ def _check_kind(path: Path, got: str, want) -> None:
 
 def _read_verified(path: Path, files: dict, name: str) -> bytes:
     want = files[name]
+    if (path / name).is_symlink():
+        raise CheckpointError(f"{path}: {name} is a symbolic link; rnnkit does not follow links "
+                              "inside a checkpoint")
     try:
         data = (path / name).read_bytes()
     except FileNotFoundError:
@@ -548,6 +573,10 @@ def _read_json(path: Path, files: dict, name: str) -> dict:
 def _read_npz(path: Path, files: dict, name: str) -> dict[str, np.ndarray]:
     data = _read_verified(path, files, name)
     out = {}
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        pickled = data[:1] == b"\x80" or data[:6] == b"\x93NUMPY"  # a pickle, or a bare .npy
+        raise CheckpointError(f"{path}: {name} is not an .npz archive" + (
+            " (pickled data or a bare array; rnnkit never unpickles)" if pickled else ""))
     # Any exception here comes from file contents that passed the hash check, i.e. a file
     # written by something other than save_checkpoint; all of them mean "unusable".
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import CheckpointError
 from ..text.vectors import load_vectors
 from .checkpoint import load_checkpoint
 from .trainer import TrainConfig, Trainer
@@ -47,13 +46,17 @@ def resume_setup(out: Path, kind: str, vocab_class, config_class, batch_size: in
     (``out/last``, of ``kind``); the batch size and data info given are kept where the
     checkpoint has none."""
     ck = load_checkpoint(out / "last", kind=kind, weights_only=True)
-    try:
-        vocab = vocab_class.from_dict(ck.vocab)
-        cfg = config_class.from_dict(ck.config["model"])
-        batch_size = int(ck.config.get("batch_size", batch_size))
-        data_info = ck.config.get("data", data_info)
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{ck.path}: config unreadable ({e})") from None
+    def parse():
+        size = ck.config.get("batch_size", batch_size)
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 < size < 2**31:
+            raise ValueError(f"batch_size must be a positive integer, got {size!r}")
+        info = ck.config.get("data", data_info)
+        if not isinstance(info, dict):
+            raise TypeError(f"data must be a dict, got {type(info).__name__}")
+        return (vocab_class.from_dict(ck.vocab), config_class.from_dict(ck.config["model"]),
+                size, info)
+
+    vocab, cfg, batch_size, data_info = ck.read(parse)
     return vocab, cfg, batch_size, data_info
 
 

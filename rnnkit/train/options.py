@@ -73,6 +73,8 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
     g.add_argument("--inspect-every", type=int, default=None, metavar="N",
                    help="every N steps log the singular values of each W_h and the gate "
                         "saturation to metrics.jsonl (default: off)")
+    g.add_argument("--ignore-memory-check", action="store_true",
+                   help="train even when the estimated memory exceeds what is available")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress display (default: a bar on a terminal, else a line "
                         "every 10 s)")
@@ -127,16 +129,21 @@ def resume_train_config(args, saved: dict) -> TrainConfig:
 
 def out_dir(args, kind: str) -> Path:
     """``--out`` (which must hold a run for ``--resume``, and must not for a new run), or a
-    new folder ``runs/<kind>-<date>-<time>``.
+    new folder ``runs/<kind>-<date>-<time>`` (rank 0's name, under an MPI launcher).
 
-    A ``last/`` save cut by a crash between its two renames is put back first.  A directory
-    with ``best/`` but no ``last/`` (a run stopped before its first ``last/`` save) cannot be
-    resumed; a new run may go there and replaces ``best/``.
+    A ``last/`` save cut by a crash between its two renames is put back first (by rank 0 alone
+    under an MPI launcher).  A directory with ``best/`` but no ``last/`` (a run stopped before
+    its first ``last/`` save) cannot be resumed; a new run may go there and replaces ``best/``.
     """
+    from ..distributed import world
+
     if args.out is not None:
         out = Path(args.out)
-        last = recover(out / "last")
-        best = recover(out / "best")
+        if world().rank == 0:
+            last, best = recover(out / "last"), recover(out / "best")
+        world().barrier()  # the other ranks look once rank 0 has put back a cut save
+        if world().rank != 0:
+            last, best = out / "last", out / "best"
         if args.resume and not last.exists():
             if best.exists():
                 raise CheckpointError(
@@ -148,7 +155,7 @@ def out_dir(args, kind: str) -> Path:
         if not args.resume and last.exists():
             raise ConfigError(f"{out} already holds a run; add --resume to continue it, "
                               "or choose another --out")
-        if not args.resume and best.exists():
+        if not args.resume and best.exists() and world().rank == 0:
             print(f"warning: {out} holds best/ but no last/ (a run stopped before its first "
                   "save of last/); a new run starts there and replaces best/", file=sys.stderr)
         return out
@@ -159,7 +166,7 @@ def out_dir(args, kind: str) -> Path:
     while out.exists():
         i += 1
         out = base.with_name(f"{base.name}-{i}")
-    return out
+    return world().bcast(out, what="the run directory")
 
 
 def report_interrupt(command: str, out, exc: KeyboardInterrupt, resume: str | None = None) -> int:

@@ -20,6 +20,9 @@ A task is any object that follows the :class:`Task` protocol:
                           validation pass reads, so a time budget can keep room for it
 ``lr_scale(i)``           optional: the factor of the learning rate for batch ``i``
                           (``num_batches()`` is asked after ``start_epoch``)
+``distribute(world)``     needed under an MPI launcher only: from then on ``train_batch`` reads
+                          this rank's share of batch ``i`` (and may return ``(0.0, 0)`` for an
+                          empty share) and ``evaluate`` returns the figures of all the ranks
 
 Checkpoints go to ``OUT/best`` (best validation figure) and ``OUT/last`` (end of every epoch,
 and wherever training stops: time budget, ``max_steps``, Ctrl-C); ``resume=True`` continues from
@@ -243,18 +246,17 @@ class Trainer:
         self._agreed_stop: str | None = None  # what every rank agreed at the last step
         if resume:
             self._resume()
-        if self.world.size > 1:
             self.world.broadcast_parameters(self.model)
 
     def _distribute(self) -> None:
-        """Split the task across the ranks, and give the model its flat gradient buffer (before
-        the trainer keeps the gradient arrays)."""
+        """Split the task across the ranks, start every rank from rank 0's weights, and give the
+        model its flat gradient buffer (before the trainer keeps the gradient arrays)."""
         split = getattr(self.task, "distribute", None)
         if split is None:
             raise ConfigError(f"{type(self.task).__name__} cannot be split across "
                               f"{self.world.size} processes: it has no distribute(world)")
         split(self.world)
-        self.world.broadcast_parameters(self.model)
+        self.world.broadcast_parameters(self.model)  # before the weight average copies them
 
     # -- state ----------------------------------------------------------------------------
     def _meta(self) -> tuple[dict, dict]:
@@ -327,7 +329,7 @@ class Trainer:
                 "resumed exactly; start a new run (another --out) instead")
         m, a = ck.train_meta, ck.train_arrays or {}
         try:
-            self.model.load_state_dict(ck.weights)
+            ck.load_into(self.model)
             raw = {k[4:]: v for k, v in a.items() if k.startswith("raw.")}
             if raw:  # nt-asgd: the weights saved are the average; training goes on from these
                 self.model.load_state_dict(raw)
@@ -348,8 +350,9 @@ class Trainer:
                 saved = {k[4:]: v for k, v in a.items() if k.startswith("ema.")}
                 if "ema_updates" in m and saved:
                     self.ema.load(saved, m["ema_updates"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{ck.path}: training state unreadable ({e})") from None
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError) as e:
+            detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+            raise CheckpointError(f"{ck.path}: training state unreadable ({detail})") from None
         self._best_on_disk()
         self.task.load_state(*task_state)  # now, and again after start_epoch if mid-epoch
         self._pending_task_state = task_state if self.batch > 0 else None
@@ -542,9 +545,17 @@ class Trainer:
             stop = "early-stopping"
         if stop is None:
             stop = self._done_reason()
-        if stop is None and self.world.any(self._interrupted):
+        if stop is None and self._adopt_signal(self.world.sum([self._interrupted])[0]):
             stop = "interrupted"
         return stop
+
+    def _adopt_signal(self, total: float) -> bool:
+        """``total``: the stop signals of every rank, summed.  A rank that got none takes the
+        one another rank got (or SIGINT when several did), so that all report it alike."""
+        if total and not self._interrupted:
+            k = int(round(total))
+            self._interrupted = k if k in (signal.SIGINT, signal.SIGTERM) else signal.SIGINT
+        return bool(total)
 
     def _reduce_step(self, loss: float, n: int) -> tuple[float, int]:
         """Sum the gradients over the ranks (see :func:`rnnkit.distributed.World.allreduce_grads`)
@@ -553,6 +564,7 @@ class Trainer:
         time_up = self.lead and self._local_stop() == "time"
         total, (loss_sum, interrupted, out_of_time) = self.world.allreduce_grads(
             self.model, n, [loss * n, float(self._interrupted), float(time_up)])
+        interrupted = self._adopt_signal(interrupted)
         self._agreed_stop = "interrupted" if interrupted else "time" if out_of_time else None
         return loss_sum / max(total, 1.0), int(round(total))
 
@@ -703,7 +715,8 @@ class Trainer:
         return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def _interruption(self, completed: bool) -> Interrupted:
-        last = recover(self.out / "last")
+        # rank 0 alone repairs the run directory (another rank could race its save)
+        last = recover(self.out / "last") if self.lead else self.out / "last"
         saved = last if (last / "manifest.json").exists() else None
         return Interrupted(self._interrupted or signal.SIGINT, completed and saved is not None,
                            saved)

@@ -18,7 +18,7 @@ from ...train.options import (
     resume_train_config,
     train_config,
 )
-from .data import BUILTIN, BUILTIN_VALID, load_texts
+from .data import BUILTIN, BUILTIN_VALID, check_fingerprint, load_texts
 
 BUILTIN_MINUTES = 3.0
 MODEL_OPTIONS = ("level", "min_count", "max_vocab", "cell", "embed", "hidden", "layers",
@@ -42,6 +42,9 @@ def add_arguments(p) -> None:
     d.add_argument("--valid-fraction", type=float, default=None,
                    help="for a single file: the last fraction of characters used for "
                         f"validation (default: 0.1; {BUILTIN_VALID} for the built-in corpus)")
+    d.add_argument("--accept-changed-data", action="store_true",
+                   help="with --resume: continue although the data differs from the data the "
+                        "run started on (default: refuse)")
     d.add_argument("--min-count", type=int, default=1, help="words seen fewer times -> <unk>")
     d.add_argument("--max-vocab", type=int, default=None,
                    help="largest vocabulary size (default: no limit)")
@@ -124,9 +127,11 @@ def _restore_run_options(args, ck) -> None:
     """``--resume``: take the data and batching options from the run, warn about model
     options, which cannot change."""
     given = getattr(args, "given", None)
-    data = ck.config.get("data", {})
+    data = ck.config["data"]
     if given is not None and "data" not in given:
-        source = data.get("source", BUILTIN)
+        source = data["source"]
+        if not isinstance(source, str):
+            raise TypeError(f"data source must be a string, got {source!r}")
         args.data = None if source == BUILTIN else source
     for key in ("encoding", "valid_fraction"):
         if key in data and (given is None or key not in given):
@@ -183,16 +188,22 @@ def run(args) -> int:
         if ck.train_meta is None:
             raise CheckpointError(f"{ck.path}: holds weights but no training state, so the run "
                                   "cannot be resumed; start a new run (another --out) instead")
-        _restore_run_options(args, ck)
+        ck.read(lambda: _restore_run_options(args, ck))
     elif args.data is None and args.minutes is None and args.max_steps is None:
         args.minutes = BUILTIN_MINUTES  # the main job: about three minutes in all
     if args.epochs is None:
         args.epochs = 10 if args.minutes is None and args.max_steps is None else 10**6
     texts, level, info = load_data(args)
     if ck is not None:
-        tokenizer = tokenizer_from_dict(ck.vocab)
-        model = _model_config(ck.config["model"], None)
-        ss_prob, feedback = ck.config.get("ss_prob", 0.0), ck.config.get("feedback", "sample")
+        # --data on the resuming command line is as explicit as --accept-changed-data
+        chosen = args.accept_changed_data or "data" in (getattr(args, "given", None) or ())
+        check_fingerprint(ck.config["data"].get("fingerprint"), texts, info["source"],
+                          chosen, _warn)
+    if ck is not None:
+        tokenizer, model = ck.read(lambda: (tokenizer_from_dict(ck.vocab),
+                                            _model_config(ck.config["model"], None)))
+        ss_prob, feedback = ck.read(lambda: (float(ck.config.get("ss_prob", 0.0)),
+                                             str(ck.config.get("feedback", "sample"))))
         tcfg = resume_train_config(args, ck.config.get("train", {}))
     else:
         tokenizer = fit_tokenizer(level, texts, min_count=args.min_count,
@@ -214,7 +225,7 @@ def run(args) -> int:
                      data_info=info, resume=args.resume, reserve_s=reserve,
                      echo=lambda s: print(s, file=sys.stderr),
                      announce=lambda s: print(f"rnnkit train: {s}", file=sys.stderr),
-                     warn=_warn)
+                     warn=_warn, memory_check=not args.ignore_memory_check)
     except KeyboardInterrupt as e:
         return report_interrupt("train", out, e,
                                 f"continue with: rnnkit train --out {out} --resume")

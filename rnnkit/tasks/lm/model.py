@@ -221,10 +221,7 @@ class LanguageModel(Module):
             dh *= m_out  # dropout_backward, in place: dh is ours
         if d_raw is not None:
             dh += d_raw
-        if consume_cache:
-            dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=True)
-        else:  # the plain call, which inspect.gradflow's recording() replaces
-            dx, _ = self.rnn.backward(dh, rnn_cache)
+        dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=consume_cache)
         self.embed.backward(dropout_backward(dx, m_in), emb_cache)
 
     def loss(self, ids, targets, state=None, *, mask=None, rng=None, backward: bool = True,

@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from ...text.tokenizers import make_tokenizer
+from ...train.memory import check_memory, recurrent_parameters, training_bytes
 from ...train.trainer import TrainConfig, Trainer
 from .model import LanguageModel, LMConfig
 from .output_recurrent import ORConfig, OutputRecurrentLM
@@ -64,7 +65,7 @@ def train_lm(texts: dict, out, *, model: LMConfig | ORConfig, tokenizer=None,
              ss_prob: float = 0.0,
              feedback: str = "sample", min_count: int = 1, max_vocab: int | None = None,
              data_info: dict | None = None, resume: bool = False, reserve_s: float = 0.0,
-             echo=None, announce=None, warn=None) -> LMRun:
+             echo=None, announce=None, warn=None, memory_check: bool = True) -> LMRun:
     """Train a language model on ``texts`` (``{"train": str, "valid": str | None, "test": ...}``)
     into the run directory ``out`` (``best/``, ``last/``, ``metrics.jsonl``, ``training.png``).
 
@@ -76,7 +77,9 @@ AWD-LSTM's random window lengths (:class:`LMTask`).  ``ss_prob`` and
     ``feedback``: scheduled sampling of the output-recurrent model.  ``reserve_s``: seconds of a
     time budget kept for the caller's own work.  ``echo(line)``: the trainer's progress;
     ``announce(line)``: one line describing the model and data before training; ``warn(message)``:
-    unknown tokens.  Ctrl-C saves ``last/`` and raises ``KeyboardInterrupt``.
+    unknown tokens.  Ctrl-C saves ``last/`` and raises ``KeyboardInterrupt``.  Before the model
+    is built, a run needing more memory than is available is refused
+    (:func:`rnnkit.train.memory.check_memory`; ``memory_check=False`` skips it).
     """
     train = train or TrainConfig()
     info = dict(data_info or {})
@@ -87,6 +90,9 @@ AWD-LSTM's random window lengths (:class:`LMTask`).  ``ss_prob`` and
     cfg = model
     if cfg.vocab_size != len(tokenizer.vocab):
         cfg = replace(model, vocab_size=len(tokenizer.vocab))
+    if memory_check:
+        check_memory(f"{out}/last" if resume else "the model options",
+                     lm_training_bytes(cfg, train, batch_size, bptt))
     rng = np.random.default_rng(train.seed)
     common = dict(batch_size=batch_size, bptt=bptt, eval_batch_size=eval_batch_size,
                   data_info=info)
@@ -117,5 +123,21 @@ AWD-LSTM's random window lengths (:class:`LMTask`).  ``ss_prob`` and
         from .inference import load_lm
 
         best, _, _ = load_lm(trainer.out / "best")
-        test = evaluate_lm(best, ids["test"], eval_batch_size, bptt)
+        test = evaluate_lm(best, ids["test"], eval_batch_size, bptt,
+                           world=trainer.world if trainer.world.size > 1 else None)
     return LMRun(summary, net, tokenizer, ids, trainer.step - step_before, test)
+
+
+def lm_training_bytes(cfg, train: TrainConfig, batch_size: int, bptt: int) -> int:
+    """About how many bytes training ``cfg`` takes (see :mod:`rnnkit.train.memory`)."""
+    V, H = cfg.vocab_size, cfg.hidden_size
+    if isinstance(cfg, ORConfig):
+        n = recurrent_parameters("rnn", V, H, 1) + H * V + V
+        per_token = 3 * H + 3 * V
+    else:
+        E, L = cfg.embed_size, cfg.num_layers
+        n = V * E + recurrent_parameters(cfg.cell, E, H, L) + cfg.output_size * V + V
+        per_token = E + L * (4 + 2) * H + 3 * V
+    itemsize = np.dtype(cfg.dtype).itemsize
+    return training_bytes(n, itemsize, optimizer=train.optimizer, momentum=train.momentum,
+                          ema=bool(train.ema), activations=batch_size * bptt * per_token)

@@ -28,9 +28,13 @@ def train_ngram_cli(args, data=None) -> int:
     ``data`` is ``(texts, level, info)`` as ``rnnkit train`` loads it; ``None``: loaded here
     by :func:`~rnnkit.tasks.ngram.task.load_texts`.
     """
+    from ...distributed import world
     from ...train.options import out_dir
     from .task import load_texts, train_ngram
 
+    if world().size > 1:
+        raise ValueError(f"--model ngram is counted by one process, not {world().size}: run it "
+                         "without mpiexec")
     if getattr(args, "resume", False):
         raise ValueError("--resume: an n-gram model is counted in one pass; there is nothing "
                          "to resume")

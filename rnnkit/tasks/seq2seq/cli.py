@@ -164,7 +164,9 @@ def run(args) -> int:
         raise ValueError(f"--beam must be at least 1, got {args.beam}")
     out = out_dir(args, "seq2seq")
     splits, info = load_splits(args)
-    if args.save_splits:
+    from ...distributed import world
+
+    if args.save_splits and world().rank == 0:
         from pathlib import Path
 
         for name, pairs in splits.items():
@@ -172,12 +174,14 @@ def run(args) -> int:
                 write_pairs(Path(args.save_splits) / f"{name}.tsv", pairs)
     if args.resume:
         ck = load_checkpoint(out / "last", kind="seq2seq")
-        src_tok = SentenceTokenizer.from_dict(ck.vocab["source"])
-        tgt_tok = SentenceTokenizer.from_dict(ck.vocab["target"])
-        cfg = Seq2SeqConfig.from_dict(ck.config["model"])
-        schedule = SamplingSchedule.from_dict(ck.config["schedule"])
-        args.batch_size = ck.config.get("batch_size", args.batch_size)
-        max_len = ck.config["max_len"]
+        src_tok, tgt_tok, cfg, schedule = ck.read(lambda: (
+            SentenceTokenizer.from_dict(ck.vocab["source"]),
+            SentenceTokenizer.from_dict(ck.vocab["target"]),
+            Seq2SeqConfig.from_dict(ck.config["model"]),
+            SamplingSchedule.from_dict(ck.config["schedule"])))
+        args.batch_size, max_len = ck.read(lambda: (
+            _positive(ck.config.get("batch_size", args.batch_size), "batch_size"),
+            _positive(ck.config["max_len"], "max_len")))
         info = ck.config.get("data", info)
         tcfg = resume_train_config(args, ck.config.get("train", {}))
     else:
@@ -223,3 +227,9 @@ def run(args) -> int:
                   file=sys.stderr)
     print(f"checkpoint: {out / 'best'} (last: {out / 'last'})")
     return 0
+
+
+def _positive(value, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value

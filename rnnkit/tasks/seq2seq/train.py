@@ -76,10 +76,11 @@ def train_seq2seq(splits: dict, out, *, model: Seq2SeqConfig, src_tok, tgt_tok,
     summary = trainer.fit()
     best, _, _, _ = load_seq2seq(trainer.out / "best")
     figures: dict = {}
+    world = trainer.world if trainer.world.size > 1 else None  # each rank decodes a share
     for split in ("valid", "test"):
         if enc.get(split):
             figures[split] = {beam: evaluate_pairs(best, tgt_tok, enc[split], refs[split],
                                                    beam=beam, max_len=max_len, alpha=alpha,
-                                                   loss=False)
+                                                   loss=False, world=world)
                               for beam in sorted(set(beams))}
     return Seq2SeqRun(summary, net, figures)
