@@ -12,8 +12,11 @@ perplexity, SST-2 accuracy, UPOS token accuracy, Tatoeba corpus BLEU (greedy).
 Time is the wall time of that evaluation (loading included), float and int8 interleaved,
 median of ``--repeats`` rounds; the ratio is int8 / float.  NumPy inference dequantises the
 weights when it loads them, so the arithmetic is the same float32 work and only the load
-differs.  Prints the CPU, the BLAS kernel, and the load average before and after; figures taken
-while other jobs share the machine are marked as measured under load.  To re-run on an idle
+differs.  With onnxruntime installed, the exported graphs of the language model, classifier
+and tagger are also timed on a fixed batch of test input (one thread, onnxruntime's default
+optimisations, which run ``DequantizeLinear -> MatMul`` as its 8-bit ``MatMulNBits``
+kernel).  Prints the CPU, the BLAS kernel, and the load average before and after; figures
+taken while other jobs share the machine are marked as measured under load.  To re-run on an idle
 machine::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
@@ -85,6 +88,67 @@ def evaluators(data: Path, tatoeba_test: Path) -> dict:
     }
 
 
+def onnx_feeds(name: str, path: Path, data: Path):
+    """A fixed batch of test input for the exported graph of ``name`` (None: not timed)."""
+    import numpy as np
+
+    from rnnkit.tasks import load_model
+    from rnnkit.text.batching import pad_batch
+
+    loaded = load_model(path)
+    if name == "lm":
+        ids = loaded.tokenizer.encode((data / "ptb/ptb.test.txt").read_text())[: 16 * 128]
+        return {"ids": ids.reshape(16, 128)}
+    if name == "sst2":
+        from rnnkit.tasks.classify.inference import load_classifier
+
+        _, vocab, _ = load_classifier(path)
+        lines = (data / "sst/stsa.binary.test").read_text().splitlines()[:256]
+        x, lengths = pad_batch(vocab.encode_texts([ln.split()[1:] for ln in lines]))
+        return {"ids": x, "lengths": lengths}
+    if name == "upos":
+        import numpy as np
+
+        from rnnkit.tasks.tag.inference import load_tagger
+        from rnnkit.tasks.tag.task import EncodedSentences
+        from rnnkit.text.tagged import read_tagged
+
+        _, vocab, _ = load_tagger(path)
+        sents = read_tagged(data / "ud-english-ewt/en_ewt-ud-test.conllu", "auto",
+                            column="upos").sentences[:256]
+        x, lengths, chars, _ = EncodedSentences(vocab, vocab.char_table(), sents).batch(
+            np.arange(len(sents)))
+        return {"ids": x, "lengths": lengths, "char_ids": chars.ids,
+                "char_lengths": chars.lengths, "char_index": chars.index}
+    return None
+
+
+def onnx_times(name: str, versions: dict, data: Path, out: Path, repeats: int) -> dict:
+    """Median seconds of one run of each version's exported graph, or {} without
+    onnxruntime or for a model not timed here."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {}
+    from rnnkit.deploy.export import export_checkpoint
+
+    feeds = onnx_feeds(name, versions["float"], data)
+    if feeds is None:
+        return {}
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    sessions = {v: ort.InferenceSession(str(export_checkpoint(p, out / f"{name}-{v}.onnx")[0]),
+                                        so, providers=["CPUExecutionProvider"])
+                for v, p in versions.items()}
+    times = {v: [] for v in sessions}
+    for _ in range(max(5, repeats)):
+        for v, s in sessions.items():
+            t0 = time.perf_counter()
+            s.run(None, feeds)
+            times[v].append(time.perf_counter() - t0)
+    return {v: statistics.median(t) for v, t in times.items()}
+
+
 def size(path: Path) -> int:
     """Bytes of a checkpoint's inference files (the training state excluded)."""
     return sum(f.stat().st_size for f in path.iterdir() if not f.name.startswith("train_state"))
@@ -145,10 +209,11 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 value[version] = evaluate(path)
                 times[version].append(time.perf_counter() - t0)
+        ox = onnx_times(name, versions, data, out / "onnx", args.repeats)
         for version, path in versions.items():
             rows.append((name, version, figure, size(src), size(path),
                          statistics.median(times["float"]), statistics.median(times[version]),
-                         value[version]))
+                         value[version], ox.get("float"), ox.get(version)))
         print(name, {k: round(v, 4) for k, v in value.items()}, flush=True)
     load1 = os.getloadavg()
     print()
@@ -157,12 +222,14 @@ def main(argv=None) -> int:
         else "idle machine"
     print(f"Load average (1 min) {load0[0]:.1f} before, {load1[0]:.1f} after: {under}")
     print()
-    print("| model | weights | size on disk | eval time (ratio to float) | quality |")
-    print("|---|---|---:|---:|---|")
-    for name, version, figure, sf, sq, tf, tq, v in rows:
+    print("| model | weights | size on disk | eval time (ratio) | onnxruntime batch (ratio) "
+          "| quality |")
+    print("|---|---|---:|---:|---:|---|")
+    for name, version, figure, sf, sq, tf, tq, v, of, oq in rows:
         fmt = ".2f" if "perplexity" in figure or "BLEU" in figure else ".4f"
+        ox = "–" if of is None else f"{oq * 1e3:.1f} ms ({oq / of:.2f})"
         print(f"| {name} | {version} | {sq / 1e6:.2f} MB ({sq / sf:.2f}) | "
-              f"{tq:.1f} s ({tq / tf:.2f}) | {figure}: {v:{fmt}} |")
+              f"{tq:.1f} s ({tq / tf:.2f}) | {ox} | {figure}: {v:{fmt}} |")
     return 0
 
 

@@ -16,6 +16,20 @@ CELLS = [
 ]
 
 
+KERNELS = ["numpy", "numba"]
+
+
+@pytest.fixture(params=KERNELS)
+def kernels(request, monkeypatch):
+    """Run the test once on the NumPy cells and once on the compiled kernels (skipped where
+    numba is missing), through ``RNNKIT_KERNELS``: the one switch the dispatch reads."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
+        pytest.importorskip("scipy")
+    monkeypatch.setenv("RNNKIT_KERNELS", request.param)
+    return request.param
+
+
 @pytest.fixture
 def torch_twin():
     """The :class:`TorchTwin` class; skips where PyTorch is absent."""

@@ -184,7 +184,8 @@ AWD = dict(dropout=0.3, dropout_input=0.2, dropout_output=0.4, dropout_embed=0.3
 
 @pytest.mark.parametrize("cell, tie, locked, extra", [
     ("lstm", True, True, {}), ("lstm", False, False, {}), ("gru", False, True, {}),
-    ("rnn", True, False, {}), ("lstm", False, True, {"proj_size": 3})])
+    ("rnn", True, False, {}), ("lstm", False, True, {"proj_size": 3}),
+    ("gru", False, True, {"layer_norm": True}), ("lstm", False, False, {"adaptive_softmax": [4]})])
 def test_lm_objective_gradient_by_finite_differences(cell, tie, locked, extra):
     """The gradient ``loss(..., backward=True)`` accumulates is that of the objective
     (cross-entropy + AR + TAR) it returns with ``objective=True``, dropouts and weight drop
@@ -226,7 +227,7 @@ def test_lm_penalty_values_and_eval():
     lm = _lm(ar=2.0, tar=1.0)  # no dropout: AR and TAR see the same h
     ids = np.random.default_rng(1).integers(0, 11, (3, 5))
     logits, _, cache = lm.forward(ids, rng=np.random.default_rng(0))
-    h = cache[5]
+    h = cache[4]
     value, d_drop, d_raw = lm.penalty(cache)
     assert value == pytest.approx(2.0 * np.mean(h ** 2) + np.mean((h[:, 1:] - h[:, :-1]) ** 2))
     np.testing.assert_allclose(d_drop, activation_penalty(h, 2.0)[1])

@@ -51,8 +51,8 @@ def test_jitter_scales_the_learning_rate_of_each_step(tmp_path, monkeypatch):
     from rnnkit.train import optim
 
     step = optim.SGD.step
-    monkeypatch.setattr(optim.SGD, "step", lambda self, g: (seen.append(self.lr),
-                                                           step(self, g))[1])
+    monkeypatch.setattr(optim.SGD, "step", lambda self, g, **kw: (seen.append(self.lr),
+                                                                 step(self, g, **kw))[1])
     task = JitterTask()
     trainer, _ = _train(tmp_path / "a", _cfg(optimizer="sgd", lr=0.5, epochs=2), task=task)
     expected = []

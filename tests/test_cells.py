@@ -12,7 +12,7 @@ import pytest
 from gradcheck import check_module_grads
 
 from conftest import CELLS
-from rnnkit.nn.cells import gru, lstm, rnn
+from rnnkit.nn.cells import OPTIONS
 from rnnkit.nn.cells.activations import (
     GATES,
     SIGMOID_GATES,
@@ -22,6 +22,7 @@ from rnnkit.nn.cells.activations import (
     sigmoid,
     sigmoid_,
 )
+from rnnkit.nn.cells.dispatch import cell_module
 from rnnkit.nn.cells.lstm import LSTMState
 
 T, B, H = 4, 3, 3
@@ -98,27 +99,11 @@ def mask_of(lengths):
     return (np.arange(T)[:, None] < lengths[None, :])[..., None], int(lengths.min())
 
 
-def cell_forward(cell, opts, xp, state, p, mask, full):
-    """``(Hs, final_state, cache)`` of the cell module; ``xp`` is overwritten."""
-    if cell == "rnn":
-        Hs, cache = rnn.forward(xp, state, p, mask, full, opts["nonlinearity"])
-        return Hs, Hs[-1], cache
-    if cell == "gru":
-        Hs, cache = gru.forward(xp, state, p, mask, full, opts["reset_after"])
-        return Hs, Hs[-1], cache
-    Hs, Cs, cache = lstm.forward(xp, state, p, mask, full)
-    return Hs, LSTMState(Hs[-1], Cs[-1]), cache
-
-
-def cell_step(cell, opts, xp_t, state, p):
-    if cell == "rnn":
-        return rnn.step(xp_t, state, p, opts["nonlinearity"])
-    if cell == "gru":
-        return gru.step(xp_t, state, p, opts["reset_after"])
-    return lstm.step(xp_t, state, p)
-
-
-BACKWARD = {"rnn": rnn.backward, "gru": gru.backward, "lstm": lstm.backward}
+def cell_of(cell, opts, dtype=np.float64):
+    """The cell's module (as the dispatch picks it under the ``kernels`` fixture) and its
+    equation options."""
+    o = {k: v for k, v in opts.items() if k in OPTIONS[cell]}
+    return cell_module(cell, dtype, **o), o
 
 
 # -- activations ------------------------------------------------------------------------------
@@ -158,12 +143,13 @@ def arrays(state) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["equal", "variable"])
 @pytest.mark.parametrize("cell, opts", CELLS)
-def test_forward_equals_textbook(cell, opts, lengths):
+def test_forward_equals_textbook(cell, opts, lengths, kernels):
     xp, state, p = make_case(cell, opts, seed=1)
     mask, full = mask_of(lengths)
     real = np.full(B, T) if lengths is None else lengths
     ref_hs, ref_final = ref_forward(cell, opts, xp, state, p, real)
-    Hs, final, _ = cell_forward(cell, opts, xp.copy(), state, p, mask, full)
+    mod, o = cell_of(cell, opts)
+    Hs, final, _ = mod.forward(xp.copy(), state, p, mask, full, **o)
     np.testing.assert_array_equal(Hs[0], arrays(state)[0])
     np.testing.assert_allclose(Hs[1:], ref_hs, rtol=1e-13, atol=1e-15)
     for a, b in zip(arrays(final), arrays(ref_final)):
@@ -171,11 +157,12 @@ def test_forward_equals_textbook(cell, opts, lengths):
 
 
 @pytest.mark.parametrize("cell, opts", CELLS)
-def test_step_equals_textbook(cell, opts):
+def test_step_equals_textbook(cell, opts, kernels):
     xp, state, p = make_case(cell, opts, seed=6)
+    mod, o = cell_of(cell, opts)
     ref = state
     for t in range(T):
-        state = cell_step(cell, opts, xp[t].copy(), state, p)
+        state = mod.step(xp[t].copy(), state, p, **o)
         ref = ref_step(cell, opts, xp[t], ref, p)
         assert type(state) is type(ref)
         for a, b in zip(arrays(state), arrays(ref)):
@@ -183,12 +170,14 @@ def test_step_equals_textbook(cell, opts):
 
 
 @pytest.mark.parametrize("cell, opts", CELLS)
-def test_forward_overwrites_xp_with_gates_and_keeps_state(cell, opts):
-    """Documented contract: ``xp`` becomes the gate activations; the state and p are kept."""
+def test_forward_keeps_gates_in_the_cache_and_keeps_state(cell, opts, kernels):
+    """Documented contract: the cache's ``A`` holds the gate activations (C-contiguous
+    ``xp`` itself is overwritten with them); the state and p are kept."""
     xp, state, p = make_case(cell, opts, seed=2)
     work = xp.copy()
     saved = [a.copy() for a in [*arrays(state), *p.values()]]
-    _, _, cache = cell_forward(cell, opts, work, state, p, None, None)
+    mod, o = cell_of(cell, opts)
+    _, _, cache = mod.forward(work, state, p, None, None, **o)
     for a, b in zip(saved, [*arrays(state), *p.values()]):
         np.testing.assert_array_equal(a, b)
     if cell != "rnn":
@@ -200,13 +189,14 @@ def test_forward_overwrites_xp_with_gates_and_keeps_state(cell, opts):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cell, opts", CELLS)
-def test_dtype_and_extremes(cell, opts, dtype):
+def test_dtype_and_extremes(cell, opts, dtype, kernels):
     xp, state, p = make_case(cell, opts, seed=3, dtype=dtype)
     xp *= dtype(1e4)
     mask, full = mask_of(LENGTHS)
+    mod, o = cell_of(cell, opts, dtype)
     with np.errstate(over="raise", invalid="raise"):
-        Hs, _, cache = cell_forward(cell, opts, xp, state, p, mask, full)
-        dxp, ds0, dp = BACKWARD[cell](np.ones((T, B, H), dtype) * mask, None, cache)
+        Hs, _, cache = mod.forward(xp, state, p, mask, full, **o)
+        dxp, ds0, dp = mod.backward(np.ones((T, B, H), dtype) * mask, None, cache)
     for a in [Hs, dxp, *arrays(ds0), *dp.values()]:
         assert a.dtype == dtype and np.isfinite(a).all()
     assert set(dp) == set(p)
@@ -215,7 +205,7 @@ def test_dtype_and_extremes(cell, opts, dtype):
 # -- backward ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["equal", "variable"])
 @pytest.mark.parametrize("cell, opts", CELLS)
-def test_cell_gradcheck(cell, opts, lengths):
+def test_cell_gradcheck(cell, opts, lengths, kernels):
     """Gradients of xp, the initial state and W_h (b_hn, peepholes) of one cell sequence.
 
     The outputs are ``Hs[1:]`` masked (the sequence driver zeroes padded outputs, so the cells
@@ -224,15 +214,16 @@ def test_cell_gradcheck(cell, opts, lengths):
     mask, full = mask_of(lengths)
     m = 1.0 if mask is None else mask
     is_lstm = cell == "lstm"
+    mod, o = cell_of(cell, opts)
 
     def fwd(xp, h0, c0=None):
         s = LSTMState(h0, c0) if is_lstm else h0
-        Hs, final, cache = cell_forward(cell, opts, xp.copy(), s, p, mask, full)
+        Hs, final, cache = mod.forward(xp.copy(), s, p, mask, full, **o)
         return (Hs[1:] * m, final), cache
 
     def bwd(douts, cache):
         dHs, dfinal = douts
-        dxp, ds0, dp = BACKWARD[cell](dHs * m, dfinal, cache)  # through the mask
+        dxp, ds0, dp = mod.backward(dHs * m, dfinal, cache)  # through the mask
         grads = {"xp": dxp, **dp}
         if is_lstm:
             grads.update(h0=ds0.h, c0=ds0.c)

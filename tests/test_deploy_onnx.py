@@ -402,3 +402,34 @@ def test_ngram_and_bad_out_are_refused(tmp_path, capsys):
         export_checkpoint(FIXTURES / "lm-char" / "ckpt", tmp_path / "m.txt")
     with pytest.raises(RnnkitError, match="lm, classifier, tagger and seq2seq"):
         export_checkpoint(FIXTURES / "lm-output-recurrent" / "ckpt", tmp_path / "m.onnx")
+
+
+def test_a_classifier_trained_here_exports_to_the_same_predictions(tmp_path, capsys):
+    """Trained weights (not an initialisation): a 2-layer bidirectional GRU with mean pooling
+    learns 'good' against 'bad'; the exported graph gives its probabilities."""
+    from rnnkit.tasks.classify.inference import load_classifier
+    from rnnkit.text.batching import pad_batch
+
+    rng = np.random.default_rng(0)
+    words = ["the", "film", "plot", "was", "very", "quite", "a", "story"]
+    lines = []
+    for _ in range(160):
+        label = int(rng.integers(0, 2))
+        ws = list(rng.choice(words, int(rng.integers(1, 6))))
+        ws.insert(int(rng.integers(0, len(ws) + 1)), "good" if label else "bad")
+        lines.append(f"{label} {' '.join(ws)}")
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    assert main(["train-classifier", "--train", str(tmp_path / "train.txt"), "--cell", "gru",
+                 "--layers", "2", "--bidirectional", "--pooling", "mean", "--embed", "8",
+                 "--hidden", "8", "--batch-size", "16", "--epochs", "4", "--lr", "0.02",
+                 "--no-progress", "--seed", "1", "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "c.onnx")]) == 0
+    model, vocab, _ = load_classifier(tmp_path / "run")
+    texts = [line.split()[1:] for line in lines[:24]]
+    x, lengths = pad_batch([vocab.encode_texts([t])[0] for t in texts])
+    got = session(onnx.load(tmp_path / "c.onnx")).run(["probs"], {"ids": x, "lengths": lengths})
+    want = model.predict_proba(x, lengths)
+    np.testing.assert_allclose(got[0], want, **TOL)
+    labels = np.array([int(line[0]) for line in lines[:24]])
+    assert (want.argmax(axis=1) == labels).mean() > 0.8  # it did learn

@@ -124,9 +124,9 @@ def _run_perturbed(layer, x, h0, where=None, v=None, vc=None):
             p = layer.dirs[li][0].param
             xp = inp @ p["W_x"] + p["b"]
             if cfg.cell == "rnn":
-                s = rnn_cell.step(xp, state[li].copy(), p, cfg.nonlinearity)
+                s = rnn_cell.step(xp, state[li].copy(), p, nonlinearity=cfg.nonlinearity)
             elif cfg.cell == "gru":
-                s = gru_cell.step(xp, state[li].copy(), p, cfg.reset_after)
+                s = gru_cell.step(xp, state[li].copy(), p, reset_after=cfg.reset_after)
             else:
                 s = _lstm_step(xp, state[li], p)
             if where == (li, t):

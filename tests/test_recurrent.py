@@ -123,6 +123,9 @@ def test_backward_accumulates_and_keeps_caller_arrays():
     layer.zero_grad()
     dx1, ds1 = layer.backward(dout, cache, dstate)
     once = {k: g.copy() for k, g in layer.grads().items()}
+    with pytest.raises(ValueError, match="already used"):  # PyTorch: retain_graph=False
+        layer.backward(dout, cache, dstate)
+    _, _, cache = layer.forward(x, lengths=[2])
     dx2, ds2 = layer.backward(dout, cache, dstate)
     for a, b in zip(copies, (x, dout, *dstate)):
         np.testing.assert_array_equal(a, b)

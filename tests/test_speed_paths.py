@@ -149,6 +149,7 @@ def test_lstm_backward_consuming_the_cache_is_identical(opts, lengths, dtype):
         for k, v in snap.items():
             np.testing.assert_array_equal(d[k], v)
     layer.zero_grad()
+    _, _, cache = layer.forward(x, None, lengths)  # a cache serves one backward
     dx2, ds02 = layer.backward(dout, cache, dstate, consume_cache=True)
     np.testing.assert_array_equal(dx2, dx)
     for a, b in zip(ds02, ds0):
@@ -161,7 +162,8 @@ def test_lstm_backward_consuming_the_cache_is_identical(opts, lengths, dtype):
 @pytest.mark.parametrize("opts", [{}, {"peephole": True}], ids=["plain", "peephole"])
 def test_lstm_backward_blocks_of_steps_change_nothing(opts, lengths, monkeypatch):
     """The backward forms its factors for blocks of steps; 1, 2 or 3 steps per block (the last
-    block shorter) give exactly the one-block gradients."""
+    block shorter) give exactly the one-block gradients.  (NumPy cells.)"""
+    monkeypatch.setenv("RNNKIT_KERNELS", "numpy")
     layer = _layer("lstm", opts, np.float64, bidirectional=True)
     rng = np.random.default_rng(9)
     x = rng.standard_normal((3, 5, 3))
@@ -223,10 +225,15 @@ def test_lm_loss_equals_the_plain_composition(cell, dropout, dtype):
     assert not any(g.any() for g in model.grads().values())
 
 
-def test_lstm_time_loops_run_on_one_blas_thread_and_restore_the_count(monkeypatch):
+def test_lstm_time_loops_run_on_one_blas_thread_and_restore_the_count(monkeypatch, kernels):
     """The per-step multiplies are too small for several BLAS threads (which collapse on a busy
     machine); the loops drop to one thread and put the caller's count back, numbers unchanged."""
+    import importlib
+
     from rnnkit.nn import _blas
+
+    cell = importlib.import_module("rnnkit.nn.cells." + (
+        "lstm" if kernels == "numpy" else "kernels.lstm"))
 
     if _blas.get_threads() is None:
         pytest.skip("NumPy's BLAS is not an OpenBLAS that rnnkit can control")
@@ -241,7 +248,7 @@ def test_lstm_time_loops_run_on_one_blas_thread_and_restore_the_count(monkeypatc
         seen.append(n)
         return _blas.blas_threads(n)
 
-    monkeypatch.setattr(rnnkit.nn.cells.lstm, "blas_threads", spy)
+    monkeypatch.setattr(cell, "blas_threads", spy)
     with _blas.blas_threads(2):
         out2, _, cache = layer.forward(x)
         dx2, _ = layer.backward(np.ones_like(out2), cache)
@@ -282,7 +289,9 @@ def test_lm_loss_reusing_its_scratch_memory_gives_the_same(dropout):
 @pytest.mark.parametrize("opts", [{}, {"peephole": True}], ids=["plain", "peephole"])
 def test_lstm_exp_and_tanh_forms_of_the_gates_agree(opts, lengths, dtype, tol, monkeypatch):
     """Large blocks take the gates (and tanh(c)) through exp, small ones through tanh; the
-    tests elsewhere run small sizes, so here both forms are forced on the same layer."""
+    tests elsewhere run small sizes, so here both forms are forced on the same layer.  (NumPy
+    cells.)"""
+    monkeypatch.setenv("RNNKIT_KERNELS", "numpy")
     layer = _layer("lstm", opts, dtype, bidirectional=True)
     rng = np.random.default_rng(11)
     x = (2 * rng.standard_normal((3, 5, 3))).astype(dtype)

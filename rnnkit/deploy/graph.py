@@ -29,7 +29,13 @@ _GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "rnn": (0,)}  # rnnkit bl
 
 
 def gate_permutation(cell: str, H: int) -> np.ndarray:
-    """Column indices of rnnkit's packed gates (G*H,) in ONNX's gate order."""
+    """Column indices of rnnkit's packed gates (G*H,) in ONNX's gate order.
+
+    >>> gate_permutation("gru", 2).tolist()      # r r z z n n  ->  z z r r h h
+    [2, 3, 0, 1, 4, 5]
+    >>> gate_permutation("lstm", 1).tolist()     # i f g o  ->  i o f c
+    [0, 3, 1, 2]
+    """
     return np.concatenate([np.arange(k * H, (k + 1) * H) for k in _GATE_ORDER[cell]])
 
 

@@ -63,6 +63,8 @@ def _blocks(layer, cache):
                 for i, (g, act, _) in enumerate(parts[0])]
     if cell == "rnn":
         return [("h", "relu" if cache["relu"] else "tanh", cache["Hs"][1:])]
+    if cell not in GATES:  # minGRU / minLSTM: no gate activations are kept
+        return []
     A = cache["A"]
     return [(g, "sigmoid" if g in SIGMOID_GATES[cell] else "tanh", A[..., gate_slice(cell, g, H)])
             for g in GATES[cell]]

@@ -49,7 +49,8 @@ def block_spectrum(W: np.ndarray, radius: bool = True) -> tuple[np.ndarray, floa
     """``(singular values descending, spectral radius max|eig|)`` of a square matrix; the
     radius is NaN with ``radius=False`` (the eigenvalues cost about 6x the singular values)."""
     W = np.asarray(W, dtype=np.float64)
-    rho = float(np.abs(np.linalg.eigvals(W)).max()) if radius else float("nan")
+    square = W.shape[0] == W.shape[1]  # not for a projection LSTM's (P, H) blocks
+    rho = float(np.abs(np.linalg.eigvals(W)).max()) if radius and square else float("nan")
     return np.linalg.svd(W, compute_uv=False), rho
 
 
@@ -62,6 +63,8 @@ def recurrent_spectrum(model, radius: bool = True) -> list[BlockSpectrum]:
     out = []
     for module, layer in recurrent_layers(model):
         H = layer.cfg.hidden_size
+        if layer.cell not in GATES:  # minGRU / minLSTM: no recurrent matrix
+            continue
         for li, row in enumerate(layer.dirs):
             for d, unit in enumerate(row):
                 for gate in GATES[layer.cell]:

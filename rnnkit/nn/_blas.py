@@ -5,8 +5,9 @@ a multi-threaded BLAS spends more time waking and synchronising its threads than
 and when the cores are busy with anything else it can become ten times slower than one thread.
 The big multiplies (input projections, weight gradients, output layer) still use every thread.
 
-Only OpenBLAS (what NumPy's wheels ship) is handled, found among the loaded shared libraries;
-anywhere else :func:`blas_threads` does nothing.
+Only OpenBLAS (what NumPy's and SciPy's wheels ship) is handled, found among the loaded shared
+libraries; every OpenBLAS loaded is set (NumPy's, and SciPy's, which the compiled kernels'
+``np.dot`` calls); anywhere else :func:`blas_threads` does nothing.
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ _SET = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
         "openblas_set_num_threads64_", "openblas_set_num_threads")
 _GET = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
         "openblas_get_num_threads64_", "openblas_get_num_threads")
-_api = None  # (set, get) or False when unavailable
+_api = None  # [(set, get), ...] (NumPy's first) or False when unavailable
+
+
+def rescan() -> None:
+    """Look for OpenBLAS libraries again (after one more was loaded)."""
+    global _api
+    _api = None
 
 
 def _find():
     global _api
     if _api is not None:
         return _api
-    _api = False
+    found = []
     try:
         import numpy  # noqa: F401  (loads the BLAS)
 
@@ -34,7 +41,9 @@ def _find():
             paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()
                             and "/" in line})
     except OSError:
+        _api = False
         return _api
+    paths.sort(key=lambda p: "openblas64" not in p)  # NumPy's (64-bit integers) first
     for path in paths:
         try:
             lib = ctypes.CDLL(path)
@@ -45,14 +54,15 @@ def _find():
         if set_ is not None and get_ is not None:
             set_.argtypes, set_.restype = [ctypes.c_int], None
             get_.argtypes, get_.restype = [], ctypes.c_int
-            _api = (set_, get_)
-            break
+            found.append((set_, get_))
+    _api = found or False
     return _api
 
 
 def get_threads() -> int | None:
+    """NumPy's BLAS thread count (None where it cannot be controlled)."""
     api = _find()
-    return api[1]() if api else None
+    return api[0][1]() if api else None
 
 
 @contextmanager
@@ -62,12 +72,14 @@ def blas_threads(n: int):
     if not api:
         yield
         return
-    old = api[1]()
-    if old == n:
+    old = [get() for _, get in api]
+    if all(k == n for k in old):
         yield
         return
-    api[0](n)
+    for set_, _ in api:
+        set_(n)
     try:
         yield
     finally:
-        api[0](old)
+        for (set_, _), k in zip(api, old):
+            set_(k)

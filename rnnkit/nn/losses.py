@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ..checks import check_ids
+from ..errors import NonFiniteError
 
 
 def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -83,20 +84,24 @@ def softmax_cross_entropy(logits, targets, mask=None, reduction: str = "mean", *
     p = z if in_place else np.empty(z.shape, dt)  # (N, V)
     nll = np.empty(N, dt)  # (N,)
     step = max(1, _BLOCK // max(V, 1))
-    for a in range(0, N, step):  # blocks of rows, for the cache (see above)
-        zb, pb, nb = z[a : a + step], p[a : a + step], nll[a : a + step]
-        m = zb.max(axis=1, keepdims=True)  # (b, 1)
-        np.subtract(zb, m, out=pb)
-        np.exp(pb, out=pb)
-        s = pb.sum(axis=1)  # (b,)
-        np.log(s, out=nb)
-        nb -= zy[a : a + step] - m[:, 0]  # -log softmax at the target
-        if grad:
-            r = np.divide(scale, s, out=s)  # w / (s n), one multiply per element below
-            if w is not None:
-                r *= w[a : a + step]
-            pb *= r[:, None]
+    with np.errstate(invalid="ignore"):  # NaN/inf logits: the error below says so
+        for a in range(0, N, step):  # blocks of rows, for the cache (see above)
+            zb, pb, nb = z[a : a + step], p[a : a + step], nll[a : a + step]
+            m = zb.max(axis=1, keepdims=True)  # (b, 1)
+            np.subtract(zb, m, out=pb)
+            np.exp(pb, out=pb)
+            s = pb.sum(axis=1)  # (b,)
+            np.log(s, out=nb)
+            nb -= zy[a : a + step] - m[:, 0]  # -log softmax at the target
+            if grad:
+                r = np.divide(scale, s, out=s)  # w / (s n), one multiply per element below
+                if w is not None:
+                    r *= w[a : a + step]
+                pb *= r[:, None]
     total = float(nll.sum()) if w is None else float((nll * w).sum())
+    if not math.isfinite(total):  # one test on the sum instead of a pass over the logits
+        raise NonFiniteError("softmax_cross_entropy: logits contain NaN or inf; expected "
+                             "finite values")
     if not grad:
         return total * scale, None, int(n)
     p[rows, y] -= scale if w is None else w * scale

@@ -99,8 +99,14 @@ class MinRNNConfig:
 
 # -- the scan ---------------------------------------------------------------------------------
 def softplus(x):
-    """``log(1 + exp(x))`` without overflow."""
-    return np.logaddexp(0, x)
+    """``log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))``, without overflow (NumPy's
+    ``logaddexp(0, x)`` gives the same, several times slower)."""
+    r = np.abs(x)
+    np.negative(r, out=r)
+    np.exp(r, out=r)
+    np.log1p(r, out=r)
+    r += np.maximum(x, 0)
+    return r
 
 
 def log_g(u):

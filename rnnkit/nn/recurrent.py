@@ -37,10 +37,9 @@ import numpy as np
 from ..checks import check_array, check_lengths, config_from_dict
 from ..errors import ConfigError
 from . import init as initializers
-from .cells import gru as gru_cell
-from .cells import lstm as lstm_cell
-from .cells import rnn as rnn_cell
+from .cells import OPTIONS
 from .cells.activations import gate_slice, num_gates
+from .cells.dispatch import cell_module
 from .cells.lstm import LSTMState
 from .layers.dropout import dropout_mask
 from .module import Module
@@ -193,6 +192,25 @@ class Recurrent(Module):
     def config(self) -> dict:
         return asdict(self.cfg)
 
+    # -- the cell functions, NumPy or compiled (rnnkit.nn.cells.dispatch) -----------------
+    @property
+    def _options(self) -> dict:
+        """The cell's equation options, as its functions take them."""
+        return {k: getattr(self.cfg, k) for k in OPTIONS[self.cell]}
+
+    def _cell(self, dtype):
+        return cell_module(self.cell, dtype, **self._options)
+
+    def _cell_forward(self, xp, state0, p, mask, full, grad=True):
+        return self._cell(xp.dtype).forward(xp, state0, p, mask, full, grad=grad,
+                                            **self._options)
+
+    def _cell_backward(self, dhs, dT, cache, consume=False):
+        return self._cell(dhs.dtype).backward(dhs, dT, cache, consume)
+
+    def _cell_step(self, xp, state, p):
+        return self._cell(xp.dtype).step(xp, state, p, **self._options)
+
     # -- helpers ------------------------------------------------------------------------
     @property
     def hidden_size(self) -> int:
@@ -212,17 +230,18 @@ class Recurrent(Module):
         h = np.zeros(shape, self.np_dtype)
         return LSTMState(h, np.zeros_like(h)) if self.cell == "lstm" else h
 
-    def _check_state(self, state, B: int):
+    def _check_state(self, state, B: int, finite: bool = True):
         name = type(self).__name__
         shape = (self.cfg.num_layers * self.cfg.dirs, B, self.cfg.hidden_size)
+        dt = self.np_dtype
         if self.cell == "lstm":
             if not (isinstance(state, tuple) and len(state) == 2):
                 raise ValueError(f"{name}: expected the state as a tuple (h, c) of arrays of "
                                  f"shape {shape}, got {type(state).__name__}")
-            h = check_array(name, "h0", state[0], shape).astype(self.np_dtype, copy=False)
-            c = check_array(name, "c0", state[1], shape).astype(self.np_dtype, copy=False)
+            h = check_array(name, "h0", state[0], shape, finite=finite).astype(dt, copy=False)
+            c = check_array(name, "c0", state[1], shape, finite=finite).astype(dt, copy=False)
             return LSTMState(h, c)
-        return check_array(name, "h0", state, shape).astype(self.np_dtype, copy=False)
+        return check_array(name, "h0", state, shape, finite=finite).astype(dt, copy=False)
 
     def _cell_state(self, state, k: int):
         return (state.h[k], state.c[k]) if self.cell == "lstm" else state[k]
@@ -302,7 +321,8 @@ class Recurrent(Module):
             final_state = np.stack(finals)
         if not grad:
             return out, final_state, None
-        cache = {"layers": layers, "mask": mask, "gather": gather, "B": B, "T": T}
+        cache = {"layers": layers, "mask": mask, "gather": gather, "B": B, "T": T,
+                 "owner": self, "used": False}
         self._call_hooks("forward", cache)
         return out, final_state, cache if asked else None
 
@@ -342,10 +362,11 @@ class Recurrent(Module):
         ``(dx, dstate0)``: the gradients w.r.t. the input and the initial state.
 
         ``consume_cache=True`` lets the cells work inside the cache's arrays instead of new
-        ones (the LSTM does); the cache must not be used again.  By default it is left intact,
-        so a second call with it gives the same gradients."""
+        ones (the LSTM does).  A cache serves one backward: a second call with it raises
+        ``ValueError`` instead of adding the parameter gradients twice; run ``forward`` again."""
         name = type(self).__name__
         cfg = self.cfg
+        self._check_cache(cache)
         B, T = cache["B"], cache["T"]
         dout = check_array(name, "dout", dout, (B, T, self.output_size))
         dout = np.array(dout.transpose(1, 0, 2), dtype=self.np_dtype, order="C")  # (T,B,dH) copy
@@ -392,6 +413,7 @@ class Recurrent(Module):
             dout = dinp.reshape(T, B, -1)
             if lc["drop"] is not None:
                 dout *= lc["drop"]
+        cache["used"] = True
         dx = dout.transpose(1, 0, 2)  # (B, T, D)
         if records[0][0] is not None:
             self._call_hooks("backward", records)
@@ -399,6 +421,18 @@ class Recurrent(Module):
             return dx, LSTMState(np.stack([s[0] for s in dstate0]),
                                  np.stack([s[1] for s in dstate0]))
         return dx, np.stack(dstate0)
+
+    def _check_cache(self, cache) -> None:
+        name = type(self).__name__
+        if not isinstance(cache, dict) or "owner" not in cache:
+            got = "None (forward(grad=False) keeps none)" if cache is None else \
+                type(cache).__name__
+            raise ValueError(f"{name}: expected the cache forward() returned, got {got}")
+        if cache["owner"] is not self:
+            raise ValueError(f"{name}: the cache comes from another layer's forward()")
+        if cache.get("used"):
+            raise ValueError(f"{name}: this cache was already used by backward(); run forward() "
+                             "again (a second backward would add the gradients twice)")
 
     # -- hooks ----------------------------------------------------------------------------
     _hooks: tuple = ()
@@ -416,7 +450,8 @@ class Recurrent(Module):
         ``t + 1``), ``c[t]`` the ``dL/dc_t`` that step ``t + 1`` passes back along the cell
         state.  To see those, a stack with a backward hook runs the same cell functions one
         step at a time (:meth:`_steps_forward`); outputs and gradients are the same up to
-        rounding, at the cost of a Python loop over the steps.
+        rounding, at the cost of a Python loop over the steps.  It sees the backward passes
+        whose forward pass ran after it was added.
         """
         self._hooks = (*self._hooks, hook)
         return HookHandle(self, hook)
@@ -463,12 +498,19 @@ class Recurrent(Module):
         return np.concatenate(dxps), ds, dparams, {"h": seen_h, **({"c": seen_c} if lstm else {})}
 
     # -- one step, for generation --------------------------------------------------------
-    def step(self, x_t, state):
+    def step(self, x_t, state=None):
         """One time step of a unidirectional stack, for generation: ``x_t`` (B, D) ->
-        ``(out_t (B, H), state)``.  No cache; O(1) work per token."""
+        ``(out_t (B, H), state)``.  No cache; O(1) work per token.  ``state`` as for
+        :meth:`forward`: ``None`` (zeros), an array, or for the LSTM ``(h, c)``; ``x_t`` is
+        checked for shape and NaN and cast to the layer's dtype (the state only for shape)."""
+        name = type(self).__name__
         if self.cfg.bidirectional:
-            raise ValueError(f"{type(self).__name__}: step() needs a unidirectional layer")
-        inp = x_t
+            raise ValueError(f"{name}: step() needs a unidirectional layer")
+        x_t = check_array(name, "x_t", x_t, ("B", self.cfg.input_size))
+        B = x_t.shape[0]
+        state = self.initial_state(B) if state is None else \
+            self._check_state(state, B, finite=False)
+        inp = x_t.astype(self.np_dtype, copy=False)
         new = []
         for layer in range(self.cfg.num_layers):
             p = self.dirs[layer][0].param
@@ -509,16 +551,6 @@ class RNN(Recurrent):
 
     cell = "rnn"
 
-    def _cell_forward(self, xp, h0, p, mask, full, grad=True):
-        Hs, cache = rnn_cell.forward(xp, h0, p, mask, full, self.cfg.nonlinearity)
-        return Hs, Hs[-1], cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return rnn_cell.backward(dhs, dT, cache)
-
-    def _cell_step(self, xp, h, p):
-        return rnn_cell.step(xp, h, p, self.cfg.nonlinearity)
-
 
 class GRU(Recurrent):
     """Gated recurrent unit; ``reset_after=True`` is the PyTorch/cuDNN form (weights interchange
@@ -532,16 +564,6 @@ class GRU(Recurrent):
 
     cell = "gru"
 
-    def _cell_forward(self, xp, h0, p, mask, full, grad=True):
-        Hs, cache = gru_cell.forward(xp, h0, p, mask, full, self.cfg.reset_after)
-        return Hs, Hs[-1], cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return gru_cell.backward(dhs, dT, cache)
-
-    def _cell_step(self, xp, h, p):
-        return gru_cell.step(xp, h, p, self.cfg.reset_after)
-
 
 class LSTM(Recurrent):
     """Long short-term memory, gates ``i, f, g, o``; optional diagonal ``peephole`` weights.
@@ -553,16 +575,6 @@ class LSTM(Recurrent):
     """
 
     cell = "lstm"
-
-    def _cell_forward(self, xp, state0, p, mask, full, grad=True):
-        Hs, Cs, cache = lstm_cell.forward(xp, state0, p, mask, full, grad)
-        return Hs, (Hs[-1], Cs[-1]), cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return lstm_cell.backward(dhs, dT, cache, consume)
-
-    def _cell_step(self, xp, state, p):
-        return lstm_cell.step(xp, state, p)
 
 
 def _lend(scratch: dict | None, key, shape, dtype):

@@ -66,8 +66,9 @@ class NTASGD:
     def averaging(self) -> bool:
         return self.switched_at is not None
 
-    def step(self, grads: dict[str, np.ndarray]) -> None:
-        self.sgd.step(grads)
+    def step(self, grads: dict[str, np.ndarray], *, check_finite: bool = True) -> None:
+        """One SGD step, then the running mean once averaging is on."""
+        self.sgd.step(grads, check_finite=check_finite)
         if not self.averaging:
             return
         self.n_avg += 1

@@ -131,7 +131,7 @@ class _Optimizer:
             buf = self._scratch[(name, k)] = np.empty_like(p)
         return buf
 
-    def _gather(self, grads) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    def _gather(self, grads, check_finite: bool = True) -> list[tuple[str, np.ndarray, np.ndarray]]:
         owner = type(self).__name__
         if not isinstance(grads, Mapping):
             raise TypeError(
@@ -148,6 +148,13 @@ class _Optimizer:
                     f"{owner}: expected gradient {name!r} of shape {_fmt(p.shape)}, "
                     f"got {_fmt(g.shape)}"
                 )
+            if check_finite and g.dtype.kind == "f" and g.size:
+                flat = g.reshape(-1)
+                if not math.isfinite(float(flat @ flat)):  # one BLAS pass; NaN/inf propagate
+                    raise NonFiniteError(
+                        f"{owner}: gradient {name!r} contains NaN or inf (or overflows); the "
+                        "weights were not changed: exploding gradients or a learning rate too "
+                        "high; lower the learning rate or clip gradients")
             out.append((name, p, g))
         return out
 
@@ -304,9 +311,11 @@ class SGD(_Optimizer):
         out["nesterov"] = nesterov
         return out
 
-    def step(self, grads: dict[str, np.ndarray]) -> None:
-        """One update of every parameter, in place."""
-        pairs = self._gather(grads)
+    def step(self, grads: dict[str, np.ndarray], *, check_finite: bool = True) -> None:
+        """One update of every parameter, in place.  A NaN or inf gradient raises
+        :class:`NonFiniteError` before any weight changes (``check_finite=False`` skips the
+        test, for callers that did it already, as the trainer's clipping does)."""
+        pairs = self._gather(grads, check_finite)
         lr, mu, wd, damp = self.lr, self.momentum, self.weight_decay, self.dampening
         first = self.step_count == 0
         for name, p, g in pairs:
@@ -411,9 +420,11 @@ class Adam(_Optimizer):
             "decoupled": check_flag(o, "decoupled", decoupled),
         }
 
-    def step(self, grads: dict[str, np.ndarray]) -> None:
-        """One update of every parameter, in place."""
-        pairs = self._gather(grads)
+    def step(self, grads: dict[str, np.ndarray], *, check_finite: bool = True) -> None:
+        """One update of every parameter, in place.  A NaN or inf gradient raises
+        :class:`NonFiniteError` before any weight changes (``check_finite=False`` skips the
+        test, for callers that did it already, as the trainer's clipping does)."""
+        pairs = self._gather(grads, check_finite)
         lr, (b1, b2), eps, wd = self.lr, self.betas, self.eps, self.weight_decay
         t = self.step_count + 1
         step_size = lr / (1.0 - b1**t)

@@ -497,14 +497,15 @@ class Trainer:
             if cfg.clip_value:
                 clip_grad_value(self.grads, cfg.clip_value)
             self.clip_count += int(clipped)
-            # step (a task may scale the learning rate of a batch: random window lengths)
+            # step (a task may scale the learning rate of a batch: random window lengths);
+            # clip_grad_norm checked the gradients are finite
             scale = task.lr_scale(self.batch) if hasattr(task, "lr_scale") else 1.0
             if scale != 1.0:
                 base, self.opt.lr = self.opt.lr, self.opt.lr * scale
-                self.opt.step(self.grads)
+                self.opt.step(self.grads, check_finite=False)
                 self.opt.lr = base
             else:
-                self.opt.step(self.grads)
+                self.opt.step(self.grads, check_finite=False)
             if self.ema is not None:
                 self.ema.update()
             self.batch += 1

@@ -27,7 +27,7 @@ from .._blas import blas_threads
 from .activations import gate_scales
 
 
-def forward(xp, h0, p, mask=None, full=None, reset_after=True):
+def forward(xp, h0, p, mask=None, full=None, *, grad=True, reset_after=True):
     T, B, G = xp.shape
     H = G // 3
     full = T if full is None else full
@@ -77,10 +77,10 @@ def forward(xp, h0, p, mask=None, full=None, reset_after=True):
             h += n
             if t >= full:
                 np.copyto(h, h_prev, where=~mask[t])
-    return Hs, cache
+    return Hs, Hs[-1], cache if grad else None
 
 
-def backward(dHs, dhT, cache):
+def backward(dHs, dhT, cache, consume=False):
     A, Hs, mask, W_h = cache["A"], cache["Hs"], cache["mask"], cache["W_h"]
     T, B, H = dHs.shape
     dt = Hs.dtype
@@ -93,7 +93,6 @@ def backward(dHs, dhT, cache):
     dHt = np.empty((T, B, H), dt)  # g_t for every step
     dh = np.zeros((B, H), dt) if dhT is None else np.array(dhT, dtype=dt)
     tmpH = np.empty((B, H), dt)
-    dparams = {}
     if cache["after"]:
         HN = cache["HN"]
         F = np.empty((T, B, 3, H), dt)  # factors of [da_r, da_z, dhn]
@@ -117,10 +116,8 @@ def backward(dHs, dhT, cache):
         np.multiply(Dn, dHt, out=dxp[..., 2 * H :])
         if mask is not None:
             dxp[..., 2 * H :] *= mask
-        dparams["W_h"] = Hprev.reshape(T * B, H).T @ dHP.reshape(T * B, 3 * H)
-        dparams["b_hn"] = dHP[..., 2 * H :].sum(axis=(0, 1))
+        dparams = param_grads(dHP, cache)
     else:
-        RH = cache["RH"]
         F = np.empty((T, B, 2, H), dt)  # factors of [da_z, da_n]
         F[:, :, 0] = Dz
         F[:, :, 1] = Dn
@@ -144,15 +141,28 @@ def backward(dHs, dhT, cache):
                 dh += tmpH
                 np.multiply(g, Zm[t], out=tmpH)
                 dh += tmpH
-        d2 = dxp.reshape(T * B, 3 * H)
-        dW_h = np.empty_like(W_h)
-        dW_h[:, : 2 * H] = Hprev.reshape(T * B, H).T @ d2[:, : 2 * H]
-        dW_h[:, 2 * H :] = RH.reshape(T * B, H).T @ d2[:, 2 * H :]
-        dparams["W_h"] = dW_h
+        dparams = param_grads(dxp, cache)
     return dxp, dh, dparams
 
 
-def step(xp_t, h, p, reset_after=True):
+def param_grads(dW, cache) -> dict:
+    """``dW_h`` (and ``db_hn``) in one multiply per block after the loop, from ``dW``
+    (T, B, 3H), the gradient of what multiplies ``W_h``: ``[da_r, da_z, dhn]`` with the reset
+    gate after, ``dxp`` before.  The compiled backward shares it."""
+    Hs, W_h = cache["Hs"], cache["W_h"]
+    T, B, G = dW.shape
+    H = G // 3
+    Hprev = Hs[:-1].reshape(T * B, H)
+    d2 = dW.reshape(T * B, G)
+    if cache["after"]:
+        return {"W_h": Hprev.T @ d2, "b_hn": d2[:, 2 * H :].sum(axis=0)}
+    dW_h = np.empty_like(W_h)
+    dW_h[:, : 2 * H] = Hprev.T @ d2[:, : 2 * H]
+    dW_h[:, 2 * H :] = cache["RH"].reshape(T * B, H).T @ d2[:, 2 * H :]
+    return {"W_h": dW_h}
+
+
+def step(xp_t, h, p, *, reset_after=True):
     """One GRU step for generation: ``xp_t`` (B, 3H) = ``x W_x + b``; returns the new h."""
     H = h.shape[-1]
     hp = h @ p["W_h"]  # (B, 3H)

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._blas import blas_threads
-from .activations import gate_scales
+from .activations import gate_scales, gate_slice
 
 
 class LSTMState(NamedTuple):
@@ -80,13 +80,14 @@ def _tanh_into(c, out):
     out -= 1
 
 
-def forward(xp, state0, p, mask=None, full=None, grad=True):
+def forward(xp, state0, p, mask=None, full=None, *, grad=True):
     """Run the cell over ``xp`` (T, B, 4H) = ``x W_x + b`` from ``state0 = (h0, c0)``.
 
-    Returns ``(Hs, Cs, cache)``: ``Hs`` (T+1, B, H) with ``Hs[0] = h0``; ``Cs`` the cell states,
-    ``Cs[-1]`` the final one.  ``xp`` becomes the cache's gate activations ``A`` (in place).
-    With ``grad=False`` (evaluation: no backward will follow) no history is kept for one:
-    ``Cs`` has only two rows, used in turn, and the cache is ``None``.
+    Returns ``(Hs, LSTMState(h_T, c_T), cache)``: ``Hs`` (T+1, B, H) with ``Hs[0] = h0``.
+    ``xp`` becomes the cache's gate activations ``A`` (in place); the cache also holds every
+    cell state ``Cs`` (T+1, B, H) and ``TC = tanh(c_t)`` (T, B, H).  With ``grad=False``
+    (evaluation: no backward will follow) no history is kept for one: the cell states use two
+    rows in turn, and the cache is ``None``.
     """
     T, B, G = xp.shape
     H = G // 4
@@ -144,10 +145,11 @@ def forward(xp, state0, p, mask=None, full=None, grad=True):
                 inv = ~mask[t]
                 np.copyto(Hs[t + 1], Hs[t], where=inv)
                 np.copyto(c, c_prev, where=inv)
+    final = LSTMState(Hs[-1], Cs[-1])
     if not grad:
-        return Hs, Cs, None
+        return Hs, final, None
     cache = {"A": xp, "Hs": Hs, "Cs": Cs, "TC": TC, "mask": mask, "full": full, "p": p}
-    return Hs, Cs, cache
+    return Hs, final, cache
 
 
 _BLOCK = 1 << 16  # elements (B*H per step) in a block of steps whose factors are formed at once
@@ -241,13 +243,20 @@ def backward(dHs, dstateT, cache, consume=False):
                     np.copyto(dh, tmpH, where=mask[t])
                 else:
                     np.matmul(da, W_hT, out=dh)
+    return dA, LSTMState(dh, dc), param_grads(dA, Hs, Cs, p)
+
+
+def param_grads(dA, Hs, Cs, p) -> dict:
+    """``dW_h`` (and the peepholes' gradients) from ``dA`` (T, B, 4H), one multiply each after
+    the loop; the compiled backward shares it."""
+    T, B, H = Hs.shape[0] - 1, Hs.shape[1], Hs.shape[2]
     dparams = {"W_h": Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, 4 * H)}
-    if peep:
-        dI, dF, dO = (dA[..., k * H : (k + 1) * H] for k in (0, 1, 3))
-        dparams["p_i"] = np.einsum("tbh,tbh->h", dI, Cprev)
-        dparams["p_f"] = np.einsum("tbh,tbh->h", dF, Cprev)
+    if "p_i" in p:
+        dI, dF, dO = (dA[..., gate_slice("lstm", g, H)] for g in "ifo")
+        dparams["p_i"] = np.einsum("tbh,tbh->h", dI, Cs[:-1])
+        dparams["p_f"] = np.einsum("tbh,tbh->h", dF, Cs[:-1])
         dparams["p_o"] = np.einsum("tbh,tbh->h", dO, Cs[1:])
-    return dA, LSTMState(dh, dc), dparams
+    return dparams
 
 
 def step(xp_t, state, p):

@@ -14,7 +14,7 @@ import numpy as np
 from .._blas import blas_threads
 
 
-def forward(xp, h0, p, mask=None, full=None, nonlinearity="tanh"):
+def forward(xp, h0, p, mask=None, full=None, *, grad=True, nonlinearity="tanh"):
     T, B, H = xp.shape
     W_h = p["W_h"]
     full = T if full is None else full
@@ -32,10 +32,12 @@ def forward(xp, h0, p, mask=None, full=None, nonlinearity="tanh"):
                 np.tanh(h, out=h)
             if t >= full:
                 np.copyto(h, Hs[t], where=~mask[t])
-    return Hs, {"Hs": Hs, "mask": mask, "full": full, "W_h": W_h, "relu": relu}
+    if not grad:
+        return Hs, Hs[-1], None
+    return Hs, Hs[-1], {"Hs": Hs, "mask": mask, "full": full, "W_h": W_h, "relu": relu}
 
 
-def backward(dHs, dhT, cache):
+def backward(dHs, dhT, cache, consume=False):
     Hs, mask, full, W_h = cache["Hs"], cache["mask"], cache["full"], cache["W_h"]
     T, B, H = dHs.shape
     hs = Hs[1:]
@@ -59,11 +61,16 @@ def backward(dHs, dhT, cache):
                 np.copyto(dh, tmp, where=mask[t])
             else:
                 np.matmul(da, W_hT, out=dh)
-    dW_h = Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, H)
-    return dA, dh, {"W_h": dW_h}
+    return dA, dh, param_grads(dA, Hs)
 
 
-def step(xp_t, h, p, nonlinearity="tanh"):
+def param_grads(dA, Hs) -> dict:
+    """``dW_h`` from ``dA`` (T, B, H) in one multiply (shared with the compiled backward)."""
+    T, B, H = dA.shape
+    return {"W_h": Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, H)}
+
+
+def step(xp_t, h, p, *, nonlinearity="tanh"):
     a = h @ p["W_h"]
     a += xp_t
     return np.maximum(a, 0, out=a) if nonlinearity == "relu" else np.tanh(a, out=a)

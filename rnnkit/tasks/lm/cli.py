@@ -23,6 +23,7 @@ from .data import BUILTIN, BUILTIN_VALID, check_fingerprint, load_texts
 BUILTIN_MINUTES = 3.0
 MODEL_OPTIONS = ("level", "min_count", "max_vocab", "cell", "embed", "hidden", "layers",
                  "dropout", "tie_weights", "init", "init_scale", "nonlinearity", "dtype", "proj",
+                 "layer_norm", "adaptive_softmax",
                  "dropout_input", "dropout_output", "dropout_embed", "weight_drop", "locked",
                  "ar", "tar")
 AWD_OPTIONS = MODEL_OPTIONS[-7:]
@@ -71,6 +72,13 @@ def add_arguments(p) -> None:
     m.add_argument("--proj", type=int, default=0, metavar="N",
                    help="projection LSTM (LSTMP): each layer outputs and feeds back "
                         "h = W_hr (o * tanh(c)) of N < --hidden units (0: none)")
+    m.add_argument("--layer-norm", action="store_true",
+                   help="LayerNorm LSTM/GRU (Ba et al. 2016): the input and recurrent "
+                        "pre-activations normalised separately, and the LSTM cell state")
+    m.add_argument("--adaptive-softmax", type=_cutoffs, default=None, metavar="C1,C2,...",
+                   help="adaptive softmax output layer (Grave et al. 2017) with these "
+                        "frequency cut-offs: a head of the C1 most frequent tokens plus one "
+                        "entry per tail cluster (default: the full softmax)")
     m.add_argument("--init", choices=("default", "uniform", "identity"), default="default",
                    help="Xavier/orthogonal weights; U(-a, a) with a = --init-scale; or, for "
                         "--cell rnn (with --nonlinearity relu: IRNN), W_h = --init-scale x I")
@@ -148,6 +156,21 @@ def _restore_run_options(args, ck) -> None:
               "vocabulary")
 
 
+def _cutoffs(text: str) -> list[int]:
+    """``"2000,10000"`` -> ``[2000, 10000]`` (argparse turns the ValueError into one line)."""
+    try:
+        cut = [int(c) for c in text.split(",")]
+    except ValueError:
+        raise ValueError(f"expected increasing integers separated by commas, got {text!r}") \
+            from None
+    if any(c < 1 for c in cut) or any(b <= a for a, b in zip(cut, cut[1:])):
+        raise ValueError(f"expected increasing positive integers, got {text!r}")
+    return cut
+
+
+_cutoffs.__name__ = "cut-offs"  # argparse names the type in its message
+
+
 def _check_model_options(args) -> None:
     """One-line errors naming the option, before any data is read."""
     from ...errors import ConfigError
@@ -157,6 +180,11 @@ def _check_model_options(args) -> None:
     if args.proj and (args.cell != "lstm" or args.proj >= args.hidden):
         raise ConfigError(f"--proj is for --cell lstm and must be below --hidden ({args.hidden}), "
                           f"got --proj {args.proj} with --cell {args.cell}")
+    if args.adaptive_softmax and args.tie_weights:
+        raise ConfigError("--adaptive-softmax and --tie-weights exclude each other")
+    if args.layer_norm and (args.cell not in ("lstm", "gru") or args.proj):
+        raise ConfigError(f"--layer-norm is for --cell lstm or gru without --proj, got --cell "
+                          f"{args.cell}" + (f" --proj {args.proj}" if args.proj else ""))
 
 
 def _warn(message: str) -> None:
@@ -265,10 +293,24 @@ def _model_config(saved: dict | None, args, vocab_size: int = 1):
         return ORConfig(vocab_size=vocab_size, hidden_size=args.hidden,
                         nonlinearity=args.nonlinearity, dropout=args.dropout,
                         init_scale=args.init_scale, dtype=args.dtype)
+    from ...errors import ConfigError
+
+    try:
+        return _lm_config(args, vocab_size)
+    except ConfigError as e:
+        if args.adaptive_softmax and "cutoffs" in str(e):  # known only now: the vocabulary
+            raise ConfigError(f"--adaptive-softmax: {e}") from None
+        raise
+
+
+def _lm_config(args, vocab_size: int):
+    from .model import LMConfig
+
     return LMConfig(vocab_size=vocab_size, cell=args.cell, embed_size=args.embed,
                     hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
                     tie_weights=args.tie_weights, init=args.init, init_scale=args.init_scale,
                     nonlinearity=args.nonlinearity, dtype=args.dtype, proj_size=args.proj,
+                    layer_norm=args.layer_norm, adaptive_softmax=args.adaptive_softmax,
                     **{k: getattr(args, k) for k in AWD_OPTIONS})
 
 

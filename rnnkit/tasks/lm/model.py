@@ -5,7 +5,8 @@
 needs ``embed_size`` equal to the stack's output width, ``hidden_size`` or ``proj_size``), so
 its gradient is the sum of both uses.  ``proj_size > 0`` makes the stack a projection LSTM
 (:mod:`rnnkit.nn.lstmp`); cells ``mingru`` and ``minlstm`` are the parallel-scan cells of
-:mod:`rnnkit.nn.minrnn`.
+:mod:`rnnkit.nn.minrnn`; ``layer_norm`` the LayerNorm LSTM/GRU of
+:mod:`rnnkit.nn.layernorm_rnn`.
 
 The AWD-LSTM regularisers (Merity, Keskar & Socher 2018), all off by default and in ``eval()``:
 ``dropout_embed`` drops whole words (rows of the embedding matrix, one draw per batch);
@@ -26,6 +27,7 @@ import numpy as np
 from ...checks import check_ids, config_from_dict
 from ...errors import ConfigError
 from ...nn import init as initializers
+from ...nn.adaptive_softmax import AdaptiveSoftmax, check_cutoffs
 from ...nn.factory import CELLS, make_layer
 from ...nn.layers import Embedding, Linear
 from ...nn.layers.dropout import dropout, dropout_backward
@@ -51,6 +53,8 @@ class LMConfig:
     nonlinearity: str = "tanh"
     dtype: str = "float32"
     proj_size: int = 0  # LSTM only: LSTMP output width (0: none)
+    layer_norm: bool = False  # LSTM/GRU: LayerNorm cells (rnnkit.nn.layernorm_rnn)
+    adaptive_softmax: list[int] | None = None  # cutoffs of an adaptive softmax output layer
     dropout_input: float | None = None  # on the embedding output; None: ``dropout``
     dropout_output: float | None = None  # on the last layer's output; None: ``dropout``
     dropout_embed: float = 0.0  # whole words: rows of the embedding matrix, per batch
@@ -71,13 +75,7 @@ class LMConfig:
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{k} must be a positive integer, got {v!r}")
-        for k in ("dropout", "dropout_input", "dropout_output", "dropout_embed", "weight_drop"):
-            v = getattr(self, k)
-            if v is not None and not 0 <= v < 1:
-                raise ConfigError(f"{k} must be in [0, 1), got {v!r}")
-        for k in ("ar", "tar"):
-            if not getattr(self, k) >= 0:
-                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
+        self._check_regularisers()
         if self.init not in ("default", "uniform", "identity"):
             raise ConfigError(f"init must be default, uniform or identity, got {self.init!r}")
         if self.init == "identity" and self.cell != "rnn":
@@ -88,11 +86,28 @@ class LMConfig:
         if self.proj_size and (self.cell != "lstm" or self.proj_size >= self.hidden_size):
             raise ConfigError(f"proj_size is for the LSTM, below hidden_size "
                               f"({self.hidden_size}); got {self.proj_size} with cell {self.cell!r}")
+        if self.layer_norm and (self.cell not in ("lstm", "gru") or self.proj_size):
+            raise ConfigError(f"layer_norm is for the LSTM and GRU without proj_size, got cell "
+                              f"{self.cell!r}")
+        if self.adaptive_softmax is not None:
+            self.adaptive_softmax = check_cutoffs(self.adaptive_softmax, self.vocab_size)
+            if self.tie_weights:
+                raise ConfigError("tie_weights and adaptive_softmax exclude each other (the "
+                                  "adaptive softmax has no V x D output matrix to share)")
         if self.tie_weights and self.embed_size != self.output_size:
             what = "proj_size" if self.proj_size else "hidden_size"
             raise ConfigError(
                 f"tie_weights needs embed_size == {what}, got {self.embed_size} and "
                 f"{self.output_size}")
+
+    def _check_regularisers(self) -> None:
+        for k in ("dropout", "dropout_input", "dropout_output", "dropout_embed", "weight_drop"):
+            v = getattr(self, k)
+            if v is not None and not 0 <= v < 1:
+                raise ConfigError(f"{k} must be in [0, 1), got {v!r}")
+        for k in ("ar", "tar"):
+            if not getattr(self, k) >= 0:
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> LMConfig:
@@ -141,13 +156,20 @@ class LanguageModel(Module):
         opts = {"nonlinearity": cfg.nonlinearity} if cfg.cell == "rnn" else {}
         if cfg.proj_size:
             opts["proj_size"] = cfg.proj_size
+        if cfg.layer_norm:
+            opts["layer_norm"] = True
         self.rnn = self.add_module("rnn", make_layer(
             cfg.cell, cfg.embed_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
             weight_drop=cfg.weight_drop, locked=cfg.locked, init=cfg.init,
             init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng, **opts))
-        if cfg.tie_weights:
+        self.out = self.asm = None
+        if cfg.adaptive_softmax is not None:
+            self.asm = self.add_module("asm", AdaptiveSoftmax(
+                cfg.output_size, cfg.vocab_size, cfg.adaptive_softmax,
+                init="uniform" if uni else "xavier", init_scale=cfg.init_scale, dtype=cfg.dtype,
+                rng=rng))
+        elif cfg.tie_weights:
             self.add_param("b_out", np.zeros(cfg.vocab_size, cfg.dtype))
-            self.out = None
         else:
             self.out = self.add_module("out", Linear(
                 cfg.output_size, cfg.vocab_size, init="uniform" if uni else "xavier",
@@ -158,10 +180,12 @@ class LanguageModel(Module):
 
     # -- forward / backward -----------------------------------------------------------
     def forward(self, ids, state=None, *, rng: np.random.Generator | None = None,
-                grad: bool = True, scratch: dict | None = None):
+                grad: bool = True, scratch: dict | None = None, head: bool = True):
         """``ids`` (B, T) -> ``(logits (B, T, V), final state, cache)``; ``grad=False``: no
         backward will follow, so the recurrent stack keeps no history (the cache cannot be
-        used for :meth:`backward`).  ``scratch``: see :meth:`Recurrent.forward`."""
+        used for :meth:`backward`).  ``scratch``: see :meth:`Recurrent.forward`.  With an
+        adaptive softmax the logits are its exact log-probabilities; ``head=False`` returns
+        the features (B, T, H) before the output layer instead (for :meth:`loss`)."""
         ids = np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"LanguageModel: expected ids of shape (B, T), got {ids.shape}")
@@ -175,7 +199,13 @@ class LanguageModel(Module):
         h, state, rnn_cache = self.rnn.forward(x, state, rng=rng, grad=grad, scratch=scratch)
         h_raw = h if cfg.tar and training else None  # what TAR sees: before dropout
         h, m_out = dropout(h, cfg.p_output, rng, training=training, locked=locked)
-        if self.out is None:
+        if not head:
+            return h, state, (emb_cache, m_in, rnn_cache, m_out, h, h_raw, None)
+        if self.asm is not None:
+            B, T, H = h.shape
+            logits, out_cache = self.asm.log_prob(h.reshape(B * T, H))
+            logits = logits.reshape(B, T, -1)
+        elif self.out is None:
             B, T, H = h.shape
             logits = h.reshape(B * T, H) @ self.embed.param["W"].T  # (B*T, V)
             logits += self.param["b_out"]
@@ -183,13 +213,13 @@ class LanguageModel(Module):
             out_cache = h
         else:
             logits, out_cache = self.out.forward(h)
-        return logits, state, (emb_cache, m_in, rnn_cache, m_out, out_cache, h, h_raw)
+        return logits, state, (emb_cache, m_in, rnn_cache, m_out, h, h_raw, out_cache)
 
     def penalty(self, cache) -> tuple[float, np.ndarray | None, np.ndarray | None]:
         """``(AR + TAR, d/d dropped h, d/d h)`` of a training forward's cache (0 and ``None``
         when both are off or in evaluation)."""
         cfg = self.cfg
-        h_drop, h_raw = cache[5], cache[6]
+        h_drop, h_raw = cache[4], cache[5]
         value, d_drop, d_raw = 0.0, None, None
         if cfg.ar and self.training:
             value, d_drop = activation_penalty(h_drop, cfg.ar)
@@ -202,8 +232,12 @@ class LanguageModel(Module):
         """Accumulate parameter gradients from ``dlogits`` (B, T, V).  ``consume_cache``: the
         layers may work inside the cache's arrays (it must not be used again).  ``penalty``:
         :meth:`penalty`'s result, whose gradients are added to the last layer's output."""
-        emb_cache, m_in, rnn_cache, m_out, out_cache = cache[:5]
-        if self.out is None:
+        out_cache = cache[-1]
+        if self.asm is not None:
+            V = self.cfg.vocab_size
+            dh = self.asm.backward_log_prob(dlogits.reshape(-1, V), out_cache)
+            dh = dh.reshape(*dlogits.shape[:-1], -1)
+        elif self.out is None:
             h = out_cache
             V, H = self.cfg.vocab_size, self.cfg.output_size
             d2 = dlogits.reshape(-1, V)
@@ -212,9 +246,14 @@ class LanguageModel(Module):
             dh = (d2 @ self.embed.param["W"]).reshape(*dlogits.shape[:-1], H)
         else:
             dh = self.out.backward(dlogits, out_cache)
-        d_drop = d_raw = None
-        if penalty is not None:
-            _, d_drop, d_raw = penalty
+        self._backward_features(dh, cache, consume_cache, penalty)
+
+    def _backward_features(self, dh, cache, consume_cache: bool = False, penalty=None) -> None:
+        """From ``dh`` (B, T, H), the gradient of the output layer's input, down to the
+        embedding (with the gradients of ``penalty``, AR's before the output dropout and
+        TAR's after it)."""
+        emb_cache, m_in, rnn_cache, m_out = cache[:4]
+        d_drop, d_raw = (None, None) if penalty is None else penalty[1:]
         if d_drop is not None:
             dh += d_drop
         if m_out is not None:
@@ -232,13 +271,25 @@ class LanguageModel(Module):
         training objective -- the mean loss plus AR and TAR in training -- are accumulated into
         :meth:`grads`.  ``objective=True`` returns that objective instead of the mean loss.
         """
+        penalized = self.training and (self.cfg.ar or self.cfg.tar)
         # the cache never leaves this call, so the next call may reuse its memory
+        if self.asm is not None:  # the adaptive softmax scores the targets only
+            h, state, cache = self.forward(ids, state, rng=rng, grad=backward,
+                                           scratch=self._scratch, head=False)
+            B, T, H = h.shape
+            loss, dh, n = self.asm.nll(h.reshape(B * T, H), np.asarray(targets).reshape(-1),
+                                       None if mask is None else np.reshape(mask, -1),
+                                       grad=backward)
+            pen = self.penalty(cache) if penalized else None
+            if backward:
+                self._backward_features(dh.reshape(B, T, H), cache, True, pen)
+            return (loss + pen[0] if objective and pen else loss), n, state
         logits, state, cache = self.forward(ids, state, rng=rng, grad=backward,
                                             scratch=self._scratch)
         # the logits are a fresh array no one else sees: the loss turns them into dlogits
         loss, dlogits, n = softmax_cross_entropy(logits, np.asarray(targets), mask,
                                                  grad=backward, overwrite=True)
-        pen = self.penalty(cache) if self.training and (self.cfg.ar or self.cfg.tar) else None
+        pen = self.penalty(cache) if penalized else None
         if backward:
             self.backward(dlogits, cache, consume_cache=True, penalty=pen)  # cache used once
         return (loss + pen[0] if objective and pen else loss), n, state
@@ -248,7 +299,9 @@ class LanguageModel(Module):
         """Next-token logits for ``token_ids`` (B,) given ``state``: O(1) per token."""
         x = self.embed.param["W"][np.asarray(token_ids)]
         h, state = self.rnn.step(x, state)
-        if self.out is None:
+        if self.asm is not None:  # exact log-probabilities over the whole vocabulary
+            logits = self.asm.log_prob(h)[0]
+        elif self.out is None:
             logits = h @ self.embed.param["W"].T + self.param["b_out"]
         else:
             logits = h @ self.out.param["W"] + self.out.param["b"]
