@@ -26,7 +26,9 @@ def test_fixture_checkpoint_gives_recorded_outputs(name):
         with np.load(d / "expected.npz") as want:
             assert sorted(arrays) == sorted(want.files)
             for key in want.files:
-                np.testing.assert_allclose(arrays[key], want[key], rtol=1e-6, atol=1e-7,
+                # the fixture models are float32: their outputs may differ in the last bits
+                # between the NumPy and the compiled kernels (another order of the same sums)
+                np.testing.assert_allclose(arrays[key], want[key], rtol=1e-5, atol=1e-6,
                                            err_msg=f"{name}: {key}")
     else:
         assert not arrays
