@@ -236,14 +236,14 @@ class LSTMP(LSTM):
         return LSTMState(np.zeros((S, B, self.cfg.proj_size), self.np_dtype),
                          np.zeros((S, B, self.cfg.hidden_size), self.np_dtype))
 
-    def _check_state(self, state, B: int) -> LSTMState:
+    def _check_state(self, state, B: int, finite: bool = True) -> LSTMState:
         name = type(self).__name__
         S = self.cfg.num_layers * self.cfg.dirs
         if not (isinstance(state, tuple) and len(state) == 2):
             raise ValueError(f"{name}: expected the state as a tuple (h, c), got "
                              f"{type(state).__name__}")
-        h = check_array(name, "h0", state[0], (S, B, self.cfg.proj_size))
-        c = check_array(name, "c0", state[1], (S, B, self.cfg.hidden_size))
+        h = check_array(name, "h0", state[0], (S, B, self.cfg.proj_size), finite=finite)
+        c = check_array(name, "c0", state[1], (S, B, self.cfg.hidden_size), finite=finite)
         return LSTMState(h.astype(self.np_dtype, copy=False), c.astype(self.np_dtype, copy=False))
 
     def _cell_forward(self, xp, state0, p, mask, full, grad=True):
