@@ -36,6 +36,14 @@ load average before and after the run is printed, since other processes distort 
     .venv/bin/python benchmarks/bench_layers.py                 # full run, a few minutes
     .venv/bin/python benchmarks/bench_layers.py --threads 1 --clock cpu   # on a shared machine
     .venv/bin/python benchmarks/bench_layers.py --quick --cells lstm --threads 1 --json r.json
+
+The header names the CPU and its vector flags, every BLAS loaded with the kernel (core type)
+threadpoolctl reports, ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE``, which cell kernels rnnkit
+runs (``RNNKIT_KERNELS``) and the load average.  It then reports the first forward and
+backward of each cell (numba's compilation, or the load from its cache; ``--cold`` forces
+compilation) and, after the table, NumPy's sgemm GFLOP/s and the fraction of it that training
+reaches at H >= 512 (the FLOPs of the matrix products over the measured time).  Published
+figures: an idle machine, ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` on the command.
 """
 
 from __future__ import annotations
@@ -44,7 +52,16 @@ import argparse
 import json
 import sys
 
-from benchutil import load_average, measure, print_header, start, timed_row
+from benchutil import (
+    cold_numba_cache,
+    first_call_seconds,
+    load_average,
+    measure,
+    print_header,
+    sgemm_gflops,
+    start,
+    timed_row,
+)
 
 # (B, T, D, H, layers) for the inference and training rows.
 SIZES = [(16, 50, 32, 32, 1), (32, 100, 64, 128, 1), (64, 100, 256, 512, 1), (20, 35, 200, 200, 2)]
@@ -230,6 +247,11 @@ def parse_args(argv=None):
         "(meaningful with --threads 1 only)",
     )
     ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="give numba an empty cache directory, so the first calls measure compilation",
+    )
+    ap.add_argument(
         "--json",
         metavar="FILE",
         default=None,
@@ -246,12 +268,42 @@ def parse_args(argv=None):
     return args
 
 
+def train_flops(cell: str, B, T, D, H, L) -> float:
+    """Floating-point operations of one training step (forward and backward) of the layer's
+    matrix products: per layer the input and recurrent products forward, and three times
+    that in all (the backward's input, weight and state gradients)."""
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    return sum(3 * 2 * B * T * ((D if k == 0 else H) + H) * G * H for k in range(L))
+
+
+def print_efficiency(rows: list, gflops: float) -> None:
+    big = [r for r in rows if r["mode"] == "training" and r["H"] >= 512]
+    if not big:
+        return
+    print(f"\nsgemm (NumPy, float32, 1024 x 1024, this thread count, same clock): "
+          f"{gflops:.1f} GFLOP/s")
+    for r in big:
+        f = train_flops(r["cell"], r["B"], r["T"], r["D"], r["H"], r["L"])
+        ours, theirs = f / r["rnnkit_s"] / 1e9, f / r["torch_s"] / 1e9
+        r["rnnkit_gflops"], r["torch_gflops"] = ours, theirs
+        print(f"{r['cell']} training H={r['H']}: rnnkit {ours:.1f} GFLOP/s ({ours / gflops:.0%} "
+              f"of sgemm), torch {theirs:.1f} GFLOP/s ({theirs / gflops:.0%})")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.cold:
+        cold_numba_cache()
     info, clock = start("bench_layers", args.threads, args.clock)
     repeats, target, budget = (3, 0.03, 2.0) if args.quick else (11, 0.1, 10.0)
     info.update(repeats=repeats, target_s=target, case_budget_s=budget, clock=args.clock)
     print_header(info)
+    first = first_call_seconds(args.cells)
+    info["first_call_s"] = first
+    print("first forward+backward per cell (" + ("numba compiling" if args.cold else
+          "numba compiling, or loading its on-disk cache") + "): "
+          + ", ".join(f"{c} {s:.2f} s" for c, s in first.items()))
+    info["sgemm_gflops"] = sgemm_gflops(clock=clock)
     print(f"median of {repeats} interleaved rounds (at least 3, at most ~{budget:g} s per case) "
           f"of ~{target:g} s per library, {args.clock} clock; ratio > 1: rnnkit faster")
 
@@ -273,6 +325,7 @@ def main(argv=None) -> int:
         rows.append(row)
     info["load_after"] = load_average()
     print_rows(rows)
+    print_efficiency(rows, info["sgemm_gflops"])
     print(f"\n1-minute load average: {info['load_before']:.2f} before, "
           f"{info['load_after']:.2f} after ({info['logical_cpus']} logical CPUs)")  # fmt: skip
     if args.json:

@@ -42,9 +42,18 @@ def _openblas():
 
 
 def setup_threads(n: int | None):
-    """Set NumPy's BLAS and torch to ``n`` threads (default: what NumPy's BLAS uses now)."""
+    """Set NumPy's BLAS, torch and numba (the compiled kernels' element-wise passes) to ``n``
+    threads (default: what NumPy's BLAS uses now)."""
     import numpy as np
     import torch
+
+    if n is not None:
+        try:
+            import numba
+
+            numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
+        except ImportError:
+            pass
 
     np.ones((64, 64)) @ np.ones((64, 64))  # make sure the BLAS is loaded
     funcs, path = _openblas()
@@ -109,16 +118,61 @@ def measure(fns: dict, repeats: int, target: float, budget: float, clock=time.pe
 
 
 # -- report ------------------------------------------------------------------------------
+# CPU features that decide which BLAS and vector kernels can run
+FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+         "avx512_bf16", "amx_tile", "asimd", "sve")
+
+
+def cpu_description() -> tuple[str, list[str]]:
+    """The CPU model and which of :data:`FLAGS` it has (from /proc/cpuinfo)."""
+    cpu, flags = platform.processor() or "unknown", []
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return cpu, flags
+    for ln in text.splitlines():
+        key = ln.split(":", 1)[0].strip()
+        if key == "model name" and cpu in ("unknown", platform.processor()):
+            cpu = ln.split(":", 1)[1].strip()
+        elif key in ("flags", "Features") and not flags:
+            have = set(ln.split(":", 1)[1].split())
+            flags = [f for f in FLAGS if f in have]
+    return cpu, flags
+
+
+def blas_description() -> list[dict]:
+    """Every BLAS loaded in this process as threadpoolctl reports it: library, version, the
+    kernel (core type) it runs, threads.  Load SciPy's first (the compiled kernels call it)."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [{"library": os.path.basename(d.get("filepath", "")), "api": d.get("internal_api"),
+             "version": d.get("version"), "core": d.get("architecture"),
+             "threads": d.get("num_threads")}
+            for d in threadpool_info() if d.get("user_api") == "blas"]
+
+
+def kernels_description() -> dict:
+    """Which cell functions rnnkit runs (``RNNKIT_KERNELS``), with numba's version and
+    threads where the compiled kernels run."""
+    from rnnkit.nn.cells.dispatch import backend
+
+    out = {"kernels": backend()}
+    if out["kernels"] == "numba":
+        import numba
+
+        out.update(numba=numba.__version__, numba_threads=numba.get_num_threads())
+    return out
+
+
 def machine_info(blas_threads, torch_threads, blas_lib) -> dict:
     import numpy as np
     import torch
 
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu, flags = cpu_description()
     return {
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
@@ -129,6 +183,10 @@ def machine_info(blas_threads, torch_threads, blas_lib) -> dict:
         "numpy_blas_threads": blas_threads,
         "torch_threads": torch_threads,
         "dtype": "float32",
+        "cpu_flags": flags,
+        "blas": blas_description(),
+        "openblas_env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+        **kernels_description(),
     }
 
 
@@ -141,10 +199,56 @@ def load_average() -> float:
 
 def print_header(info: dict) -> None:
     print(f"CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs); Python {info['python']}")
+    print(f"CPU flags: {' '.join(info['cpu_flags']) or 'unknown'}")
     print(
         f"numpy {info['numpy']} (BLAS {info['numpy_blas']}, {info['numpy_blas_threads']} "
         f"threads); torch {info['torch']} ({info['torch_threads']} threads); float32"
     )
+    for b in info["blas"]:
+        print(f"BLAS (threadpoolctl): {b['library']} {b['api']} {b['version']}, kernel "
+              f"{b['core']}, {b['threads']} threads")
+    env = ", ".join(f"{k}={v}" if v is not None else f"{k} unset"
+                    for k, v in info["openblas_env"].items())
+    print(f"environment: {env}")
+    extra = (f" (numba {info['numba']}, {info['numba_threads']} threads)"
+             if info["kernels"] == "numba" else "")
+    print(f"rnnkit cell kernels: {info['kernels']}{extra}")
+    print(f"1-minute load average at start: {info['load_before']:.2f}")
+
+
+def sgemm_gflops(n: int = 1024, repeats: int = 5, clock=time.perf_counter) -> float:
+    """GFLOP/s of NumPy's float32 matrix product (n x n by n x n), best of ``repeats``,
+    at the BLAS thread count in force, timed with the benchmark's ``clock``."""
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    c = np.empty_like(a)
+    np.matmul(a, a, out=c)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = clock()
+        np.matmul(a, a, out=c)
+        best = min(best, clock() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def first_call_seconds(cells=("lstm", "gru", "rnn")) -> dict:
+    """Seconds of the first forward and backward of a tiny float32 layer of each cell in this
+    process: numba's compilation, or the load from its on-disk cache when an earlier process
+    compiled the kernels (``--cold`` points numba at an empty cache)."""
+    import numpy as np
+
+    from rnnkit.nn.recurrent import make_recurrent
+
+    out = {}
+    x = np.ones((2, 3, 4), np.float32)
+    for cell in cells:
+        layer = make_recurrent(cell, 4, 4, rng=0)
+        t0 = time.perf_counter()
+        y, _, cache = layer.forward(x)
+        layer.backward(np.ones_like(y), cache)
+        out[cell] = time.perf_counter() - t0
+    return out
 
 
 def timed_row(m: dict, **sizes) -> dict:
@@ -155,6 +259,15 @@ def timed_row(m: dict, **sizes) -> dict:
             "rounds_s": m["all_s"]}  # fmt: skip
 
 
+def cold_numba_cache() -> str:
+    """Point numba at a fresh, empty cache directory (before numba is imported), so that the
+    first calls measure compilation rather than a load from the cache."""
+    import tempfile
+
+    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="rnnkit-numba-")
+    return os.environ["NUMBA_CACHE_DIR"]
+
+
 def start(prog: str, threads: int | None, clock: str):
     """Common start of a benchmark: threads set, rnnkit importable, the machine described.
 
@@ -163,9 +276,9 @@ def start(prog: str, threads: int | None, clock: str):
     """
     threads_env(threads)  # for BLAS libraries the ctypes route cannot reach
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    info = machine_info(*setup_threads(threads))
+    info = {"load_before": load_average()}
+    info.update(machine_info(*setup_threads(threads)))
     if clock == "cpu" and info["numpy_blas_threads"] > 1:
         print(f"{prog}: warning: --clock cpu with more than one thread counts every thread's "
               "CPU time, spin-waiting included", file=sys.stderr)
-    info["load_before"] = load_average()
     return info, time.perf_counter if clock == "wall" else time.process_time

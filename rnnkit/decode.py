@@ -32,9 +32,10 @@ def filter_logits(logits: np.ndarray, top_k: int = 0, top_p: float = 1.0) -> np.
 
 
 def check_sampling(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> None:
-    """Raise ``ValueError`` for a temperature < 0, ``top_k`` < 0 or ``top_p`` outside (0, 1]."""
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    """Raise ``ValueError`` for a temperature < 0 or not finite, ``top_k`` < 0 or ``top_p``
+    outside (0, 1]."""
+    if not 0 <= temperature < float("inf"):
+        raise ValueError(f"temperature must be >= 0 and finite, got {temperature}")
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if top_k < 0:

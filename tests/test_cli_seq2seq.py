@@ -64,10 +64,10 @@ def test_train_round_trip(run_dir, data, capsys):
 def test_translate_stdin_unknown_tokens(run_dir, capsys, monkeypatch):
     import io
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("1+2\n\n7+x\n"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"1+2\n\n7+x\n")))
     assert main(["translate", str(run_dir), "-", "--beam", "1"]) == 0
     out = capsys.readouterr()
-    assert len(out.out.splitlines()) == 2  # one output per non-blank line
+    assert len(out.out.splitlines()) == 3  # one output line per input line
     assert "line 3: 1 of 3 tokens are not in the vocabulary and became <unk>, first: 'x'" \
         in out.err
     assert main(["translate", str(run_dir), "1+2", "--beam", "3", "--n-best", "3"]) == 0
@@ -105,7 +105,7 @@ def test_translate_bad_options(run_dir, capsys, argv, message):
 def test_translate_bad_inputs(run_dir, tmp_path, capsys, monkeypatch):
     import io
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("1+2\n3+4\n"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"1+2\n3+4\n")))
     assert main(["translate", str(run_dir), "-", "--attention-plot", "x.png"]) == 2
     assert "--attention-plot draws one sentence; got 2 lines" in capsys.readouterr().err
     assert main(["translate", str(run_dir), "   "]) == 2

@@ -152,6 +152,33 @@ def test_parallel_scan_cells_lm_matches(cell):
     check_lm(loaded, graphs, np.random.default_rng(6).integers(0, 11, (3, 9)))
 
 
+def test_adaptive_softmax_lm_matches():
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+
+    model = LanguageModel(LMConfig(vocab_size=30, cell="gru", embed_size=4, hidden_size=8,
+                                   num_layers=2, adaptive_softmax=[10, 20]), rng=7).eval()
+    graphs = build_graphs(model, "lm")
+    loaded = type("L", (), {"model": model})
+    ids = np.random.default_rng(8).integers(0, 30, (2, 6))
+    check_lm(loaded, graphs, ids)
+    got = run(graphs["model"], ids=ids)["log_probs"]
+    np.testing.assert_allclose(np.exp(got).sum(-1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_layer_norm_lm_matches(cell):
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+
+    model = LanguageModel(LMConfig(vocab_size=11, cell=cell, embed_size=5, hidden_size=6,
+                                   num_layers=2, layer_norm=True), rng=9)
+    rng = np.random.default_rng(10)
+    for k, p in model.parameters().items():  # gains and biases away from 1 and 0
+        p[...] = rng.uniform(-1, 1, p.shape) + (1 if k.rsplit(".", 1)[-1].startswith("g_") else 0)
+    graphs = build_graphs(model.eval(), "lm")
+    assert sum(n.op_type == "Scan" for n in graphs["model"].graph.node) == 2
+    check_lm(type("L", (), {"model": model}), graphs, rng.integers(0, 11, (3, 8)))
+
+
 def onnx_greedy_lm(step_model, tokenizer, first, banned, length):
     step = session(step_model)
     names = [i.name for i in step.get_inputs()]

@@ -31,3 +31,19 @@ def test_train_refuses_a_huge_model_before_allocating(tmp_path, capsys):
     assert code == 2
     assert "--ignore-memory-check" in err and "GiB" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command, data, extra", [
+    ("train-classifier", "pos\tgood film\nneg\tbad film\n" * 5, []),
+    ("train-tagger", "the DET\ndog NOUN\n\n" * 5, []),
+    ("train-seq2seq", "a b\tc d\ne f\tg h\n" * 5, ["--decoder-hidden", "100000000"]),
+])
+def test_every_training_command_checks_memory(tmp_path, capsys, command, data, extra):
+    f = tmp_path / "train.txt"
+    f.write_text(data, encoding="utf-8")
+    argv = [command, "--train", str(f), "--out", str(tmp_path / "run"), "--hidden", "100000000",
+            "--no-progress", *extra]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "--ignore-memory-check" in err, err
+    assert not (tmp_path / "run" / "last").exists()

@@ -70,7 +70,7 @@ def randomize_torch(module, rng: np.random.Generator):
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_matches_torch(cell, num_layers, bidirectional, lengths, dtype):
+def test_matches_torch(cell, num_layers, bidirectional, lengths, dtype, kernels):
     rng = np.random.default_rng(1234)
     layer = make(cell, num_layers, bidirectional, dtype, seed=7)
     x, state, dout, dstate = random_case(layer, rng, B, T)
@@ -78,7 +78,7 @@ def test_matches_torch(cell, num_layers, bidirectional, lengths, dtype):
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_matches_torch_defaults_and_one_row(cell):
+def test_matches_torch_defaults_and_one_row(cell, kernels):
     """No initial state, no final-state gradient; B = 1 (time-major views of one row)."""
     rng = np.random.default_rng(5)
     layer = make(cell, 2, True, seed=3)

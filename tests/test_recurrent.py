@@ -86,7 +86,7 @@ STACKS = [
 
 @pytest.mark.parametrize("num_layers, bidirectional, lengths", STACKS)
 @pytest.mark.parametrize("cell, opts", CELLS)
-def test_gradcheck(cell, opts, num_layers, bidirectional, lengths):
+def test_gradcheck(cell, opts, num_layers, bidirectional, lengths, kernels):
     rng = np.random.default_rng(1)
     layer = make_layer(cell, opts, num_layers, bidirectional)
     x = rng.standard_normal((B, T, D))

@@ -8,11 +8,14 @@ inputs and outputs of every graph are listed in docs/export.md.
 
 from __future__ import annotations
 
+import argparse
+
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", help="checkpoint directory or run directory")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format")
-    p.add_argument("--out", required=True, help="the .onnx file to write (e.g. model.onnx)")
+    p.add_argument("--out", required=True, default=argparse.SUPPRESS,
+                   help="the .onnx file to write (e.g. model.onnx)")
 
 
 def run(args) -> int:

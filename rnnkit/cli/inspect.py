@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..train.options import nonneg_int, path_arg, positive_int, probability
+
 
 def _model_source(p, *, cells_nargs: str = "+") -> None:
     p.add_argument("checkpoint", nargs="?", default=None,
@@ -25,15 +27,15 @@ def _model_source(p, *, cells_nargs: str = "+") -> None:
     g = p.add_argument_group("fresh layers (without a checkpoint)")
     g.add_argument("--cell", nargs=cells_nargs, default=["rnn", "gru", "lstm"],
                    choices=("rnn", "gru", "lstm"), help="cell type(s)")
-    g.add_argument("--hidden", type=int, default=64, help="hidden units H")
-    g.add_argument("--layers", type=int, default=1, help="stacked layers")
+    g.add_argument("--hidden", type=positive_int, default=64, help="hidden units H")
+    g.add_argument("--layers", type=positive_int, default=1, help="stacked layers")
     g.add_argument("--init", choices=("default", "uniform", "pytorch", "identity"),
                    default="default", help="initialisation (see rnnkit.nn.recurrent)")
     g.add_argument("--init-scale", type=float, default=0.1)
     g.add_argument("--forget-bias", type=float, nargs="+", default=[1.0],
                    help="LSTM forget-gate bias; several values give one LSTM each")
     g.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh", help="RNN only")
-    g.add_argument("--seed", type=int, default=0, help="seed of weights and batch")
+    g.add_argument("--seed", type=nonneg_int, default=0, help="seed of weights and batch")
 
 
 def _debug(p) -> None:
@@ -49,24 +51,24 @@ def add_arguments(p) -> None:
                        description="Norm of dL/dh_t (and dL/dc_t) at every step t and layer, "
                                    "L the loss at the last step (or summed).")
     _model_source(g)
-    g.add_argument("--length", type=int, default=100, help="sequence length T")
+    g.add_argument("--length", type=positive_int, default=100, help="sequence length T")
     g.add_argument("--batch", type=int, default=16, help="batch size B")
-    g.add_argument("--vocab", type=int, default=8,
+    g.add_argument("--vocab", type=positive_int, default=8,
                    help="fresh layers: symbols of the remember-the-first-symbol task")
     g.add_argument("--loss", choices=("last", "sum"), default="last",
                    help="loss at the last step only, or summed over the steps")
     g.add_argument("--text", type=Path, default=None,
                    help="language-model checkpoints: a text for the batch (default: every "
                         "recurrent layer probed alone on random N(0, 1) inputs)")
-    g.add_argument("--every", type=int, default=None, help="table: print every N-th step")
-    g.add_argument("--out", type=Path, default=Path("gradient-flow.png"), help="PNG to write")
+    g.add_argument("--every", type=positive_int, default=None, help="table: print every N-th step")
+    g.add_argument("--out", type=path_arg, default=Path("gradient-flow.png"), help="PNG to write")
     _debug(g)
 
     s = sub.add_parser("spectrum", formatter_class=fmt, help="recurrent weight spectra",
                        description="Singular values and spectral radius of every recurrent "
                                    "weight block W_h[:, gate].")
     _model_source(s)
-    s.add_argument("--top", type=int, default=3, help="singular values to print per block")
+    s.add_argument("--top", type=positive_int, default=3, help="singular values to print per block")
     _debug(s)
 
     t = sub.add_parser("gates", formatter_class=fmt, help="gate saturation",
@@ -75,18 +77,18 @@ def add_arguments(p) -> None:
     _model_source(t)
     t.add_argument("--text", type=Path, default=None,
                    help="a text to run the model on (default: random N(0, 1) layer inputs)")
-    t.add_argument("--length", type=int, default=100, help="sequence length T")
+    t.add_argument("--length", type=positive_int, default=100, help="sequence length T")
     t.add_argument("--batch", type=int, default=8, help="batch size B")
-    t.add_argument("--low", type=float, default=0.1)
-    t.add_argument("--high", type=float, default=0.9)
+    t.add_argument("--low", type=probability, default=0.1)
+    t.add_argument("--high", type=probability, default=0.9)
     _debug(t)
 
     c = sub.add_parser("clipping", formatter_class=fmt, help="gradient clipping report",
                        description="How often the clip fired per epoch and the distribution "
                                    "of pre-clip gradient norms, from RUN_DIR/metrics.jsonl.")
     c.add_argument("run_dir", type=Path, help="run directory (or its metrics.jsonl)")
-    c.add_argument("--bins", type=int, default=20, help="histogram bins (log-spaced)")
-    c.add_argument("--out", type=Path, default=None,
+    c.add_argument("--bins", type=positive_int, default=20, help="histogram bins (log-spaced)")
+    c.add_argument("--out", type=path_arg, default=None,
                    help="histogram PNG (default: RUN_DIR/clipping.png)")
     _debug(c)
 
@@ -95,9 +97,10 @@ def add_arguments(p) -> None:
                                    "character (or word) coloured by a chosen unit or gate.")
     a.add_argument("checkpoint", help="checkpoint or run directory with a text tokenizer")
     a.add_argument("file", type=Path, help="text to show")
-    a.add_argument("--out", type=Path, default=Path("activations.html"), help="page to write")
-    a.add_argument("--max-tokens", type=int, default=2000, help="show this many tokens")
-    a.add_argument("--top", type=int, default=5, help="correlated units listed per feature")
+    a.add_argument("--out", type=path_arg, default=Path("activations.html"), help="page to write")
+    a.add_argument("--max-tokens", type=positive_int, default=2000, help="show this many tokens")
+    a.add_argument("--top", type=positive_int, default=5,
+                   help="correlated units listed per feature")
     a.add_argument("--encoding", default="utf-8")
     _debug(a)
 
@@ -140,7 +143,8 @@ def _load(path):
     from ..tasks import load_model
 
     loaded = load_model(path)
-    if not recurrent_layers(loaded.model):
+    model = loaded.model
+    if not hasattr(model, "named_modules") or not recurrent_layers(model):  # n-gram: no layers
         raise DataError(f"{loaded.checkpoint.path}: this {type(loaded.model).__name__} has no "
                         "RNN/GRU/LSTM layers to inspect")
     return loaded
@@ -226,6 +230,8 @@ def _spectrum(args) -> int:
 def _gates(args) -> int:
     from ..inspect.gates import format_gates, gate_saturation
 
+    if not args.low < args.high:
+        raise ValueError(f"--low {args.low} must be below --high {args.high}")
     rng = np.random.default_rng(args.seed)
     if args.checkpoint is None:
         stats = []
@@ -267,9 +273,8 @@ def _clipping(args) -> int:
 
 def _activations(args) -> int:
     from ..inspect.viewer import activation_page
-    from ..tasks import load_model
 
-    path = activation_page(load_model(args.checkpoint), args.file, args.out,
+    path = activation_page(_load(args.checkpoint), args.file, args.out,
                            max_tokens=args.max_tokens, top=args.top, encoding=args.encoding)
     print(f"page: {path}  (open it in a browser; no network needed)")
     return 0

@@ -14,12 +14,14 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
+from ..train.options import positive_int
+
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", help="checkpoint directory or run directory")
     p.add_argument("file", nargs="?", default="-", help="input file, or - for standard input")
     p.add_argument("--encoding", default="utf-8", help="text encoding of the input")
-    p.add_argument("--batch-size", type=int, default=64,
+    p.add_argument("--batch-size", type=positive_int, default=64,
                    help="lines predicted together when reading a file (standard input is "
                         "answered line by line)")
     p.add_argument("--labeled", action="store_true",

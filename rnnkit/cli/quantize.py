@@ -7,10 +7,13 @@ unless --embeddings is given, stay in floating point.  See docs/checkpoint-forma
 
 from __future__ import annotations
 
+import argparse
+
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", help="checkpoint directory or run directory")
-    p.add_argument("--out", required=True, help="the new checkpoint directory to write")
+    p.add_argument("--out", required=True, default=argparse.SUPPRESS,
+                   help="the new checkpoint directory to write")
     p.add_argument("--embeddings", action="store_true",
                    help="also store the embedding tables as int8, one scale per row (token)")
 

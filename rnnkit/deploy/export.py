@@ -106,11 +106,34 @@ def _stack_states(g: Graph, states: list[str]) -> str:
 # -- language model ---------------------------------------------------------------------------
 
 
-def _lm_logits(g: Graph, model, h: str) -> str:
+def _lm_log_probs(g: Graph, model, h: str) -> str:
+    """Log-probabilities (..., V) of the next token from the stack's output ``h`` (..., H)."""
+    if getattr(model, "asm", None) is not None:
+        return _adaptive_log_probs(g, model.asm, h)
     if model.out is None:  # tied: h @ E^T + b_out
         ET = g.op("Transpose", [g.table("embed.W")], perm=[1, 0])
-        return g.op("Add", [g.op("MatMul", [h, ET]), g.const(g.vector("b_out"), "b")])
-    return _linear(g, h, "out")
+        logits = g.op("Add", [g.op("MatMul", [h, ET]), g.const(g.vector("b_out"), "b")])
+    else:
+        logits = _linear(g, h, "out")
+    return g.op("LogSoftmax", [logits], axis=-1)
+
+
+def _adaptive_log_probs(g: Graph, asm, h: str) -> str:
+    """The adaptive softmax's exact log-probabilities (:mod:`rnnkit.nn.adaptive_softmax`):
+    the head's shortlist, then each cluster's ``log p(cluster) + log_softmax((h P_i) O_i)``."""
+    S = asm.cutoffs[0]
+    head = g.op("LogSoftmax", [_linear(g, h, "asm.head")], axis=-1)  # (..., S + n)
+
+    def cols(x, lo, hi):
+        return g.op("Slice", [x, g.ints([lo]), g.ints([hi]), g.ints([-1])])
+
+    parts = [cols(head, 0, S)]
+    for i in range(len(asm.tails)):
+        proj = g.op("MatMul", [h, g.matrix(f"asm.tail.{i}.proj.W")])
+        tail = g.op("LogSoftmax", [g.op("MatMul", [proj, g.matrix(f"asm.tail.{i}.out.W")])],
+                    axis=-1)
+        parts.append(g.op("Add", [tail, cols(head, S + i, S + i + 1)]))
+    return g.op("Concat", parts, axis=-1)
 
 
 def _lm(model, new) -> dict:
@@ -121,7 +144,7 @@ def _lm(model, new) -> dict:
     ids = seq.input("ids", I64, ["B", "T"])
     x = _time_major(seq, _embed(seq, "embed.W", ids))  # (T, B, E)
     y, hs, cs = recurrent_stack(seq, model.rnn, "rnn", x)
-    logp = seq.op("LogSoftmax", [_time_major(seq, _lm_logits(seq, model, y))], axis=-1)
+    logp = _time_major(seq, _lm_log_probs(seq, model, y))
     seq.output(logp, "log_probs", F32, ["B", "T", V])
     seq.output(_stack_states(seq, hs), "h_n", F32, [L, "B", H])
     if lstm:
@@ -134,8 +157,7 @@ def _lm(model, new) -> dict:
     x = step.op("Unsqueeze", [_embed(step, "embed.W", tok), step.ints([0])])  # (1, B, E)
     y, hs, cs = recurrent_stack(step, model.rnn, "rnn", x, h0=h0, c0=c0)
     y = step.op("Squeeze", [y, step.ints([0])])  # (B, H)
-    step.output(step.op("LogSoftmax", [_lm_logits(step, model, y)], axis=-1), "log_probs", F32,
-                ["B", V])
+    step.output(_lm_log_probs(step, model, y), "log_probs", F32, ["B", V])
     step.output(_stack_states(step, hs), "h_out", F32, [L, "B", H])
     if lstm:
         step.output(_stack_states(step, cs), "c_out", F32, [L, "B", Hc])

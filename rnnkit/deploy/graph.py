@@ -175,11 +175,10 @@ def recurrent_stack(g: Graph, rnn, prefix: str, x: str, lengths: str | None = No
     ``lengths``: int32 (B,) or None; ``h0``/``c0``: initial states (L*dirs, B, H) or None
     (zeros).  Returns ``(out (T, B, dirs*H), [h_n per layer (dirs, B, H)], [c_n ...])``.
     """
-    from ..errors import RnnkitError
 
     cfg = rnn.cfg
     if getattr(cfg, "layer_norm", False):
-        raise RnnkitError("ONNX export does not cover layer-normalised recurrent layers")
+        return _layernorm_stack(g, rnn, prefix, x, lengths, h0, c0)
     if getattr(cfg, "proj_size", 0):
         return _projection_stack(g, rnn, prefix, x, lengths, h0, c0)
     if cfg.cell in ("mingru", "minlstm"):
@@ -338,3 +337,69 @@ def _min_stack(g: Graph, rnn, prefix: str, x: str, lengths, h0):
                       num_scan_inputs=2, body=body.subgraph())  # x: (T, B, H)
         hs.append(g.op("Unsqueeze", [h_n, g.ints([0])]))
     return x, hs, []
+
+
+def _layernorm_stack(g: Graph, rnn, prefix: str, x: str, lengths, h0, c0):
+    """LayerNorm LSTM / GRU (:mod:`rnnkit.nn.layernorm_rnn`) with ONNX's
+    ``LayerNormalization``: ``LN(x W_x; g_x) + b`` for every step before a ``Scan`` whose body
+    is one step::
+
+        LSTM  a = ax_t + LN(h W_h; g_h);  i, f, g, o;  c' = f c + i g;
+              h' = o tanh(LN(c'; g_c) + b_c)
+        GRU   ah = LN(h W_h; g_h);  r, z = sigma(ax + ah);  n = tanh(ax_n + r (ah_n + b_hn));
+              h' = n + z (h - n)
+
+    Unidirectional, without lengths (the language model's use)."""
+    from ..errors import RnnkitError
+    from ..nn.layernorm_rnn import EPS
+
+    cfg = rnn.cfg
+    lstm = cfg.cell == "lstm"
+    if cfg.bidirectional or lengths is not None or (not lstm and not cfg.reset_after):
+        raise RnnkitError("ONNX export of a LayerNorm layer covers unidirectional layers "
+                          "without lengths (and the GRU with reset_after)")
+    H, G = cfg.hidden_size, 4 if lstm else 3
+    B = _batch(g, x)
+    hs, cs = [], []
+    for layer in range(cfg.num_layers):
+        n = f"{prefix}.layers.{layer}.fwd"
+        ax = g.op("LayerNormalization", [g.op("MatMul", [x, g.matrix(f"{n}.W_x")]),
+                                         g.const(g.vector(f"{n}.g_x"), "g_x"),
+                                         g.const(g.vector(f"{n}.b"), "b")],
+                  axis=-1, epsilon=EPS)  # (T, B, G*H)
+        W_h = g.matrix(f"{n}.W_h")
+        g_h = g.const(g.vector(f"{n}.g_h"), "g_h")
+        body = Graph(f"{n}.step", {}, prefix=f"{g.fresh('scan')}/")
+        h = body.input(body.fresh("h"), "float32", ["B", H])
+        c = body.input(body.fresh("c"), "float32", ["B", H]) if lstm else None
+        a = body.input(body.fresh("ax"), "float32", ["B", G * H])
+        ah = body.op("LayerNormalization", [body.op("MatMul", [h, W_h]), g_h], axis=-1,
+                     epsilon=EPS)
+        if lstm:
+            i, f, gg, o = body.op("Split", [body.op("Add", [a, ah])], "gate", outputs=4, axis=1)
+            c2 = body.op("Add", [body.op("Mul", [body.op("Sigmoid", [f]), c]),
+                                 body.op("Mul", [body.op("Sigmoid", [i]), body.op("Tanh", [gg])])])
+            cn = body.op("LayerNormalization", [c2, g.const(g.vector(f"{n}.g_c"), "g_c"),
+                                                g.const(g.vector(f"{n}.b_c"), "b_c")],
+                         axis=-1, epsilon=EPS)
+            h2 = body.op("Mul", [body.op("Sigmoid", [o]), body.op("Tanh", [cn])])
+            outs = ((h2, H), (c2, H), (h2, H))
+        else:
+            xr, xz, xn = body.op("Split", [a], "gate", outputs=3, axis=1)
+            hr, hz, hn = body.op("Split", [ah], "gate", outputs=3, axis=1)
+            r = body.op("Sigmoid", [body.op("Add", [xr, hr])])
+            z = body.op("Sigmoid", [body.op("Add", [xz, hz])])
+            hn = body.op("Add", [hn, g.const(g.vector(f"{n}.b_hn"), "b_hn")])
+            nn = body.op("Tanh", [body.op("Add", [xn, body.op("Mul", [r, hn])])])
+            h2 = body.op("Add", [nn, body.op("Mul", [z, body.op("Sub", [h, nn])])])
+            outs = ((h2, H), (h2, H))
+        for t, width in outs:
+            body.output(t, body.fresh("out"), "float32", ["B", width])
+        init = [_initial(g, h0, layer, B, H)] + ([_initial(g, c0, layer, B, H)] if lstm else [])
+        res = g.op("Scan", [*init, ax], "lnrnn", outputs=len(outs), num_scan_inputs=1,
+                   body=body.subgraph())
+        hs.append(g.op("Unsqueeze", [res[0], g.ints([0])]))
+        if lstm:
+            cs.append(g.op("Unsqueeze", [res[1], g.ints([0])]))
+        x = res[-1]  # (T, B, H)
+    return x, hs, cs

@@ -151,7 +151,9 @@ def plot_clipping(r: ClippingReport, path) -> Path:
     for ax in (ax1, ax2):
         ax.grid(True, alpha=0.3)
     FigureCanvasAgg(fig)
-    path = Path(path)
+    from ..train.plotting import png_path
+
+    path = png_path(path, "clipping.png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path

@@ -209,7 +209,13 @@ def activation_page(loaded, file, out, *, max_tokens: int = 2000, top: int = 5,
     if not tokens:
         raise DataError(f"{file}: no tokens to show")
     ids = tok.vocab.encode(tokens, warn=False)
-    layers = collect_activations(loaded.model, loaded.forward, ids)
+    try:
+        layers = collect_activations(loaded.model, loaded.forward, ids)
+    except DataError:
+        raise
+    except ValueError as e:  # e.g. a tagger whose character encoder needs more than ids
+        raise DataError(f"{loaded.checkpoint.path}: cannot show the activations of this "
+                        f"{loaded.kind} model on {file} ({e})") from None
     corr = correlated_units(layers, text_features(tokens, tok.level), top=top)
     first = layers[0]
     H = first["values"]["h"].shape[1]

@@ -121,13 +121,14 @@ def lstm_forward(xp, state0, p, mask=None, full=None):
     return Hs, Cs, cache
 
 
-def _finish(dA, DUh, cache, dparams):
-    """The parameter gradients every cell shares, after the loop (one pass each)."""
+def _finish(dA, dAh, DUh, cache, dparams):
+    """The parameter gradients every cell shares, after the loop (one pass each): ``dA`` the
+    gradient of the gate pre-activations, ``dAh`` of the normalised recurrent part (the same
+    for the LSTM), ``DUh`` of ``h W_h``."""
     p, Hs = cache["p"], cache["Hs"]
     T, B, G = dA.shape
     H = Hs.shape[-1]
-    dparams["g_h"] = np.einsum("tbg,tbg->g", dA if "b_hn" not in p else cache["dAh"],
-                               cache["Uh_hat"])
+    dparams["g_h"] = np.einsum("tbg,tbg->g", dAh, cache["Uh_hat"])
     dparams["W_h"] = Hs[:-1].reshape(T * B, H).T @ DUh.reshape(T * B, G)
     dparams["g_x"] = np.einsum("tbg,tbg->g", dA, cache["X_hat"])
     dxp = norm_backward(dA * p["g_x"], cache["X_hat"], cache["inv_x"])  # (T, B, G)
@@ -167,7 +168,7 @@ def lstm_backward(dHs, dstateT, cache):
                 dh_prev, dc_prev = np.where(m, dh_prev, gh), np.where(m, dc_prev, dc)
             dh, dc = dh_prev, dc_prev
     dparams = {"g_c": np.einsum("tbh,tbh->h", DY, C_hat), "b_c": DY.sum(axis=(0, 1))}
-    dxp, dparams = _finish(dA, DUh, cache, dparams)
+    dxp, dparams = _finish(dA, dA, DUh, cache, dparams)
     return dxp, LSTMState(dh, dc), dparams
 
 
@@ -231,9 +232,8 @@ def gru_backward(dHs, dhT, cache):
                 DUh[t] *= m
                 dh_prev = np.where(m, dh_prev, g)
             dh = dh_prev
-    cache = {**cache, "dAh": dAh}
     dparams = {"b_hn": dAh[..., 2 * H :].sum(axis=(0, 1))}
-    dxp, dparams = _finish(dA, DUh, cache, dparams)
+    dxp, dparams = _finish(dA, dAh, DUh, cache, dparams)
     return dxp, dh, dparams
 
 

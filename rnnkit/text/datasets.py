@@ -293,13 +293,15 @@ def load_corpus(
     root: str | Path | None = None,
     base_url: str | None = None,
     fractions: tuple[float, float, float] = (0.9, 0.1, 0.0),
+    at_lines: bool = False,
 ) -> dict[str, str | None]:
     """The train, valid and test texts (test may be ``None``) of a data set or of a path.
 
     ``spec`` is a registered name (see ``DATASETS``; a name wins over a same-named local path,
     so write ``./ptb`` for the folder) or a file or directory, which :func:`read_text` reads
     and :func:`split_fraction` splits by characters into ``fractions`` (default: nanoGPT's
-    90/10).  A single-file data set is split the way its registry entry says.
+    90/10), at line boundaries with ``at_lines`` (for word-level models, so that no word is cut
+    in two).  A single-file data set is split the way its registry entry says.
     """
     if isinstance(spec, str) and spec in DATASETS:
         info = DATASETS[spec]
@@ -314,4 +316,4 @@ def load_corpus(
             f"{spec!s} is neither a known data set ({', '.join(sorted(DATASETS))}) nor an "
             "existing file or directory"
         )
-    return split_fraction(read_text(path, encoding), *fractions)
+    return split_fraction(read_text(path, encoding), *fractions, at_lines=at_lines)

@@ -103,7 +103,8 @@ def split_fraction(
     ``text[:int(n * train)]`` and the last part runs to the end, so the default is nanoGPT's
     split (first 90% of the characters for training, the last 10% for validation).
     ``at_lines=True`` moves each cut forward to just after the next newline, so no line (or
-    word) is cut in two.  ``test`` is ``None`` in the result when its fraction is 0.
+    word) is cut in two; where no newline follows, to just after the next whitespace.
+    ``test`` is ``None`` in the result when its fraction is 0.
     """
     fractions = (train, valid, test)
     if any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9 or train == 0:
@@ -115,7 +116,10 @@ def split_fraction(
     cut1 = int(n * train)
     cut2 = n if test == 0 else int(n * (train + valid))
     if at_lines:
-        cut1, cut2 = (_after_newline(text, c) for c in (cut1, cut2))
+        lined = [_after_newline(text, c) for c in (cut1, cut2)]
+        # one long line: cut after the next whitespace instead, so no word is cut in two
+        cut1, cut2 = (c if c < n or test == 0 and i == 1 else _after_space(text, raw)
+                      for i, (c, raw) in enumerate(zip(lined, (cut1, cut2))))
     parts = {"train": text[:cut1], "valid": text[cut1:cut2], "test": text[cut2:]}
     for name, f in zip(parts, fractions):
         if f > 0 and not parts[name]:
@@ -126,6 +130,15 @@ def split_fraction(
     if test == 0:
         parts["test"] = None
     return parts
+
+
+def _after_space(text: str, cut: int) -> int:
+    if cut == 0 or cut >= len(text) or text[cut - 1].isspace():
+        return cut
+    for i in range(cut, len(text)):
+        if text[i].isspace():
+            return i + 1
+    return len(text)
 
 
 def _after_newline(text: str, cut: int) -> int:
@@ -230,6 +243,8 @@ def iter_lines(source, encoding: str = "utf-8"):
         name, f, close = "<stdin>", sys.stdin.buffer, False
     else:
         path = Path(source)
+        if path.is_dir():
+            raise DataError(f"{path}: is a directory; expected a text file")
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         name, close = str(path), True

@@ -70,9 +70,11 @@ def read_tagged(path, fmt: str = "auto", *,  # noqa: C901 -- one pass over both 
     words: list[str] = []
     labels: list[str] = []
     start, bad, block = 0, False, False
+    width: tuple[int, int] | None = None  # (columns, first line) of this sentence
 
     def flush() -> None:
-        nonlocal words, labels, bad, block
+        nonlocal words, labels, bad, block, width
+        width = None  # every line of a sentence has as many columns as its first
         if block and not bad:
             if words:
                 data.sentences.append(words)
@@ -121,6 +123,12 @@ def read_tagged(path, fmt: str = "auto", *,  # noqa: C901 -- one pass over both 
                 continue
             if len(fields) < 2:
                 problem(n, f"expected 'word tag', found one field only: {excerpt(line)}")
+                continue
+            if width is None:
+                width = (len(fields), n)
+            elif len(fields) != width[0]:
+                problem(n, f"expected {width[0]} columns like line {width[1]}, found "
+                           f"{len(fields)}: {excerpt(line)}")
                 continue
             word, tag = fields[0], fields[-1]
         if known is not None and tag not in known:

@@ -13,6 +13,9 @@ from .vocab import Vocab
 __all__ = ["load_vectors"]
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def load_vectors(path, vocab: Vocab, *,  # noqa: C901 -- one pass, one message per bad line
                  encoding: str = "utf-8",
                  lowercase_fallback: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
@@ -26,7 +29,8 @@ def load_vectors(path, vocab: Vocab, *,  # noqa: C901 -- one pass, one message p
 
     Returns ``(vectors (N, D) float32, rows (N,), D)``: row ``rows[i]`` of the embedding gets
     ``vectors[i]``.  A line with the wrong number of fields or a field that is not a number
-    raises :class:`DataError` naming the file and line.
+    raises :class:`DataError` naming the file and line; so does a vector of a vocabulary word
+    holding nan, inf or a number float32 cannot hold.
     """
     path = Path(path)
     if not path.exists():
@@ -67,10 +71,15 @@ def load_vectors(path, vocab: Vocab, *,  # noqa: C901 -- one pass, one message p
                 if rows is None and not fold:
                     continue
                 try:
-                    vec = np.array(fields[len(fields) - D:], dtype=np.float32)
+                    vec = np.array(fields[len(fields) - D:], dtype=np.float64)
                 except ValueError:
                     raise DataError(f"{path}:{n}: the vector of {word!r} holds a field that "
                                     "is not a number") from None
+                if not (np.abs(vec) <= _FLOAT32_MAX).all():  # nan, inf, 1e40
+                    raise DataError(f"{path}:{n}: the vector of {word!r} holds nan, inf or a "
+                                    "number beyond float32's range (3.4e38); expected finite "
+                                    "numbers")
+                vec = vec.astype(np.float32)
                 if rows is not None:
                     exact[rows] = vec
                 for r in fold or ():

@@ -78,3 +78,30 @@ def check_memory(what: str, need: float, *, ignore: bool = False,
         f"one step's activations) but only {_gib(available)} of memory is available; choose a "
         "smaller model (--hidden, --embed, --layers, vocabulary) or batch, or pass "
         "--ignore-memory-check to try anyway")
+
+
+def config_training_bytes(cfg, optimizer: str, momentum: float, ema: bool, batch_size: int,
+                          T: int = 100) -> int:
+    """About how many bytes training the model of ``cfg`` takes, for the sequence models
+    (classifier, tagger, seq2seq), read from the usual config fields (``vocab_size`` or
+    ``src_vocab_size``, ``embed_size``, ``hidden_size``, ``num_layers``, ``bidirectional``,
+    ``cell``, and ``num_classes``, ``num_tags`` or ``tgt_vocab_size``) with sequences of
+    ``T`` steps."""
+    V = getattr(cfg, "vocab_size", None) or getattr(cfg, "src_vocab_size", 1)
+    E, H = cfg.embed_size, cfg.hidden_size
+    L, cell = getattr(cfg, "num_layers", 1), getattr(cfg, "cell", "lstm")
+    dirs = 2 if getattr(cfg, "bidirectional", False) else 1
+    n = V * E + recurrent_parameters(cell, E, H, L, dirs)
+    per_token = E + L * dirs * (GATES.get(cell, 4) + 2) * H
+    out = getattr(cfg, "num_classes", None) or getattr(cfg, "num_tags", None)
+    if out is not None:
+        n += dirs * H * out + out
+        per_token += 3 * out
+    Vt = getattr(cfg, "tgt_vocab_size", None)
+    if Vt is not None:  # a decoder: embedding, one recurrent stack, output layer
+        Hd = getattr(cfg, "decoder_hidden_size", None) or H
+        n += Vt * E + recurrent_parameters(cell, E + dirs * H, Hd, L) + 2 * Hd * Vt
+        per_token += L * (GATES.get(cell, 4) + 2) * Hd + 3 * Vt
+    itemsize = 8 if str(getattr(cfg, "dtype", "float32")) == "float64" else 4
+    return training_bytes(n, itemsize, optimizer=optimizer, momentum=momentum, ema=ema,
+                          activations=batch_size * T * per_token)

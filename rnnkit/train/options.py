@@ -10,6 +10,7 @@ command line (``--epochs 20``, ``--minutes 10``) replace the saved ones
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import time
@@ -28,49 +29,50 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
                         optimizer="adam", clip=1.0, batch_size=32, epochs_help=None,
                         minutes_help=None) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--out", type=Path, default=None,
+    g.add_argument("--out", type=path_arg, default=None,
                    help="checkpoint directory (default: a new folder under runs/)")
-    g.add_argument("--epochs", type=int, default=epochs,
+    g.add_argument("--epochs", type=positive_int, default=epochs,
                    help=epochs_help or "maximum number of epochs")
-    g.add_argument("--minutes", type=float, default=minutes,
+    g.add_argument("--minutes", type=positive_float, default=minutes,
                    help=minutes_help or "time budget in minutes, validation included; "
                    "whichever of --epochs/--minutes ends first (default: no limit)")
-    g.add_argument("--max-steps", type=int, default=None,
+    g.add_argument("--max-steps", type=positive_int, default=None,
                    help="stop after this many optimiser steps in all (default: no limit)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (weights, dropout, order)")
+    g.add_argument("--seed", type=nonneg_int, default=0,
+                   help="random seed (weights, dropout, order)")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out where it stopped, with its saved options")
-    g.add_argument("--batch-size", type=int, default=batch_size, help="batch size B")
+    g.add_argument("--batch-size", type=positive_int, default=batch_size, help="batch size B")
     g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "nt-asgd"), default=optimizer,
                    help="optimiser; nt-asgd: SGD that averages the weights once validation has "
                         "not improved for --nonmono checks (validation and checkpoints use the "
                         "average)")
-    g.add_argument("--nonmono", type=int, default=5, metavar="N",
+    g.add_argument("--nonmono", type=positive_int, default=5, metavar="N",
                    help="nt-asgd: validations (epochs, and --eval-every) without improvement "
                         "before averaging starts")
-    g.add_argument("--lr", type=float, default=lr, help="learning rate")
-    g.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
-    g.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
-    g.add_argument("--clip", type=float, default=clip,
+    g.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
+    g.add_argument("--momentum", type=nonneg_float, default=0.0, help="SGD momentum")
+    g.add_argument("--weight-decay", type=nonneg_float, default=0.0, help="L2 weight decay")
+    g.add_argument("--clip", type=nonneg_float, default=clip,
                    help="clip the global gradient norm to this (0 disables)")
     g.add_argument("--lr-decay", type=float, default=1.0,
                    help="multiply the learning rate by this each epoch after --decay-after")
-    g.add_argument("--decay-after", type=int, default=0, help="last epoch at the full lr")
-    g.add_argument("--plateau", type=int, default=None, metavar="PATIENCE",
+    g.add_argument("--decay-after", type=nonneg_int, default=0, help="last epoch at the full lr")
+    g.add_argument("--plateau", type=positive_int, default=None, metavar="PATIENCE",
                    help="instead of step decay: multiply lr by --lr-decay (or 0.5) when "
                         "validation stalls for PATIENCE epochs (default: off)")
-    g.add_argument("--patience", type=int, default=None,
+    g.add_argument("--patience", type=positive_int, default=None,
                    help="early stopping: epochs without validation improvement "
                         "(default: off)")
-    g.add_argument("--log-every", type=int, default=20,
+    g.add_argument("--log-every", type=positive_int, default=20,
                    help="steps between metrics.jsonl lines")
-    g.add_argument("--eval-every", type=int, default=None, metavar="N",
+    g.add_argument("--eval-every", type=positive_int, default=None, metavar="N",
                    help="also validate every N steps inside an epoch; best/ keeps the best "
                         "weights seen (default: once per epoch)")
     g.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="keep an exponential moving average of the weights (e.g. 0.999); "
                         "validation, best/ and the test use the average (default: off)")
-    g.add_argument("--inspect-every", type=int, default=None, metavar="N",
+    g.add_argument("--inspect-every", type=positive_int, default=None, metavar="N",
                    help="every N steps log the singular values of each W_h and the gate "
                         "saturation to metrics.jsonl (default: off)")
     g.add_argument("--ignore-memory-check", action="store_true",
@@ -139,6 +141,10 @@ def out_dir(args, kind: str) -> Path:
 
     if args.out is not None:
         out = Path(args.out)
+        for d in (out, *out.resolve().parents):
+            if (d / MANIFEST).is_file():
+                raise ConfigError(f"--out {out}: inside the checkpoint {d}; a run directory "
+                                  "holds checkpoints, so choose a directory outside it")
         if world().rank == 0:
             last, best = recover(out / "last"), recover(out / "best")
         world().barrier()  # the other ranks look once rank 0 has put back a cut save
@@ -190,3 +196,72 @@ def report_interrupt(command: str, out, exc: KeyboardInterrupt, resume: str | No
         line = f"{what} at once; nothing was saved"
     print(f"{prefix}: {line}", file=sys.stderr)
     return status
+
+
+# -- argparse types: a bad value is a one-line usage error naming the option ---------------------
+
+
+def _number(kind, text: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _number(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a seed, a count where 0 means off)."""
+    value = _number(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(float, text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = _number(float, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    value = _number(float, text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1) (a validation fraction)."""
+    value = _number(float, text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def path_arg(text: str) -> Path:
+    """argparse type: a non-empty path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)

@@ -211,3 +211,16 @@ def _save(fig, path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def png_path(path, default_name: str):
+    """The file a PNG for ``path`` goes to: ``path/default_name`` for a directory (an
+    existing one, or a path ending in a slash), else ``path`` with ``.png`` added when it has
+    no suffix (as matplotlib would), so that the path reported is the path written."""
+    from pathlib import Path
+
+    text = str(path)
+    path = Path(path)
+    if path.is_dir() or text.endswith(("/", "\\")):
+        return path / default_name
+    return path if path.suffix else path.with_name(path.name + ".png")

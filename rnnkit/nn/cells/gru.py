@@ -24,7 +24,11 @@ from __future__ import annotations
 import numpy as np
 
 from .._blas import blas_threads
-from .activations import gate_scales
+from .activations import gate_scales, gate_slice
+
+
+def _gate(g: str, H: int) -> slice:
+    return gate_slice("gru", g, H)
 
 
 def forward(xp, h0, p, mask=None, full=None, *, grad=True, reset_after=True):
@@ -46,25 +50,25 @@ def forward(xp, h0, p, mask=None, full=None, *, grad=True, reset_after=True):
         cache["HN"] = HN
     else:
         W_hrz = W_h[:, : 2 * H] * 0.5  # (H, 2H)
-        W_hn = np.ascontiguousarray(W_h[:, 2 * H :])  # (H, H)
+        W_hn = np.ascontiguousarray(W_h[:, _gate("n", H)])  # (H, H)
         RH = np.empty((T, B, H), xp.dtype)  # r * h_{t-1}
         tmp = np.empty((B, 2 * H), xp.dtype)
         cache["RH"] = RH
     with blas_threads(1):  # small multiplies: one thread
         for t in range(T):
             a, h_prev, h = xp[t], Hs[t], Hs[t + 1]
-            rz, n = a[:, : 2 * H], a[:, 2 * H :]
+            rz, n = a[:, : 2 * H], a[:, _gate("n", H)]
             if reset_after:
                 np.matmul(h_prev, W_hs, out=tmp)
                 rz += tmp[:, : 2 * H]
-                np.add(tmp[:, 2 * H :], b_hn, out=HN[t])
+                np.add(tmp[:, _gate("n", H)], b_hn, out=HN[t])
             else:
                 np.matmul(h_prev, W_hrz, out=tmp)
                 rz += tmp
             np.tanh(rz, out=rz)
             rz *= 0.5
             rz += 0.5
-            r, z = a[:, :H], a[:, H : 2 * H]
+            r, z = a[:, _gate("r", H)], a[:, _gate("z", H)]
             if reset_after:
                 np.multiply(r, HN[t], out=tmpH)
             else:
@@ -84,7 +88,7 @@ def backward(dHs, dhT, cache, consume=False):
     A, Hs, mask, W_h = cache["A"], cache["Hs"], cache["mask"], cache["W_h"]
     T, B, H = dHs.shape
     dt = Hs.dtype
-    R, Z, N = A[..., :H], A[..., H : 2 * H], A[..., 2 * H :]
+    R, Z, N = (A[..., _gate(g, H)] for g in "rzn")
     Hprev = Hs[:-1]
     # Factors that multiply the incoming gradient g_t, for all steps at once.
     Dn = (1 - Z) * (1 - N * N)  # (T, B, H)
@@ -113,9 +117,9 @@ def backward(dHs, dhT, cache, consume=False):
                 dh += tmpH
         dHP = dHP.reshape(T, B, 3 * H)
         dxp = dHP.copy()
-        np.multiply(Dn, dHt, out=dxp[..., 2 * H :])
+        np.multiply(Dn, dHt, out=dxp[..., _gate("n", H)])
         if mask is not None:
-            dxp[..., 2 * H :] *= mask
+            dxp[..., _gate("n", H)] *= mask
         dparams = param_grads(dHP, cache)
     else:
         F = np.empty((T, B, 2, H), dt)  # factors of [da_z, da_n]
@@ -125,7 +129,7 @@ def backward(dHs, dhT, cache, consume=False):
         if mask is not None:
             F *= mask[..., None]
         dxp = np.empty((T, B, 3 * H), dt)
-        W_hnT = np.ascontiguousarray(W_h[:, 2 * H :].T)
+        W_hnT = np.ascontiguousarray(W_h[:, _gate("n", H)].T)
         W_hrzT = np.ascontiguousarray(W_h[:, : 2 * H].T)
         dRH = np.empty((B, H), dt)
         with blas_threads(1):  # small multiplies: one thread
@@ -134,8 +138,8 @@ def backward(dHs, dhT, cache, consume=False):
                 np.add(dh, dHs[t], out=g)
                 d = dxp[t]
                 np.multiply(F[t], g[:, None, :], out=d[:, H:].reshape(B, 2, H))
-                np.matmul(d[:, 2 * H :], W_hnT, out=dRH)
-                np.multiply(dRH, Drh[t], out=d[:, :H])
+                np.matmul(d[:, _gate("n", H)], W_hnT, out=dRH)
+                np.multiply(dRH, Drh[t], out=d[:, _gate("r", H)])
                 np.matmul(d[:, : 2 * H], W_hrzT, out=dh)
                 np.multiply(dRH, R[t], out=tmpH)
                 dh += tmpH
@@ -155,10 +159,10 @@ def param_grads(dW, cache) -> dict:
     Hprev = Hs[:-1].reshape(T * B, H)
     d2 = dW.reshape(T * B, G)
     if cache["after"]:
-        return {"W_h": Hprev.T @ d2, "b_hn": d2[:, 2 * H :].sum(axis=0)}
+        return {"W_h": Hprev.T @ d2, "b_hn": d2[:, _gate("n", H)].sum(axis=0)}
     dW_h = np.empty_like(W_h)
     dW_h[:, : 2 * H] = Hprev.T @ d2[:, : 2 * H]
-    dW_h[:, 2 * H :] = cache["RH"].reshape(T * B, H).T @ d2[:, 2 * H :]
+    dW_h[:, _gate("n", H)] = cache["RH"].reshape(T * B, H).T @ d2[:, _gate("n", H)]
     return {"W_h": dW_h}
 
 
@@ -171,11 +175,11 @@ def step(xp_t, h, p, *, reset_after=True):
     np.tanh(rz, out=rz)
     rz *= 0.5
     rz += 0.5
-    r, z = rz[:, :H], rz[:, H:]
+    r, z = rz[:, _gate("r", H)], rz[:, _gate("z", H)]
     if reset_after:
-        n = r * (hp[:, 2 * H :] + p["b_hn"])
+        n = r * (hp[:, _gate("n", H)] + p["b_hn"])
     else:
-        n = (r * h) @ p["W_h"][:, 2 * H :]
-    n += xp_t[:, 2 * H :]
+        n = (r * h) @ p["W_h"][:, _gate("n", H)]
+    n += xp_t[:, _gate("n", H)]
     np.tanh(n, out=n)
     return n + z * (h - n)

@@ -38,6 +38,10 @@ from .._blas import blas_threads
 from .activations import gate_scales, gate_slice
 
 
+def _gate(g: str, H: int) -> slice:
+    return gate_slice("lstm", g, H)
+
+
 class LSTMState(NamedTuple):
     """LSTM state: hidden ``h`` and cell ``c``, same shape."""
 
@@ -120,7 +124,7 @@ def forward(xp, state0, p, mask=None, full=None, *, grad=True):
             np.matmul(Hs[t], W_hs, out=tmp)
             a += tmp
             c_prev, c, tc = Cs[c_at(t)], Cs[c_at(t + 1)], TC[tc_at(t)]
-            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            i, f, g, o = (a[:, _gate(k, H)] for k in "ifgo")
             if peep:
                 np.multiply(c_prev, p_i, out=tmpH)
                 i += tmpH
@@ -135,7 +139,7 @@ def forward(xp, state0, p, mask=None, full=None, *, grad=True):
             if peep:
                 np.multiply(c, p_o, out=tmpH)
                 o += tmpH
-                _gates(o, pre[3 * H :], shift[3 * H :], via_exp, None)
+                _gates(o, pre[_gate("o", H)], shift[_gate("o", H)], via_exp, None)
             if exp_tanh:
                 _tanh_into(c, tc)
             else:
@@ -160,8 +164,8 @@ def _factors(A, TC, Cprev, dA, Q, F):
     and ``gh`` (for o), in ``Q`` the ``c' -> h'`` path ``o (1 - tanh(c')^2)``, in ``F`` the
     forget gate.  ``dA`` may be ``A`` and ``Q`` may be ``TC``: the order below allows that."""
     H = Cprev.shape[-1]
-    I, Fg, Gc, O = (A[..., k * H : (k + 1) * H] for k in range(4))
-    dI, dF, dG, dO = (dA[..., k * H : (k + 1) * H] for k in range(4))
+    I, Fg, Gc, O = (A[..., _gate(k, H)] for k in "ifgo")
+    dI, dF, dG, dO = (dA[..., _gate(k, H)] for k in "ifgo")
     W = F  # scratch until the end
     np.multiply(Gc, Gc, out=W)
     np.subtract(1, W, out=W)
@@ -227,16 +231,16 @@ def backward(dHs, dstateT, cache, consume=False):
                 np.multiply(dh, Q[t - t0], out=tmpH)
                 dc += tmpH
                 da = dA[t]
-                da[:, 3 * H :] *= dh
+                da[:, _gate("o", H)] *= dh
                 if peep:
-                    np.multiply(da[:, 3 * H :], p_o, out=tmpH)
+                    np.multiply(da[:, _gate("o", H)], p_o, out=tmpH)
                     dc += tmpH
                 da[:, : 3 * H].reshape(B, 3, H)[...] *= dc[:, None, :]
                 dc *= Fm[t - t0]
                 if peep:
-                    np.multiply(da[:, :H], p_i, out=tmpH)
+                    np.multiply(da[:, _gate("i", H)], p_i, out=tmpH)
                     dc += tmpH
-                    np.multiply(da[:, H : 2 * H], p_f, out=tmpH)
+                    np.multiply(da[:, _gate("f", H)], p_f, out=tmpH)
                     dc += tmpH
                 if t >= full:
                     np.matmul(da, W_hT, out=tmpH)
@@ -252,7 +256,7 @@ def param_grads(dA, Hs, Cs, p) -> dict:
     T, B, H = Hs.shape[0] - 1, Hs.shape[1], Hs.shape[2]
     dparams = {"W_h": Hs[:-1].reshape(T * B, H).T @ dA.reshape(T * B, 4 * H)}
     if "p_i" in p:
-        dI, dF, dO = (dA[..., gate_slice("lstm", g, H)] for g in "ifo")
+        dI, dF, dO = (dA[..., _gate(g, H)] for g in "ifo")
         dparams["p_i"] = np.einsum("tbh,tbh->h", dI, Cs[:-1])
         dparams["p_f"] = np.einsum("tbh,tbh->h", dF, Cs[:-1])
         dparams["p_o"] = np.einsum("tbh,tbh->h", dO, Cs[1:])
@@ -265,7 +269,7 @@ def step(xp_t, state, p):
     H = h.shape[-1]
     a = h @ p["W_h"]
     a += xp_t
-    i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+    i, f, g, o = (a[:, _gate(k, H)] for k in "ifgo")
     if "p_i" in p:
         i += p["p_i"] * c
         f += p["p_f"] * c

@@ -16,6 +16,7 @@ from ...train.options import (
     add_awd_arguments,
     add_train_arguments,
     out_dir,
+    positive_int,
     report_interrupt,
     resume_train_config,
     train_config,
@@ -73,7 +74,7 @@ def add_arguments(p) -> None:
     d.add_argument("--lowercase", action="store_true", help="lowercase words")
     d.add_argument("--min-count", type=int, default=1, help="rarer words -> <unk>")
     d.add_argument("--max-vocab", type=int, default=None, help="largest vocabulary size")
-    d.add_argument("--min-label-count", type=int, default=2,
+    d.add_argument("--min-label-count", type=positive_int, default=2,
                    help="refuse labels seen fewer times in training (catches lines whose label "
                         "is missing); 1 accepts any")
     d.add_argument("--skip-bad", action="store_true",
@@ -112,7 +113,8 @@ def common_options(args, out) -> dict:
             "encoding": args.encoding, "lowercase": args.lowercase,
             "min_count": args.min_count, "max_vocab": args.max_vocab, "vectors": args.vectors,
             "batch_size": args.batch_size, "resume": args.resume,
-            "on_error": "skip" if args.skip_bad else "raise", "echo": echo}
+            "on_error": "skip" if args.skip_bad else "raise", "echo": echo,
+            "memory_check": not args.ignore_memory_check}
 
 
 def run_training(command: str, out, fit, format_test) -> int:
@@ -128,6 +130,11 @@ def run_training(command: str, out, fit, format_test) -> int:
             print_warnings(caught, command)
             return report_interrupt(command, out, e)
     print_warnings(caught, command)
+    if not (out / "best").exists():
+        from ...errors import ConfigError
+
+        raise ConfigError("--minutes: the time budget ended before the first training step, "
+                          "so nothing was saved; give more minutes")
     test = summary.get("test")
     if test:
         print(format_test(test))

@@ -169,7 +169,7 @@ def train_classifier(train, valid=None, test=None, *, model_config: dict | None 
                      text_column: str = "text", lowercase: bool = False, min_count: int = 1,
                      max_vocab: int | None = None, min_label_count: int = 2, vectors=None,
                      batch_size: int = 32, resume: bool = False, on_error: str = "raise",
-                     reserve_s: float = 0.0, echo=print):
+                     reserve_s: float = 0.0, echo=print, memory_check: bool = True):
     """Read the files, build the vocabulary and model, train, and test the best checkpoint.
 
     ``train``/``valid``/``test``: file paths or :class:`ClassificationData`.  ``model_config``:
@@ -201,6 +201,11 @@ def train_classifier(train, valid=None, test=None, *, model_config: dict | None 
                             f"{vocab.labels!r}")
         cfg = ClassifierConfig(vocab_size=len(vocab.words), num_classes=len(vocab.labels),
                                **(model_config or {}))
+    if memory_check:
+        from ...train.memory import check_memory, config_training_bytes
+
+        check_memory(f"{out}/last" if resume else "the model options", config_training_bytes(
+            cfg, tcfg.optimizer, tcfg.momentum, bool(tcfg.ema), batch_size))
     model = SequenceClassifier(cfg, rng=np.random.default_rng(tcfg.seed))
     if vectors is not None and not resume:
         set_vectors(model, vocab.words, vectors, info, echo)

@@ -13,7 +13,10 @@ import time
 from ...train.options import (
     add_awd_arguments,
     add_train_arguments,
+    fraction,
+    nonneg_int,
     out_dir,
+    positive_int,
     report_interrupt,
     resume_train_config,
     train_config,
@@ -40,7 +43,7 @@ def add_arguments(p) -> None:
     d.add_argument("--level", choices=("char", "word"), default=None,
                    help="tokenizer (default: the data set's own, else char)")
     d.add_argument("--encoding", default="utf-8", help="text encoding of the files")
-    d.add_argument("--valid-fraction", type=float, default=None,
+    d.add_argument("--valid-fraction", type=fraction, default=None,
                    help="for a single file: the last fraction of characters used for "
                         f"validation (default: 0.1; {BUILTIN_VALID} for the built-in corpus)")
     d.add_argument("--accept-changed-data", action="store_true",
@@ -89,10 +92,10 @@ def add_arguments(p) -> None:
                    help="for --cell rnn")
     m.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="floating-point type of weights and activations")
-    m.add_argument("--bptt", type=int, default=64, help="window length T (truncated BPTT)")
-    m.add_argument("--eval-batch-size", type=int, default=32,
+    m.add_argument("--bptt", type=positive_int, default=64, help="window length T (truncated BPTT)")
+    m.add_argument("--eval-batch-size", type=positive_int, default=32,
                    help="parallel streams when measuring validation/test perplexity")
-    m.add_argument("--sample-length", type=int, default=300,
+    m.add_argument("--sample-length", type=nonneg_int, default=300,
                    help="tokens to sample at the end (0: none)")
     from ..ngram.cli import add_ngram_arguments
 
@@ -258,6 +261,7 @@ def run(args) -> int:
         return report_interrupt("train", out, e,
                                 f"continue with: rnnkit train --out {out} --resume")
     summary = r.summary
+    _check_saved(out, tcfg)
     if args.resume and r.steps == 0:
         _warn(f"the run had already stopped ({REASONS.get(summary['reason'], summary['reason'])}"
               "); raise --epochs, --minutes or --max-steps to train further")
@@ -272,6 +276,15 @@ def run(args) -> int:
                     seed=tcfg.seed, stream=sys.stdout)
         print()
     return 0
+
+
+def _check_saved(out, tcfg) -> None:
+    """A time budget too short for one step saves nothing: say so instead of naming best/."""
+    from ...errors import ConfigError
+
+    if not (out / "best").exists():
+        raise ConfigError(f"--minutes {tcfg.minutes:g}: the time budget ended before the first "
+                          "training step, so nothing was saved; give more minutes")
 
 
 def _model_config(saved: dict | None, args, vocab_size: int = 1):

@@ -32,9 +32,10 @@ def load_texts(data=None, *, level: str | None = None, encoding: str = "utf-8",
         frac = DEFAULT_VALID if valid_fraction is None else valid_fraction
         if not 0 <= frac < 1:
             raise DataError(f"--valid-fraction must be in [0, 1), got {frac}")
-        texts = load_corpus(data, encoding, fractions=(1 - frac, frac, 0.0))
         known = DATASETS.get(data)
         level = level or (known.level if known is not None else "char")
+        texts = load_corpus(data, encoding, fractions=(1 - frac, frac, 0.0),
+                            at_lines=level == "word")
         # a path is saved absolute, so a run resumes from any working directory
         source = str(data) if known is not None else str(Path(data).resolve())
     info = {"source": source, "level": level, "encoding": encoding, "valid_fraction": frac,

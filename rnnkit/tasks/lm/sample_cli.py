@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from ...train.options import nonneg_int
+
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", help="checkpoint directory or run directory")
@@ -21,7 +23,7 @@ def add_arguments(p) -> None:
                         "probability (1: all)")
     p.add_argument("--beam", type=int, default=0,
                    help="beam search with this width instead of sampling (0: off)")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=nonneg_int, default=None,
                    help="random seed (default: a different sample every time)")
 
 

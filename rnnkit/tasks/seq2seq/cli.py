@@ -13,7 +13,11 @@ import sys
 from ...train.options import (
     add_awd_arguments,
     add_train_arguments,
+    fraction,
+    nonneg_float,
     out_dir,
+    positive_float,
+    positive_int,
     report_interrupt,
     resume_train_config,
     train_config,
@@ -24,7 +28,7 @@ def add_arguments(p) -> None:
     d = p.add_argument_group("data")
     d.add_argument("--train", required=True, help="training pairs (TSV, or a .zip with one)")
     d.add_argument("--valid", default=None, help="validation pairs")
-    d.add_argument("--valid-fraction", type=float, default=0.1,
+    d.add_argument("--valid-fraction", type=fraction, default=0.1,
                    help="without --valid: this fraction of --train is held out")
     d.add_argument("--test-fraction", type=float, default=0.0,
                    help="also hold out this fraction of --train as a test split")
@@ -71,16 +75,17 @@ def add_arguments(p) -> None:
     s.add_argument("--sampling", choices=("none", "linear", "exponential", "inverse-sigmoid"),
                    default="none", help="schedule of the probability of feeding the model's "
                    "own prediction (none: teacher forcing)")
-    s.add_argument("--sampling-k", type=float, default=None,
+    s.add_argument("--sampling-k", type=positive_float, default=None,
                    help="schedule constant k (linear: 1, exponential: 0.9999, "
                         "inverse-sigmoid: 1000)")
     s.add_argument("--sampling-c", type=float, default=1e-4, help="linear schedule slope")
     s.add_argument("--sampling-min", type=float, default=0.0,
                    help="lowest teacher-forcing probability")
-    s.add_argument("--max-len", type=int, default=None,
+    s.add_argument("--max-len", type=positive_int, default=None,
                    help="longest output when decoding (default: 2 x longest training target)")
-    s.add_argument("--beam", type=int, default=5, help="beam width of the final evaluation")
-    s.add_argument("--alpha", type=float, default=1.0, help="beam length normalisation")
+    s.add_argument("--beam", type=positive_int, default=5,
+                   help="beam width of the final evaluation")
+    s.add_argument("--alpha", type=nonneg_float, default=1.0, help="beam length normalisation")
     s.add_argument("--select", choices=("loss", "exact", "bleu"), default="loss",
                    help="validation figure that picks the best checkpoint (exact match and "
                         "BLEU decode the validation pairs greedily after every epoch)")
@@ -214,6 +219,7 @@ def run(args) -> int:
                           alpha=args.alpha, select=args.select,
                           decode_valid=not args.no_decode_valid, data_info=info,
                           resume=args.resume, beams=(1, args.beam),
+                          memory_check=not args.ignore_memory_check,
                           echo=lambda s: print(s, file=sys.stderr),
                           announce=lambda s: print(f"rnnkit train-seq2seq: {s}",
                                                    file=sys.stderr))

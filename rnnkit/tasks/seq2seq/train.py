@@ -37,7 +37,8 @@ def train_seq2seq(splits: dict, out, *, model: Seq2SeqConfig, src_tok, tgt_tok,
                   train: TrainConfig | None = None, schedule: SamplingSchedule | None = None,
                   max_len: int | None = None, batch_size: int = 32, alpha: float = 0.0,
                   select: str = "loss", decode_valid: bool = True, data_info: dict | None = None,
-                  resume: bool = False, beams=(1,), echo=None, announce=None) -> Seq2SeqRun:
+                  resume: bool = False, beams=(1,), echo=None, announce=None,
+                  memory_check: bool = True) -> Seq2SeqRun:
     """Train on ``splits`` (``{"train": [(source, target), ...], "valid": [...], "test": ...}``,
     raw text) into the run directory ``out``, with the fitted tokenizers ``src_tok`` and
     ``tgt_tok`` (a resumed run's with ``resume``).
@@ -57,6 +58,11 @@ def train_seq2seq(splits: dict, out, *, model: Seq2SeqConfig, src_tok, tgt_tok,
     enc = {k: [(src_tok.encode(a, warn=False), tgt_tok.encode(b, warn=False)) for a, b in v]
            for k, v in splits.items()}
     refs = {k: [b for _, b in v] for k, v in splits.items()}  # raw text: <unk> never matches
+    if memory_check:
+        from ...train.memory import check_memory, config_training_bytes
+
+        check_memory(f"{out}/last" if resume else "the model options", config_training_bytes(
+            model, train.optimizer, train.momentum, bool(train.ema), batch_size))
     net = Seq2Seq(model, rng=np.random.default_rng(train.seed))
     task = Seq2SeqTask(net, src_tok, tgt_tok, enc["train"], enc.get("valid") or [],
                        refs.get("valid") or [], batch_size=batch_size, seed=train.seed,

@@ -11,30 +11,45 @@ from __future__ import annotations
 import sys
 import warnings
 
+from ...train.options import nonneg_float, nonneg_int, positive_int
+
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", help="checkpoint directory or run directory")
     p.add_argument("text", nargs="?", default="-",
                    help="the sentence to translate; '-' reads lines from standard input")
     p.add_argument("--beam", type=int, default=5, help="beam width (1: greedy)")
-    p.add_argument("--alpha", type=float, default=None,
+    p.add_argument("--alpha", type=nonneg_float, default=None,
                    help="length normalisation: rank by logp / length^alpha (default: the "
                         "run's, usually 1.0; 0 disables)")
-    p.add_argument("--max-len", type=int, default=None,
+    p.add_argument("--max-len", type=positive_int, default=None,
                    help="longest output in tokens (default: the run's)")
     p.add_argument("--temperature", type=float, default=0.0,
                    help="with --beam 1: sample at this temperature instead of greedy")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed for sampling")
     p.add_argument("--n-best", type=int, default=1,
                    help="print this many beam hypotheses with their log probabilities")
     p.add_argument("--attention-plot", default=None, metavar="FILE.png",
                    help="draw the attention weights of the (single) sentence as a heatmap")
 
 
+def _stdin_lines() -> list[tuple[int, str]]:
+    """Every line of standard input, blank ones included; binary or undecodable input is a
+    :class:`DataError` naming the line."""
+    from ...errors import DataError
+    from ...text.io import iter_lines
+
+    lines = []
+    for n, line in iter_lines("-"):
+        if "\x00" in line:
+            raise DataError(f"<stdin>:{n}: binary data (a NUL byte); expected UTF-8 text")
+        lines.append((n, line))
+    return lines
+
+
 def plot_attention(weights, src_tokens, out_tokens, path, title: str | None = None):
     """Heatmap of attention weights (n_out, n_src): rows the output tokens, columns the
     source tokens.  matplotlib is imported here only."""
-    from pathlib import Path
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -54,7 +69,9 @@ def plot_attention(weights, src_tokens, out_tokens, path, title: str | None = No
         ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    path = Path(path)
+    from ...train.plotting import png_path
+
+    path = png_path(path, "attention.png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
@@ -71,13 +88,10 @@ def run(args) -> int:
         raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
     model, src_tok, tgt_tok, ck = load_seq2seq(args.checkpoint)
     prepare = text_preparation(ck)
-    if args.text == "-":  # (line number, text); blank lines are skipped
-        lines = [(n, t) for n, t in enumerate(sys.stdin.read().splitlines(), 1) if t.strip()]
-    else:
-        lines = [(0, args.text)]
+    lines = _stdin_lines() if args.text == "-" else [(0, args.text)]  # (line number, text)
     numbers = [n for n, _ in lines]
-    texts = [prepare(t) for _, t in lines]
-    if not texts or not all(texts):
+    texts = [prepare(t) if t.strip() else "" for _, t in lines]
+    if not any(texts) or (args.text != "-" and not all(texts)):
         raise ValueError("nothing to translate: the input is empty" + (
             " after normalisation" if prepare is not str.strip else ""))
     if args.attention_plot and len(texts) != 1:
@@ -87,6 +101,9 @@ def run(args) -> int:
     max_len = output_limit(ck, args.max_len)
     alpha = ck.config.get("alpha", 1.0) if args.alpha is None else args.alpha
     for n, text in zip(numbers, texts):
+        if not text:  # a blank line gives a blank line: outputs stay aligned with inputs
+            print("")
+            continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if args.n_best > 1:

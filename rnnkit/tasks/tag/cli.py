@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ...train.options import add_train_arguments, out_dir
+from ...train.options import add_train_arguments, out_dir, positive_int
 from ..classify.cli import (
     add_model_arguments,
     common_options,
@@ -43,7 +43,7 @@ def add_arguments(p) -> None:
     c.add_argument("--char-embed", type=int, default=32, help="character embedding size")
     c.add_argument("--char-hidden", type=int, default=32, help="character RNN units per "
                                                                "direction")
-    c.add_argument("--max-chars", type=int, default=20,
+    c.add_argument("--max-chars", type=positive_int, default=20,
                    help="longer words keep their first and last max-chars/2 characters")
     add_model_arguments(p, embed=100, hidden=128)
     add_train_arguments(p, epochs=10, lr=2e-3, batch_size=32)

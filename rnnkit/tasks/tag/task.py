@@ -226,7 +226,7 @@ def train_tagger(train, valid=None, test=None, *, model_config: dict | None = No
                  min_count: int = 1, max_vocab: int | None = None, chars: bool = True,
                  max_chars: int = 20, vectors=None, batch_size: int = 32,
                  resume: bool = False, on_error: str = "raise", reserve_s: float = 0.0,
-                 echo=print):
+                 echo=print, memory_check: bool = True):
     """Read the files, build the vocabularies and model, train, and test the best checkpoint.
 
     ``train``/``valid``/``test``: file paths or :class:`TaggedData`.  ``model_config``:
@@ -249,11 +249,19 @@ def train_tagger(train, valid=None, test=None, *, model_config: dict | None = No
         vocab, cfg, batch_size, info = resume_setup(out, "tagger", TaggerVocab, TaggerConfig,
                                                     batch_size, info)
     else:
+        seen = sorted({t for sentence in train.tags for t in sentence})
+        if len(seen) < 2:
+            raise DataError(f"{train.source}: needs at least 2 tags, found {seen!r}")
         vocab = TaggerVocab.fit(train, min_count, max_vocab, lowercase, chars, max_chars)
         extra = dict(model_config or {})
         if chars:
             extra["char_vocab_size"] = len(vocab.chars)
         cfg = TaggerConfig(vocab_size=len(vocab.words), num_tags=len(vocab.tags), **extra)
+    if memory_check:
+        from ...train.memory import check_memory, config_training_bytes
+
+        check_memory(f"{out}/last" if resume else "the model options", config_training_bytes(
+            cfg, tcfg.optimizer, tcfg.momentum, bool(tcfg.ema), batch_size))
     model = SequenceTagger(cfg, rng=np.random.default_rng(tcfg.seed))
     if vectors is not None and not resume:
         set_vectors(model, vocab.words, vectors, info, echo)

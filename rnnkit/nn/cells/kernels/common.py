@@ -31,7 +31,9 @@ def row_chunks(B: int, H: int):
     """Row boundaries of the parallel element-wise passes: ``[0, B]`` (one serial pass) below
     ``PARALLEL_MIN`` or with one numba thread, else one chunk of rows per thread."""
     n = min(B, numba.get_num_threads()) if B * H >= PARALLEL_MIN else 1
-    return np.linspace(0, B, n + 1).round().astype(np.int64)
+    if n == 1:
+        return np.array([0, B], np.int64)
+    return (np.arange(n + 1) * B // n).astype(np.int64)
 
 
 def carried(grad, B: int, H: int, dt):

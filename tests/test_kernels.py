@@ -1,0 +1,167 @@
+"""rnnkit.nn.cells.kernels against the NumPy cells, and the switch between them
+(rnnkit.nn.cells.dispatch).
+
+The compiled kernels must give the NumPy reference's outputs, states and gradients to within
+rounding (1e-12 in float64, 1e-6 in float32, relative to the largest value), for every cell
+variant, with lengths, in both directions, stacked, for training, evaluation (no-grad) and
+generation (step), and on every internal path: the compiled step loop, the Python step loop
+of large blocks, and the element-wise passes split over the rows (prange).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import CELLS
+from rnnkit.nn.cells import dispatch
+from rnnkit.nn.recurrent import make_recurrent
+
+pytest.importorskip("numba")
+pytest.importorskip("scipy")
+
+from rnnkit.nn.cells import kernels  # noqa: E402
+from rnnkit.nn.cells.kernels import common  # noqa: E402
+from rnnkit.nn.cells.kernels import gru as kgru  # noqa: E402
+from rnnkit.nn.cells.kernels import lstm as klstm  # noqa: E402
+from rnnkit.nn.cells.kernels import rnn as krnn  # noqa: E402
+
+TOL = {"float64": 1e-12, "float32": 1e-6}
+B, T, D, H = 3, 5, 3, 4
+
+
+def _layer(cell, opts, dtype, num_layers=2, bidirectional=False, seed=0):
+    layer = make_recurrent(cell, D, H, num_layers, bidirectional=bidirectional, dtype=dtype,
+                           rng=seed, **opts)
+    rng = np.random.default_rng(seed + 1)
+    for p in layer.parameters().values():
+        p[...] = rng.uniform(-0.8, 0.8, p.shape)
+    return layer
+
+
+def _run(layer, x, lengths, dout, dstate, backend, monkeypatch):
+    """Everything a training pass, an evaluation pass and two generation steps produce."""
+    monkeypatch.setenv("RNNKIT_KERNELS", backend)
+    layer.zero_grad()
+    out, state, cache = layer.forward(x, None, lengths)
+    dx, ds0 = layer.backward(dout, cache, dstate)
+    got = [out, *_arrays(state), dx, *_arrays(ds0), *(g.copy() for g in layer.grads().values())]
+    out2, _, none = layer.forward(x, None, lengths, grad=False)
+    assert none is None
+    got.append(out2)
+    if not layer.cfg.bidirectional:
+        s = layer.initial_state(B)
+        for t in range(2):
+            o, s = layer.step(x[:, t], s)
+            got.append(o)
+    return got
+
+
+def _arrays(state) -> list:
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def _agree(a, b, dtype):
+    for u, v in zip(a, b, strict=True):
+        assert u.dtype == v.dtype == np.dtype(dtype)
+        scale = max(1.0, float(np.abs(u).max()))
+        assert float(np.abs(u - v).max()) <= TOL[dtype] * scale
+
+
+def _case(layer, dtype, rng):
+    x = rng.standard_normal((B, T, D)).astype(dtype)
+    dout = rng.standard_normal((B, T, layer.output_size)).astype(dtype)
+    s = layer.initial_state(B)
+    dstate = type(s)(*(rng.standard_normal(a.shape).astype(dtype) for a in s)) \
+        if isinstance(s, tuple) else rng.standard_normal(s.shape).astype(dtype)
+    return x, dout, dstate
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]], ids=["equal", "lengths"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("cell, opts", CELLS)
+def test_compiled_equals_numpy(cell, opts, bidirectional, lengths, dtype, monkeypatch):
+    layer = _layer(cell, opts, dtype, bidirectional=bidirectional)
+    x, dout, dstate = _case(layer, dtype, np.random.default_rng(3))
+    want = _run(layer, x, lengths, dout, dstate, "numpy", monkeypatch)
+    got = _run(layer, x, lengths, dout, dstate, "numba", monkeypatch)
+    _agree(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell, opts", [c for c in CELLS if c.values[1].get("reset_after", True)])
+def test_python_loop_and_parallel_rows_equal_numpy(cell, opts, dtype, monkeypatch):
+    """The paths taken at large B * H, forced at a small size: the step loop in Python
+    (NumPy's BLAS) and the element-wise passes split over the rows with prange."""
+    layer = _layer(cell, opts, dtype, bidirectional=True)
+    x, dout, dstate = _case(layer, dtype, np.random.default_rng(4))
+    lengths = [5, 2, 4]
+    want = _run(layer, x, lengths, dout, dstate, "numpy", monkeypatch)
+    monkeypatch.setattr(common, "PARALLEL_MIN", 0)
+    if common.row_chunks(B, H).size < 3:
+        pytest.skip("numba runs one thread here: no parallel split")
+    for py_loop in (0, 10**9):
+        for mod in (klstm, kgru, krnn):
+            monkeypatch.setattr(mod, "PY_LOOP_MIN", py_loop)
+        _agree(_run(layer, x, lengths, dout, dstate, "numba", monkeypatch), want, dtype)
+
+
+@pytest.mark.parametrize("cell, opts", CELLS[::2])
+def test_either_backward_takes_either_forwards_cache(cell, opts, monkeypatch):
+    """Both paths build the same cache, so the backward may run on the other one."""
+    layer = _layer(cell, opts, "float64")
+    x, dout, _ = _case(layer, "float64", np.random.default_rng(5))
+    results = []
+    for fwd, bwd in (("numpy", "numpy"), ("numba", "numpy"), ("numpy", "numba")):
+        monkeypatch.setenv("RNNKIT_KERNELS", fwd)
+        out, _, cache = layer.forward(x, None, [5, 3, 4])
+        monkeypatch.setenv("RNNKIT_KERNELS", bwd)
+        layer.zero_grad()
+        dx, _ = layer.backward(dout, cache)
+        results.append([out, dx, *(g.copy() for g in layer.grads().values())])
+    for other in results[1:]:
+        _agree(other, results[0], "float64")
+
+
+def test_switch(monkeypatch):
+    from rnnkit.nn.cells import gru, lstm, rnn
+
+    monkeypatch.setenv("RNNKIT_KERNELS", "numpy")
+    assert dispatch.backend() == "numpy"
+    assert dispatch.cell_module("lstm") is lstm and dispatch.cell_module("rnn") is rnn
+    for value in ("numba", "auto", "", " Numba "):
+        monkeypatch.setenv("RNNKIT_KERNELS", value)
+        assert dispatch.backend() == "numba"
+        assert dispatch.cell_module("lstm", np.float64) is klstm
+        assert dispatch.cell_module("gru", reset_after=True) is kgru
+        assert dispatch.cell_module("gru", reset_after=False) is gru  # NumPy only
+        assert dispatch.cell_module("lstm", np.float16) is lstm
+    monkeypatch.delenv("RNNKIT_KERNELS")
+    assert dispatch.backend() == "numba"
+    monkeypatch.setenv("RNNKIT_KERNELS", "fast")
+    with pytest.raises(ValueError, match="RNNKIT_KERNELS must be 'auto', 'numba' or 'numpy', "
+                                         "got 'fast'"):
+        dispatch.backend()
+
+
+def test_without_numba_auto_falls_back_and_numba_is_an_error(monkeypatch):
+    from rnnkit.nn.cells import lstm
+
+    monkeypatch.setattr(dispatch, "_numba_ok", False)
+    monkeypatch.setenv("RNNKIT_KERNELS", "auto")
+    assert dispatch.cell_module("lstm") is lstm
+    monkeypatch.setenv("RNNKIT_KERNELS", "numba")
+    with pytest.raises(ValueError, match="numba and scipy must be installed"):
+        dispatch.backend()
+
+
+def test_kernels_are_cached_on_disk():
+    """``cache=True`` on every compiled function: a new process loads them instead of
+    compiling again."""
+    jitted = [f for mod in (klstm, kgru, krnn) for f in vars(mod).values()
+              if hasattr(f, "py_func")]
+    assert len(jitted) >= 18
+    for f in jitted:
+        assert f._cache.__class__.__name__ == "FunctionCache", f.__name__
+    assert kernels.__doc__
