@@ -163,3 +163,106 @@ def test_embedding_dropout_drops_whole_words():
     y, cache = emb.forward(ids, drop=0.5, rng=rng)
     np.testing.assert_array_equal(y, ref)
     assert cache is not None and not isinstance(cache, tuple)
+
+
+# -- the language model: every regulariser at once, through the model loss ---------------------
+def _lm(cell="lstm", tie=False, locked=False, **kw):
+    from rnnkit.tasks.lm.model import LanguageModel, LMConfig
+
+    cfg = LMConfig(vocab_size=11, cell=cell, embed_size=4, hidden_size=4, num_layers=2,
+                   tie_weights=tie, locked=locked, dtype="float64", **kw)
+    lm = LanguageModel(cfg, rng=0)
+    rng = np.random.default_rng(5)
+    for p in lm.parameters().values():
+        p[...] = rng.uniform(-0.8, 0.8, p.shape)
+    return lm
+
+
+AWD = dict(dropout=0.3, dropout_input=0.2, dropout_output=0.4, dropout_embed=0.3,
+           weight_drop=0.5, ar=2.0, tar=1.0)
+
+
+@pytest.mark.parametrize("cell, tie, locked, extra", [
+    ("lstm", True, True, {}), ("lstm", False, False, {}), ("gru", False, True, {}),
+    ("rnn", True, False, {}), ("lstm", False, True, {"proj_size": 3}),
+    ("gru", False, True, {"layer_norm": True}), ("lstm", False, False, {"adaptive_softmax": [4]})])
+def test_lm_objective_gradient_by_finite_differences(cell, tie, locked, extra):
+    """The gradient ``loss(..., backward=True)`` accumulates is that of the objective
+    (cross-entropy + AR + TAR) it returns with ``objective=True``, dropouts and weight drop
+    included (each forward redraws the same masks from a fresh Generator)."""
+    from gradcheck import rel_error
+
+    lm = _lm(cell, tie, locked, **AWD, **extra)
+    data = np.random.default_rng(1)
+    ids, targets = data.integers(0, 11, (3, 5)), data.integers(0, 11, (3, 5))
+    h0 = lm.initial_state(3)
+
+    def objective(backward=False):
+        return lm.loss(ids, targets, h0, rng=np.random.default_rng(9), backward=backward,
+                       objective=True)[0]
+
+    lm.zero_grad()
+    value = objective(backward=True)
+    plain = lm.loss(ids, targets, h0, rng=np.random.default_rng(9), backward=False)[0]
+    assert value > plain  # the penalties are in the objective, not in the reported loss
+    eps = 1e-6
+    for name, p in lm.parameters().items():
+        num = np.zeros(p.shape)
+        flat = p.reshape(-1)
+        for i in range(flat.size):
+            old = flat[i]
+            flat[i] = old + eps
+            up = objective()
+            flat[i] = old - eps
+            down = objective()
+            flat[i] = old
+            num.reshape(-1)[i] = (up - down) / (2 * eps)
+        err = rel_error(num, lm.grads()[name])
+        assert err <= 1e-6, f"{name}: relative error {err:.2e}"
+
+
+def test_lm_penalty_values_and_eval():
+    from rnnkit.nn.penalties import activation_penalty, temporal_penalty
+
+    lm = _lm(ar=2.0, tar=1.0)  # no dropout: AR and TAR see the same h
+    ids = np.random.default_rng(1).integers(0, 11, (3, 5))
+    logits, _, cache = lm.forward(ids, rng=np.random.default_rng(0))
+    h = cache[4]
+    value, d_drop, d_raw = lm.penalty(cache)
+    assert value == pytest.approx(2.0 * np.mean(h ** 2) + np.mean((h[:, 1:] - h[:, :-1]) ** 2))
+    np.testing.assert_allclose(d_drop, activation_penalty(h, 2.0)[1])
+    np.testing.assert_allclose(d_raw, temporal_penalty(h, 1.0)[1])
+    full = lm.loss(ids, ids, backward=False, objective=True)[0]
+    ce = lm.loss(ids, ids, backward=False)[0]
+    assert full == pytest.approx(ce + value)
+    lm.eval()  # no penalty, no masks: the objective is the loss
+    assert lm.loss(ids, ids, backward=False, objective=True)[0] == ce
+
+
+def test_lm_locked_masks_and_eval():
+    lm = _lm(locked=True, dropout=0.5, dropout_embed=0.5, weight_drop=0.5)
+    ids = np.random.default_rng(1).integers(0, 11, (3, 6))
+    _, _, cache = lm.forward(ids, rng=np.random.default_rng(0))
+    m_in, m_out = cache[1], cache[3]
+    assert m_in.shape == (3, 1, 4) and m_out.shape == (3, 1, 4)  # one mask per row, every step
+    assert cache[2]["layers"][1]["drop"].shape == (1, 3, 4)
+    assert all(m is not None for lc in cache[2]["layers"] for m in lc["wdrop"])
+    plain = _lm()
+    lm.eval()
+    np.testing.assert_array_equal(lm.forward(ids, rng=np.random.default_rng(0))[0],
+                                  plain.forward(ids)[0])
+
+
+def test_lm_config_old_checkpoints_and_defaults():
+    from rnnkit.tasks.lm.model import LMConfig
+
+    old = {"vocab_size": 5, "dropout": 0.25}  # saved before the AWD options
+    cfg = LMConfig.from_dict(old)
+    assert (cfg.p_input, cfg.p_output, cfg.dropout_embed, cfg.weight_drop, cfg.locked,
+            cfg.ar, cfg.tar) == (0.25, 0.25, 0.0, 0.0, False, 0.0, 0.0)
+    cfg = LMConfig(vocab_size=5, dropout=0.25, dropout_input=0.0, dropout_output=0.4)
+    assert (cfg.p_input, cfg.p_output) == (0.0, 0.4)
+    with pytest.raises(ConfigError, match="weight_drop must be in"):
+        LMConfig(vocab_size=5, weight_drop=1.5)
+    with pytest.raises(ConfigError, match="ar must be >= 0"):
+        LMConfig(vocab_size=5, ar=-1.0)

@@ -221,7 +221,7 @@ class LSTMP(LSTM):
         return cls(cfg.input_size, cfg.hidden_size, cfg.num_layers, proj_size=cfg.proj_size,
                    bidirectional=cfg.bidirectional, dropout=cfg.dropout, dtype=cfg.dtype,
                    rng=rng, init=cfg.init, init_scale=cfg.init_scale,
-                   forget_bias=cfg.forget_bias)
+                   forget_bias=cfg.forget_bias, weight_drop=cfg.weight_drop, locked=cfg.locked)
 
     @property
     def proj_size(self) -> int:

@@ -41,6 +41,7 @@ from .cells import OPTIONS
 from .cells.activations import gate_slice, num_gates
 from .cells.dispatch import cell_module
 from .cells.lstm import LSTMState
+from .layers.dropout import dropout_mask
 from .module import Module
 
 _DIRS = ("fwd", "bwd")
@@ -331,11 +332,8 @@ class Recurrent(Module):
         p = self.cfg.weight_drop
         if not self.training or p == 0.0:
             return None
-        keep = 1.0 - p
         W_h = unit.param["W_h"]
-        m = np.less(rng.random(W_h.shape), keep).astype(W_h.dtype)  # (H, G*H)
-        m /= keep
-        return m
+        return dropout_mask(W_h.shape, p, rng, W_h.dtype)  # (H, G*H)
 
     def _run_direction(self, unit: Direction, inp, state0, d, mask, full, gather, grad=True,
                        out=None, wmask=None):

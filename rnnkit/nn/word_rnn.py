@@ -2,7 +2,8 @@
 
 ::
 
-    x_t = dropout_e(E[w_t] [⊕ f_t])         (B, T, E [+ F]); f_t: more features of word t
+    x_t = dropout_e(E'[w_t] [⊕ f_t])        (B, T, E [+ F]); f_t: more features of word t
+                                             E': E with whole words dropped (dropout_embed)
     h_1..h_T = RNN(x_1..x_T)                 (B, T, dirs*H)
     logits = dropout_o(g(h)) W_o + b_o       g: pooling -> (B, C), or none -> (B, T, K)
 
@@ -10,6 +11,8 @@
 dropouts; the subclasses write ``forward``/``backward`` (what sits between ``rnn`` and ``out``:
 pooling for the classifier, nothing for the tagger).  Also here: the configuration checks both
 configs run, word dropout, copying pre-trained vectors, and the checks of a padded batch.
+``locked`` makes every dropout mask over time one mask per sequence; ``weight_drop`` is
+DropConnect on every ``W_h`` (:mod:`rnnkit.nn.recurrent`).
 Vocabulary convention (:mod:`rnnkit.text.vocab`): ``<pad>`` is id 0, ``<unk>`` id 1.
 
 >>> from rnnkit.tasks.classify.model import ClassifierConfig, SequenceClassifier
@@ -42,7 +45,7 @@ def check_common(cfg, name: str) -> None:
         v = getattr(cfg, k)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ConfigError(f"{name}: {k} must be a positive integer, got {v!r}")
-    for k in ("dropout", "embed_dropout", "word_dropout"):
+    for k in ("dropout", "embed_dropout", "word_dropout", "dropout_embed", "weight_drop"):
         v = getattr(cfg, k)
         if not isinstance(v, (int, float)) or not 0 <= v < 1:
             raise ConfigError(f"{name}: {k} must be in [0, 1), got {v!r}")
@@ -104,7 +107,8 @@ class WordRNN(Module):
         features = self.add_features(rng)
         self.rnn = self.add_module("rnn", make_recurrent(
             cfg.cell, cfg.embed_size + features, cfg.hidden_size, cfg.num_layers,
-            bidirectional=cfg.bidirectional, dropout=cfg.dropout, dtype=dt, rng=rng))
+            bidirectional=cfg.bidirectional, dropout=cfg.dropout, weight_drop=cfg.weight_drop,
+            locked=cfg.locked, dtype=dt, rng=rng))
         self.out = self.add_module("out", Linear(self.rnn.output_size, num_outputs, dtype=dt,
                                                  rng=rng))
         self.drop_e = self.add_module("drop_e", Dropout(cfg.embed_dropout))

@@ -43,8 +43,13 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out where it stopped, with its saved options")
     g.add_argument("--batch-size", type=positive_int, default=batch_size, help="batch size B")
-    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=optimizer,
-                   help="optimiser")
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "nt-asgd"), default=optimizer,
+                   help="optimiser; nt-asgd: SGD that averages the weights once validation has "
+                        "not improved for --nonmono checks (validation and checkpoints use the "
+                        "average)")
+    g.add_argument("--nonmono", type=positive_int, default=5, metavar="N",
+                   help="nt-asgd: validations (epochs, and --eval-every) without improvement "
+                        "before averaging starts")
     g.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
     g.add_argument("--momentum", type=nonneg_float, default=0.0, help="SGD momentum")
     g.add_argument("--weight-decay", type=nonneg_float, default=0.0, help="L2 weight decay")
@@ -77,6 +82,19 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
                         "every 10 s)")
 
 
+def add_awd_arguments(g, *, unit: str = "sequence", note: str = "") -> None:
+    """``--dropout-embed``, ``--weight-drop`` and ``--locked`` (AWD-LSTM's regularisers, off
+    by default) in the argument group ``g``; ``unit``: what a locked mask lasts for."""
+    g.add_argument("--dropout-embed", type=float, default=0.0, metavar="P",
+                   help="embedding dropout: drop whole words (rows of the embedding matrix), "
+                        f"one draw per batch, the rest scaled by 1/(1-P){note}")
+    g.add_argument("--weight-drop", type=float, default=0.0, metavar="P",
+                   help="DropConnect on every recurrent matrix W_h, one mask per batch")
+    g.add_argument("--locked", action="store_true",
+                   help="locked (variational) dropout: every dropout mask over time is drawn "
+                        f"once per {unit} and reused at every step")
+
+
 def train_config(args) -> TrainConfig:
     return TrainConfig(
         epochs=args.epochs, minutes=args.minutes, optimizer=args.optimizer, lr=args.lr,
@@ -85,7 +103,8 @@ def train_config(args) -> TrainConfig:
         patience=args.patience, log_every=args.log_every, seed=args.seed,
         progress=not args.no_progress, max_steps=getattr(args, "max_steps", None),
         inspect_every=getattr(args, "inspect_every", None),
-        eval_every=getattr(args, "eval_every", None), ema=getattr(args, "ema", None))
+        eval_every=getattr(args, "eval_every", None), ema=getattr(args, "ema", None),
+        nonmono=getattr(args, "nonmono", 5))
 
 
 def resume_train_config(args, saved: dict) -> TrainConfig:

@@ -18,6 +18,8 @@ A task is any object that follows the :class:`Task` protocol:
 ``metric``                ``("loss", "min")`` or e.g. ``("accuracy", "max")`` to pick the best
 ``eval_size()``           optional: how many units (as counted by ``train_batch``) one
                           validation pass reads, so a time budget can keep room for it
+``lr_scale(i)``           optional: the factor of the learning rate for batch ``i``
+                          (``num_batches()`` is asked after ``start_epoch``)
 ``distribute(world)``     needed under an MPI launcher only: from then on ``train_batch`` reads
                           this rank's share of batch ``i`` (and may return ``(0.0, 0)`` for an
                           empty share) and ``evaluate`` returns the figures of all the ranks
@@ -73,6 +75,7 @@ from ..nn.losses import perplexity
 from ..nn.module import Module
 from .checkpoint import load_checkpoint, recover, save_checkpoint
 from .ema import WeightAverage
+from .ntasgd import NTASGD
 from .optim import clip_grad_norm, clip_grad_value, make_optimizer
 from .runlock import RunLock
 from .runlog import MetricsLog, Progress
@@ -137,6 +140,7 @@ class TrainConfig:
     inspect_every: int | None = None  # log W_h spectra and gate saturation every N steps
     eval_every: int | None = None  # also validate every N steps (best/ follows the best)
     ema: float | None = None  # validate and save best/ with an exponential moving average
+    nonmono: int = 5  # nt-asgd: average once validation has not improved for this many checks
 
     def __post_init__(self):
         def positive_int(name, value, allow_none=False):
@@ -152,12 +156,17 @@ class TrainConfig:
         positive_int("max_steps", self.max_steps, allow_none=True)
         positive_int("inspect_every", self.inspect_every, allow_none=True)
         positive_int("eval_every", self.eval_every, allow_none=True)
+        positive_int("nonmono", self.nonmono)
         if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes must be positive, got {self.minutes}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
-        if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise ConfigError(f"optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
+        if self.optimizer not in ("sgd", "adam", "adamw", "nt-asgd"):
+            raise ConfigError(f"optimizer must be sgd, adam, adamw or nt-asgd, got "
+                              f"{self.optimizer!r}")
+        if self.optimizer == "nt-asgd" and self.ema is not None:
+            raise ConfigError("ema and the nt-asgd optimizer both average the weights; "
+                              "use one of them")
         if self.ema is not None and not 0 < self.ema < 1:
             raise ConfigError(f"ema must be in (0, 1), e.g. 0.999, got {self.ema}")
         if not 0 < self.lr_decay <= 1:
@@ -205,9 +214,12 @@ class Trainer:
         self.params = self.model.parameters()
         self.grads = self.model.grads()
         opt_kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
-        if cfg.optimizer == "sgd":
+        if cfg.optimizer in ("sgd", "nt-asgd"):
             opt_kw["momentum"] = cfg.momentum
-        self.opt = make_optimizer(cfg.optimizer, self.params, **opt_kw)
+        if cfg.optimizer == "nt-asgd":
+            self.opt = NTASGD(self.params, nonmono=cfg.nonmono, **opt_kw)
+        else:
+            self.opt = make_optimizer(cfg.optimizer, self.params, **opt_kw)
         self.decay = StepDecay(cfg.lr, cfg.lr_decay, cfg.decay_after) if (
             cfg.lr_decay != 1.0 and cfg.plateau_patience is None) else None
         self.plateau = ReduceOnPlateau(factor=cfg.lr_decay if cfg.lr_decay < 1 else 0.5,
@@ -269,7 +281,12 @@ class Trainer:
         if self.ema is not None:
             meta["ema_updates"] = self.ema.updates
             arrays.update({f"ema.{k}": v for k, v in self.ema.avg.items()})
+        if self._ntasgd_averaging():
+            arrays.update({f"raw.{k}": v.copy() for k, v in self.params.items()})
         return meta, arrays
+
+    def _ntasgd_averaging(self) -> bool:
+        return isinstance(self.opt, NTASGD) and self.opt.avg is not None
 
     def _save(self, which: str, with_state: bool) -> Path:
         """Save ``best/`` or ``last/``; a second Ctrl-C/SIGTERM during the save takes effect
@@ -296,6 +313,8 @@ class Trainer:
             return self.out / which
         if which == "best" and self.ema is not None:
             weights = {k: v.copy() for k, v in self.ema.avg.items()}
+        elif self._ntasgd_averaging():  # both: the average is the model; last/ keeps the
+            weights = self.opt.average()  # raw iterate in its training state (_meta)
         else:
             weights = self.model.state_dict()  # last/: the raw weights a resume continues
         return save_checkpoint(self.out / which, kind=self.task.kind, config=config,
@@ -311,6 +330,9 @@ class Trainer:
         m, a = ck.train_meta, ck.train_arrays or {}
         try:
             ck.load_into(self.model)
+            raw = {k[4:]: v for k, v in a.items() if k.startswith("raw.")}
+            if raw:  # nt-asgd: the weights saved are the average; training goes on from these
+                self.model.load_state_dict(raw)
             self.opt.load_state_dict(m["optimizer"], {k[4:]: v for k, v in a.items()
                                                       if k.startswith("opt.")})
             self._resume_rng(m)
@@ -433,7 +455,6 @@ class Trainer:
 
     def _run_epoch(self) -> str | None:  # noqa: C901 -- the training phases, in order
         cfg, task = self.cfg, self.task
-        n_batches = task.num_batches()
         # schedule
         if self.decay is not None:
             self.decay.apply(self.opt, self.epoch)
@@ -441,6 +462,7 @@ class Trainer:
         if self._pending_task_state is not None:  # resumed inside this epoch
             task.load_state(*self._pending_task_state)
             self._pending_task_state = None
+        n_batches = task.num_batches()  # after start_epoch: it may fix this epoch's batches
         bar = Progress(total=n_batches, desc=f"epoch {self.epoch}", unit="batch",
                        disable=not self.show_bar)
         bar.update(self.batch)
@@ -475,8 +497,15 @@ class Trainer:
             if cfg.clip_value:
                 clip_grad_value(self.grads, cfg.clip_value)
             self.clip_count += int(clipped)
-            # step
-            self.opt.step(self.grads, check_finite=False)  # clip_grad_norm checked them
+            # step (a task may scale the learning rate of a batch: random window lengths);
+            # clip_grad_norm checked the gradients are finite
+            scale = task.lr_scale(self.batch) if hasattr(task, "lr_scale") else 1.0
+            if scale != 1.0:
+                base, self.opt.lr = self.opt.lr, self.opt.lr * scale
+                self.opt.step(self.grads, check_finite=False)
+                self.opt.lr = base
+            else:
+                self.opt.step(self.grads, check_finite=False)
             if self.ema is not None:
                 self.ema.update()
             self.batch += 1
@@ -610,6 +639,7 @@ class Trainer:
                 self.bad_epochs += 1
             if self.plateau is not None:
                 self.plateau.step(value if mode == "min" else -value, self.opt)
+            self._observe(value, mode)
         if improved or value is None or not (self.out / "best").exists():
             self._save("best", with_state=False)
         self._save("last", with_state=True)
@@ -625,16 +655,30 @@ class Trainer:
         self.echo(" | ".join(parts))
         return bool(self.cfg.patience) and self.bad_epochs >= self.cfg.patience
 
+    def _observe(self, value: float, mode: str) -> None:
+        """NT-ASGD: one more validation check; say so when averaging starts."""
+        if not isinstance(self.opt, NTASGD) or value is None or not math.isfinite(value):
+            return
+        if self.opt.observe(value if mode == "min" else -value):
+            self.log.log("nt-asgd", epoch=self.epoch, step=self.step)
+            self.echo(f"step {self.step}: no improvement for {self.cfg.nonmono} checks; "
+                      "averaging the weights from now on (NT-ASGD)")
+
     def _evaluate(self, split: str) -> dict:
-        """The task's figures on ``split``, with the averaged weights when ``ema`` is on."""
-        if self.ema is None:
-            return self.task.evaluate(split) or {}
-        with self.ema.swapped():
-            return self.task.evaluate(split) or {}
+        """The task's figures on ``split``, with the averaged weights when ``ema`` or NT-ASGD
+        averages them."""
+        if self.ema is not None:
+            with self.ema.swapped():
+                return self.task.evaluate(split) or {}
+        if self._ntasgd_averaging():
+            with self.opt.swapped():
+                return self.task.evaluate(split) or {}
+        return self.task.evaluate(split) or {}
 
     def _validate_between(self) -> None:
         """Validation inside an epoch (``eval_every``): keeps ``best/`` at the best weights
-        seen, without touching early stopping, the schedule or anything a resume restores."""
+        seen, without touching early stopping or the schedule.  It is one of NT-ASGD's checks
+        (it comes at the same steps in a resumed run, so a resume stays exact)."""
         name, mode = self.task.metric
         t0 = self.clock()
         figures = self._evaluate("valid")
@@ -644,6 +688,7 @@ class Trainer:
         if improved:
             self.best, self.best_figures = float(value), dict(figures)
             self._save("best", with_state=False)
+        self._observe(value, mode)
         self.log.log("valid", epoch=self.epoch, step=self.step,
                      time=self.clock() - self.t_start, best=self.best,
                      **{f"valid_{k}": v for k, v in figures.items()})

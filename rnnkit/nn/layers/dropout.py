@@ -8,6 +8,10 @@ The draws come from an explicit ``numpy.random.Generator``: one uniform number p
 is below ``1 - p``.  The same generator state therefore gives the same mask whichever caller
 asks for it (the :class:`Dropout` layer, the language model, the seq2seq model).
 
+Locked (variational) dropout of a sequence ``x`` (B, T, D), ``locked=True``, draws one
+(B, 1, D) mask and uses it at every step (Gal & Ghahramani 2016): the backward is the same
+product, broadcast over time.
+
 >>> import numpy as np
 >>> x = np.ones((2, 4))
 >>> y, m = dropout(x, 0.5, np.random.default_rng(0))
@@ -43,15 +47,17 @@ def dropout_mask(shape: tuple, p: float, rng: np.random.Generator, dtype) -> np.
 
 
 def dropout(x: np.ndarray, p: float, rng: np.random.Generator | None, *,
-            training: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(y, mask)``: inverted dropout of ``x`` with drop probability ``p``.
+            training: bool = True, locked: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(y, mask)``: inverted dropout of ``x`` with drop probability ``p``; ``locked`` with
+    ``x`` (B, T, D): one mask (B, 1, D) for every step.
 
     ``mask`` is what :func:`dropout_backward` takes; it is ``None`` (and ``y`` is ``x`` itself)
     when ``training`` is False or ``p`` is 0, in which case ``rng`` may be ``None``.
     """
     if not training or p == 0.0:
         return x, None
-    m = dropout_mask(x.shape, p, rng, x.dtype)
+    shape = (x.shape[0], 1, *x.shape[2:]) if locked and x.ndim == 3 else x.shape
+    m = dropout_mask(shape, p, rng, x.dtype)
     return x * m, m
 
 
@@ -74,8 +80,10 @@ class Dropout(Module):
         self.p = p
         self.rng = initializers.as_rng(rng)
 
-    def forward(self, x, rng: np.random.Generator | None = None):
-        return dropout(x, self.p, self.rng if rng is None else rng, training=self.training)
+    def forward(self, x, rng: np.random.Generator | None = None, locked: bool = False):
+        """``(y, mask)``; ``locked``: see :func:`dropout`."""
+        return dropout(x, self.p, self.rng if rng is None else rng, training=self.training,
+                       locked=locked)
 
     def backward(self, dy, m):
         return dropout_backward(dy, m)

@@ -17,6 +17,7 @@ import numpy as np
 from ...checks import check_ids
 from .. import init as initializers
 from ..module import Module
+from .dropout import dropout_mask
 
 
 class Embedding(Module):
@@ -51,13 +52,17 @@ class Embedding(Module):
         y = self.param["W"][ids]
         if not self.training or drop == 0.0:
             return y, ids
-        if not 0.0 < drop < 1.0:
-            raise ValueError(f"Embedding: expected drop in [0, 1), got {drop!r}")
-        keep = 1.0 - drop
-        s = np.less(rng.random(self.num_embeddings), keep).astype(y.dtype)  # (V,)
-        s /= keep
+        s = self.row_scale(drop, rng)
         y *= s[ids][..., None]
         return y, (ids, s)
+
+    def row_scale(self, drop: float, rng: np.random.Generator) -> np.ndarray:
+        """One draw of embedding dropout: ``s`` (V,), ``s_v ~ Bernoulli(1 - drop) / (1 -
+        drop)``.  A caller that looks rows up itself multiplies them by ``s[ids]`` and passes
+        ``(ids, s)`` to :meth:`backward` as the cache."""
+        if not 0.0 < drop < 1.0:
+            raise ValueError(f"Embedding: expected drop in [0, 1), got {drop!r}")
+        return dropout_mask((self.num_embeddings,), drop, rng, self.param["W"].dtype)  # (V,)
 
     def backward(self, dy, cache):
         """Accumulate into ``grad["W"]``; returns the touched rows (unique ids)."""

@@ -13,6 +13,7 @@ import sys
 import warnings
 
 from ...train.options import (
+    add_awd_arguments,
     add_train_arguments,
     out_dir,
     positive_int,
@@ -34,6 +35,7 @@ def add_model_arguments(p, *, embed=128, hidden=128, bidirectional=True):
     m.add_argument("--dropout", type=float, default=0.0,
                    help="dropout between recurrent layers and before the output layer")
     m.add_argument("--embed-dropout", type=float, default=0.0, help="dropout on embeddings")
+    add_awd_arguments(m, note="; not --embed-dropout, which drops single features")
     m.add_argument("--word-dropout", type=float, default=0.0,
                    help="replace training words by <unk> with this probability")
     m.add_argument("--vectors", default=None,
@@ -53,7 +55,9 @@ def model_options(args) -> dict:
             "num_layers": args.layers, "bidirectional": args.bidirectional,
             "dropout": args.dropout, "embed_dropout": args.embed_dropout,
             "word_dropout": args.word_dropout, "freeze_embeddings": args.freeze_vectors,
-            "embed_init": args.embed_init, "dtype": args.dtype}
+            "embed_init": args.embed_init, "dtype": args.dtype,
+            "dropout_embed": args.dropout_embed, "weight_drop": args.weight_drop,
+            "locked": args.locked}
 
 
 def add_arguments(p) -> None:

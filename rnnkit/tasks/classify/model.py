@@ -57,6 +57,9 @@ class ClassifierConfig:
     freeze_embeddings: bool = False  # e.g. with pre-trained vectors (weight decay still applies)
     embed_init: str = "uniform"  # "uniform": U(-0.1, 0.1); "normal": N(0, 1) as in PyTorch
     dtype: str = "float32"
+    dropout_embed: float = 0.0  # whole words: rows of the embedding matrix, per batch
+    weight_drop: float = 0.0  # DropConnect on every W_h, one mask per batch
+    locked: bool = False  # every dropout mask over time drawn once per sequence
 
     def __post_init__(self):
         check_common(self, "ClassifierConfig")
@@ -91,8 +94,8 @@ class SequenceClassifier(WordRNN):
         rng = rng if rng is not None else np.random.default_rng()
         if self.training:
             ids = word_dropout(ids, lengths, cfg.word_dropout, rng)
-        emb, emb_cache = self.embed.forward(ids)  # (B, T, E)
-        x, m_e = self.drop_e.forward(emb, rng)
+        emb, emb_cache = self.embed.forward(ids, cfg.dropout_embed, rng)  # (B, T, E)
+        x, m_e = self.drop_e.forward(emb, rng, cfg.locked)
         h, _, rnn_cache = self.rnn.forward(x, lengths=lengths, rng=rng)  # (B, T, dirs*H)
         v, pool_cache = pool_forward(h, lengths, cfg.pooling, cfg.bidirectional)  # (B, F)
         v, m_o = self.drop_o.forward(v, rng)

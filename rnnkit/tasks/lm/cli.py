@@ -11,6 +11,7 @@ import sys
 import time
 
 from ...train.options import (
+    add_awd_arguments,
     add_train_arguments,
     fraction,
     nonneg_int,
@@ -25,7 +26,10 @@ from .data import BUILTIN, BUILTIN_VALID, check_fingerprint, load_texts
 BUILTIN_MINUTES = 3.0
 MODEL_OPTIONS = ("level", "min_count", "max_vocab", "cell", "embed", "hidden", "layers",
                  "dropout", "tie_weights", "init", "init_scale", "nonlinearity", "dtype", "proj",
-                 "layer_norm", "adaptive_softmax")
+                 "layer_norm", "adaptive_softmax",
+                 "dropout_input", "dropout_output", "dropout_embed", "weight_drop", "locked",
+                 "ar", "tar")
+AWD_OPTIONS = MODEL_OPTIONS[-7:]
 REASONS = {"epochs": "all epochs done", "time": "time budget used", "steps": "--max-steps reached",
            "early-stopping": "early stopping"}
 
@@ -61,7 +65,10 @@ def add_arguments(p) -> None:
     m.add_argument("--embed", type=int, default=64, help="embedding size")
     m.add_argument("--hidden", type=int, default=256, help="hidden units per layer")
     m.add_argument("--layers", type=int, default=2, help="stacked recurrent layers")
-    m.add_argument("--dropout", type=float, default=0.0, help="dropout between layers")
+    m.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout between layers, and by default on the embedding output and "
+                        "the last layer's output")
+    add_regularisation_arguments(p)
     m.add_argument("--tie-weights", action="store_true",
                    help="share embedding and output weights (needs --embed == --hidden, or "
                         "--embed == --proj)")
@@ -101,6 +108,26 @@ def add_arguments(p) -> None:
                      f"(default: {BUILTIN_MINUTES:g} for the built-in corpus, else no limit)")
 
 
+def add_regularisation_arguments(p) -> None:
+    """The AWD-LSTM regularisers of ``rnnkit train`` (an argument group)."""
+    a = p.add_argument_group("AWD-LSTM regularisation (Merity et al. 2018; default: off)")
+    a.add_argument("--dropout-input", type=float, default=None, metavar="P",
+                   help="dropout on the embedding output (default: --dropout)")
+    a.add_argument("--dropout-output", type=float, default=None, metavar="P",
+                   help="dropout on the last layer's output (default: --dropout)")
+    add_awd_arguments(a, unit="window")
+    a.add_argument("--ar", type=float, default=0.0, metavar="A",
+                   help="activation regularisation: add A * mean(h^2) of the last layer's "
+                        "dropped output to the training loss")
+    a.add_argument("--tar", type=float, default=0.0, metavar="B",
+                   help="temporal activation regularisation: add B * mean((h_t+1 - h_t)^2) "
+                        "of the last layer's output to the training loss")
+    a.add_argument("--bptt-jitter", action="store_true",
+                   help="AWD-LSTM's random window length: --bptt with probability 0.95, else "
+                        "--bptt / 2, then N(that, 5), at least 5 tokens; the learning rate "
+                        "is scaled by length / --bptt")
+
+
 def load_data(args):
     """``(texts, level, info)`` from the data options (see :func:`.data.load_texts`)."""
     return load_texts(args.data, level=args.level, encoding=args.encoding,
@@ -120,8 +147,10 @@ def _restore_run_options(args, ck) -> None:
     for key in ("encoding", "valid_fraction"):
         if key in data and (given is None or key not in given):
             setattr(args, key, data[key])
-    for key in ("batch_size", "bptt"):  # the data position depends on these
-        saved = ck.config.get(key, getattr(args, key))
+    # the data position depends on these; the validation figures (the best checkpoint,
+    # NT-ASGD's checks) on the evaluation streams
+    for key in ("batch_size", "bptt", "bptt_jitter", "eval_batch_size"):
+        saved = ck.config.get(key, False if key == "bptt_jitter" else getattr(args, key))
         if given and key in given and getattr(args, key) != saved:
             _warn(f"--{key.replace('_', '-')} {getattr(args, key)} ignored: the run uses {saved}")
         setattr(args, key, saved)
@@ -222,7 +251,8 @@ def run(args) -> int:
     try:
         r = train_lm(texts, out, model=model, tokenizer=tokenizer, train=tcfg,
                      batch_size=args.batch_size, bptt=args.bptt,
-                     eval_batch_size=args.eval_batch_size, ss_prob=ss_prob, feedback=feedback,
+                     eval_batch_size=args.eval_batch_size, bptt_jitter=args.bptt_jitter,
+                     ss_prob=ss_prob, feedback=feedback,
                      data_info=info, resume=args.resume, reserve_s=reserve,
                      echo=lambda s: print(s, file=sys.stderr),
                      announce=lambda s: print(f"rnnkit train: {s}", file=sys.stderr),
@@ -267,6 +297,12 @@ def _model_config(saved: dict | None, args, vocab_size: int = 1):
         cls = ORConfig if saved.get("cell") == OUTPUT_RECURRENT else LMConfig
         return cls.from_dict(saved)
     if args.cell == OUTPUT_RECURRENT:
+        from ...errors import ConfigError
+
+        for key in AWD_OPTIONS:
+            if getattr(args, key, None):
+                raise ConfigError(f"--{key.replace('_', '-')} is not available with --cell "
+                                  f"{OUTPUT_RECURRENT}")
         return ORConfig(vocab_size=vocab_size, hidden_size=args.hidden,
                         nonlinearity=args.nonlinearity, dropout=args.dropout,
                         init_scale=args.init_scale, dtype=args.dtype)
@@ -287,7 +323,8 @@ def _lm_config(args, vocab_size: int):
                     hidden_size=args.hidden, num_layers=args.layers, dropout=args.dropout,
                     tie_weights=args.tie_weights, init=args.init, init_scale=args.init_scale,
                     nonlinearity=args.nonlinearity, dtype=args.dtype, proj_size=args.proj,
-                    layer_norm=args.layer_norm, adaptive_softmax=args.adaptive_softmax)
+                    layer_norm=args.layer_norm, adaptive_softmax=args.adaptive_softmax,
+                    **{k: getattr(args, k) for k in AWD_OPTIONS})
 
 
 def _summary_line(summary: dict, out) -> str:

@@ -7,6 +7,15 @@ its gradient is the sum of both uses.  ``proj_size > 0`` makes the stack a proje
 (:mod:`rnnkit.nn.lstmp`); cells ``mingru`` and ``minlstm`` are the parallel-scan cells of
 :mod:`rnnkit.nn.minrnn`; ``layer_norm`` the LayerNorm LSTM/GRU of
 :mod:`rnnkit.nn.layernorm_rnn`.
+
+The AWD-LSTM regularisers (Merity, Keskar & Socher 2018), all off by default and in ``eval()``:
+``dropout_embed`` drops whole words (rows of the embedding matrix, one draw per batch);
+``dropout_input`` / ``dropout`` / ``dropout_output`` act on the embedding output, between
+layers and on the last layer's output (the first and last default to ``dropout``); ``locked``
+draws each of those masks once per window and reuses it at every step; ``weight_drop`` is
+DropConnect on every ``W_h``; ``ar`` and ``tar`` add ``ar * mean(dropout(h)^2)`` and
+``tar * mean((h_{t+1} - h_t)^2)`` of the last layer's output ``h`` to the training objective
+(:mod:`rnnkit.nn.penalties`).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from ...nn.layers import Embedding, Linear
 from ...nn.layers.dropout import dropout, dropout_backward
 from ...nn.losses import softmax_cross_entropy
 from ...nn.module import Module
+from ...nn.penalties import activation_penalty, temporal_penalty
 
 
 @dataclass
@@ -45,6 +55,13 @@ class LMConfig:
     proj_size: int = 0  # LSTM only: LSTMP output width (0: none)
     layer_norm: bool = False  # LSTM/GRU: LayerNorm cells (rnnkit.nn.layernorm_rnn)
     adaptive_softmax: list[int] | None = None  # cutoffs of an adaptive softmax output layer
+    dropout_input: float | None = None  # on the embedding output; None: ``dropout``
+    dropout_output: float | None = None  # on the last layer's output; None: ``dropout``
+    dropout_embed: float = 0.0  # whole words: rows of the embedding matrix, per batch
+    weight_drop: float = 0.0  # DropConnect on every W_h, one mask per batch
+    locked: bool = False  # every dropout mask drawn once per window, reused at every step
+    ar: float = 0.0  # activation regularisation of the last layer's (dropped) output
+    tar: float = 0.0  # temporal activation regularisation of the last layer's output
 
     @property
     def output_size(self) -> int:
@@ -58,8 +75,7 @@ class LMConfig:
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{k} must be a positive integer, got {v!r}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        self._check_regularisers()
         if self.init not in ("default", "uniform", "identity"):
             raise ConfigError(f"init must be default, uniform or identity, got {self.init!r}")
         if self.init == "identity" and self.cell != "rnn":
@@ -84,9 +100,31 @@ class LMConfig:
                 f"tie_weights needs embed_size == {what}, got {self.embed_size} and "
                 f"{self.output_size}")
 
+    def _check_regularisers(self) -> None:
+        for k in ("dropout", "dropout_input", "dropout_output", "dropout_embed", "weight_drop"):
+            v = getattr(self, k)
+            if v is not None and not 0 <= v < 1:
+                raise ConfigError(f"{k} must be in [0, 1), got {v!r}")
+        for k in ("ar", "tar"):
+            if not getattr(self, k) >= 0:
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)!r}")
+
     @classmethod
     def from_dict(cls, d: dict) -> LMConfig:
         return config_from_dict(cls, d, "language-model")
+
+    @property
+    def p_input(self) -> float:
+        return self.dropout if self.dropout_input is None else self.dropout_input
+
+    @property
+    def p_output(self) -> float:
+        return self.dropout if self.dropout_output is None else self.dropout_output
+
+    def random(self) -> bool:
+        """Whether training draws random masks (and so needs a Generator)."""
+        return any((self.dropout, self.p_input, self.p_output, self.dropout_embed,
+                    self.weight_drop))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,7 +160,8 @@ class LanguageModel(Module):
             opts["layer_norm"] = True
         self.rnn = self.add_module("rnn", make_layer(
             cfg.cell, cfg.embed_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
-            init=cfg.init, init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng, **opts))
+            weight_drop=cfg.weight_drop, locked=cfg.locked, init=cfg.init,
+            init_scale=cfg.init_scale, dtype=cfg.dtype, rng=rng, **opts))
         self.out = self.asm = None
         if cfg.adaptive_softmax is not None:
             self.asm = self.add_module("asm", AdaptiveSoftmax(
@@ -151,15 +190,17 @@ class LanguageModel(Module):
         if ids.ndim != 2:
             raise ValueError(f"LanguageModel: expected ids of shape (B, T), got {ids.shape}")
         ids = check_ids("LanguageModel", "ids", ids, self.cfg.vocab_size)
-        if rng is None and self.training and self.cfg.dropout > 0:
+        cfg = self.cfg
+        if rng is None and self.training and cfg.random():
             rng = np.random.default_rng()  # pass one for reproducible dropout
-        emb, emb_cache = self.embed.forward(ids)
-        p, training = self.cfg.dropout, self.training
-        x, m_in = dropout(emb, p, rng, training=training)
+        emb, emb_cache = self.embed.forward(ids, cfg.dropout_embed, rng)
+        training, locked = self.training, cfg.locked
+        x, m_in = dropout(emb, cfg.p_input, rng, training=training, locked=locked)
         h, state, rnn_cache = self.rnn.forward(x, state, rng=rng, grad=grad, scratch=scratch)
-        h, m_out = dropout(h, p, rng, training=training)
+        h_raw = h if cfg.tar and training else None  # what TAR sees: before dropout
+        h, m_out = dropout(h, cfg.p_output, rng, training=training, locked=locked)
         if not head:
-            return h, state, (emb_cache, m_in, rnn_cache, m_out, None)
+            return h, state, (emb_cache, m_in, rnn_cache, m_out, h, h_raw, None)
         if self.asm is not None:
             B, T, H = h.shape
             logits, out_cache = self.asm.log_prob(h.reshape(B * T, H))
@@ -172,11 +213,25 @@ class LanguageModel(Module):
             out_cache = h
         else:
             logits, out_cache = self.out.forward(h)
-        return logits, state, (emb_cache, m_in, rnn_cache, m_out, out_cache)
+        return logits, state, (emb_cache, m_in, rnn_cache, m_out, h, h_raw, out_cache)
 
-    def backward(self, dlogits, cache, *, consume_cache: bool = False) -> None:
+    def penalty(self, cache) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+        """``(AR + TAR, d/d dropped h, d/d h)`` of a training forward's cache (0 and ``None``
+        when both are off or in evaluation)."""
+        cfg = self.cfg
+        h_drop, h_raw = cache[4], cache[5]
+        value, d_drop, d_raw = 0.0, None, None
+        if cfg.ar and self.training:
+            value, d_drop = activation_penalty(h_drop, cfg.ar)
+        if h_raw is not None:
+            v, d_raw = temporal_penalty(h_raw, cfg.tar)
+            value += v
+        return value, d_drop, d_raw
+
+    def backward(self, dlogits, cache, *, consume_cache: bool = False, penalty=None) -> None:
         """Accumulate parameter gradients from ``dlogits`` (B, T, V).  ``consume_cache``: the
-        layers may work inside the cache's arrays (it must not be used again)."""
+        layers may work inside the cache's arrays (it must not be used again).  ``penalty``:
+        :meth:`penalty`'s result, whose gradients are added to the last layer's output."""
         out_cache = cache[-1]
         if self.asm is not None:
             V = self.cfg.vocab_size
@@ -191,23 +246,32 @@ class LanguageModel(Module):
             dh = (d2 @ self.embed.param["W"]).reshape(*dlogits.shape[:-1], H)
         else:
             dh = self.out.backward(dlogits, out_cache)
-        self._backward_features(dh, cache, consume_cache)
+        self._backward_features(dh, cache, consume_cache, penalty)
 
-    def _backward_features(self, dh, cache, consume_cache: bool = False) -> None:
+    def _backward_features(self, dh, cache, consume_cache: bool = False, penalty=None) -> None:
         """From ``dh`` (B, T, H), the gradient of the output layer's input, down to the
-        embedding."""
-        emb_cache, m_in, rnn_cache, m_out, _ = cache
+        embedding (with the gradients of ``penalty``, AR's before the output dropout and
+        TAR's after it)."""
+        emb_cache, m_in, rnn_cache, m_out = cache[:4]
+        d_drop, d_raw = (None, None) if penalty is None else penalty[1:]
+        if d_drop is not None:
+            dh += d_drop
         if m_out is not None:
             dh *= m_out  # dropout_backward, in place: dh is ours
+        if d_raw is not None:
+            dh += d_raw
         dx, _ = self.rnn.backward(dh, rnn_cache, consume_cache=consume_cache)
         self.embed.backward(dropout_backward(dx, m_in), emb_cache)
 
-    def loss(self, ids, targets, state=None, *, mask=None, rng=None, backward: bool = True):
+    def loss(self, ids, targets, state=None, *, mask=None, rng=None, backward: bool = True,
+             objective: bool = False):
         """Mean cross-entropy of predicting ``targets`` (B, T) from ``ids`` (B, T).
 
         Returns ``(mean_loss, n_tokens, final_state)``; with ``backward`` the gradients of the
-        mean loss are accumulated into :meth:`grads`.
+        training objective -- the mean loss plus AR and TAR in training -- are accumulated into
+        :meth:`grads`.  ``objective=True`` returns that objective instead of the mean loss.
         """
+        penalized = self.training and (self.cfg.ar or self.cfg.tar)
         # the cache never leaves this call, so the next call may reuse its memory
         if self.asm is not None:  # the adaptive softmax scores the targets only
             h, state, cache = self.forward(ids, state, rng=rng, grad=backward,
@@ -216,17 +280,19 @@ class LanguageModel(Module):
             loss, dh, n = self.asm.nll(h.reshape(B * T, H), np.asarray(targets).reshape(-1),
                                        None if mask is None else np.reshape(mask, -1),
                                        grad=backward)
+            pen = self.penalty(cache) if penalized else None
             if backward:
-                self._backward_features(dh.reshape(B, T, H), cache, consume_cache=True)
-            return loss, n, state
+                self._backward_features(dh.reshape(B, T, H), cache, True, pen)
+            return (loss + pen[0] if objective and pen else loss), n, state
         logits, state, cache = self.forward(ids, state, rng=rng, grad=backward,
                                             scratch=self._scratch)
         # the logits are a fresh array no one else sees: the loss turns them into dlogits
         loss, dlogits, n = softmax_cross_entropy(logits, np.asarray(targets), mask,
                                                  grad=backward, overwrite=True)
+        pen = self.penalty(cache) if penalized else None
         if backward:
-            self.backward(dlogits, cache, consume_cache=True)  # the cache is used once
-        return loss, n, state
+            self.backward(dlogits, cache, consume_cache=True, penalty=pen)  # cache used once
+        return (loss + pen[0] if objective and pen else loss), n, state
 
     # -- generation ---------------------------------------------------------------------
     def step(self, token_ids, state):

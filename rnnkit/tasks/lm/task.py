@@ -6,6 +6,12 @@ row ``b`` of window ``i`` and the final state of one window is the initial state
 (truncated BPTT: no gradient crosses the window boundary).  The state is reset at the start of
 every epoch and for evaluation.
 
+With ``bptt_jitter`` the windows of an epoch have random lengths, as in AWD-LSTM: each is ``T``
+with probability 0.95, else ``T / 2``, then ``N(that, 5)`` rounded down, at least 5 tokens, and
+the learning rate of its step is scaled by ``length / T`` (:meth:`LMTask.lr_scale`), so every
+token weighs about the same.  The lengths of epoch ``e`` come from a Generator seeded with
+``(seed, e)``: a resumed run (and every process) reads the same windows.
+
 Across ``N`` processes (:meth:`LMTask.distribute`) each rank reads its ``B/N`` of the streams,
 carries their state, and scores its share of the validation streams; ``state()`` gathers the
 carried state of every stream on rank 0, so a checkpoint does not depend on ``N``.
@@ -100,6 +106,25 @@ def _last_row(state):
     return state[:, -1:]
 
 
+def jitter_windows(n: int, bptt: int, rng: np.random.Generator, min_len: int = 5
+                   ) -> list[tuple[int, int]]:
+    """``(start, length)`` of AWD-LSTM's random windows over streams of ``n`` tokens (``n - 1``
+    predictions): lengths ``max(min_len, int(N(T', 5)))`` with ``T' = bptt`` (probability 0.95)
+    or ``bptt / 2``, the last one cut to what is left.
+
+    >>> jitter_windows(40, 10, np.random.default_rng(0))[:2]
+    [(0, 9), (9, 10)]
+    """
+    out, i = [], 0
+    while i < n - 1:
+        base = bptt if rng.random() < 0.95 else bptt / 2
+        length = max(min_len, int(rng.normal(base, 5)))
+        length = min(length, n - 1 - i)
+        out.append((i, length))
+        i += length
+    return out
+
+
 class LMTask:
     """Glue between :class:`~rnnkit.tasks.lm.model.LanguageModel` and the trainer."""
 
@@ -108,7 +133,7 @@ class LMTask:
 
     def __init__(self, model, tokenizer, train_ids, valid_ids=None, test_ids=None, *,
                  batch_size: int = 32, bptt: int = 64, eval_batch_size: int = 32,
-                 data_info: dict | None = None):
+                 data_info: dict | None = None, bptt_jitter: bool = False, seed: int = 0):
         self.model, self.tokenizer = model, tokenizer
         self.B, self.T = batch_size, bptt
         train_ids = np.asarray(train_ids)
@@ -122,6 +147,8 @@ class LMTask:
         self.eval_batch_size = eval_batch_size
         self.data_info = data_info or {}
         self.carry = None
+        self.jitter, self.seed = bptt_jitter, seed
+        self.windows: list[tuple[int, int]] | None = None  # this epoch's, with jitter
         self.world, self.rows = None, self.streams  # this process's streams
 
     def distribute(self, world) -> None:
@@ -134,7 +161,15 @@ class LMTask:
         self.world, self.rows = world, self.streams[lo:hi]
 
     def num_batches(self) -> int:
+        if self.jitter:
+            if self.windows is None:
+                raise RuntimeError("LMTask: call start_epoch() first (the windows are random)")
+            return len(self.windows)
         return num_windows(self.streams, self.T)
+
+    def lr_scale(self, i: int) -> float:
+        """The factor of the learning rate for batch ``i``: ``length / T`` with jitter."""
+        return self.windows[i][1] / self.T if self.jitter else 1.0
 
     def eval_size(self) -> int:
         """Tokens one validation pass reads (for the trainer's time budget)."""
@@ -142,9 +177,17 @@ class LMTask:
 
     def start_epoch(self, epoch: int) -> None:
         self.carry = None  # the same windows every epoch; only the state is reset
+        if self.jitter:
+            rng = np.random.default_rng([self.seed, epoch])
+            self.windows = jitter_windows(self.streams.shape[1], self.T, rng)
 
     def train_batch(self, i: int, rng: np.random.Generator):
-        x, y = get_window(self.rows, i, self.T)
+        if self.jitter:
+            start, length = self.windows[i]
+            x = self.rows[:, start:start + length]  # (B, T')
+            y = self.rows[:, start + 1:start + 1 + length]  # (B, T')
+        else:
+            x, y = get_window(self.rows, i, self.T)
         loss, n, self.carry = self.model.loss(x, y, self.carry, rng=rng)
         return loss, n
 
@@ -187,5 +230,7 @@ class LMTask:
 
     def payload(self):
         config = {"model": self.model.cfg.to_dict(), "data": self.data_info,
-                  "batch_size": self.B, "bptt": self.T}
+                  "batch_size": self.B, "bptt": self.T, "eval_batch_size": self.eval_batch_size}
+        if self.jitter:
+            config["bptt_jitter"] = True
         return config, self.tokenizer.to_dict()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ...errors import DataError
+from ...errors import ConfigError, DataError
 from ...text.tokenizers import make_tokenizer
 from ...train.memory import check_memory, recurrent_parameters, training_bytes
 from ...train.trainer import TrainConfig, Trainer
@@ -61,7 +61,8 @@ def fit_tokenizer(level: str, texts: dict, *, min_count: int = 1, max_vocab: int
 
 def train_lm(texts: dict, out, *, model: LMConfig | ORConfig, tokenizer=None,
              level: str = "char", train: TrainConfig | None = None, batch_size: int = 32,
-             bptt: int = 64, eval_batch_size: int = 32, ss_prob: float = 0.0,
+             bptt: int = 64, eval_batch_size: int = 32, bptt_jitter: bool = False,
+             ss_prob: float = 0.0,
              feedback: str = "sample", min_count: int = 1, max_vocab: int | None = None,
              data_info: dict | None = None, resume: bool = False, reserve_s: float = 0.0,
              echo=None, announce=None, warn=None, memory_check: bool = True) -> LMRun:
@@ -71,7 +72,8 @@ def train_lm(texts: dict, out, *, model: LMConfig | ORConfig, tokenizer=None,
     ``model`` is an :class:`LMConfig` or, for the output-recurrent model, an :class:`ORConfig`;
     its ``vocab_size`` is replaced by the tokenizer's.  ``tokenizer`` (a resumed run's) or else
     a new one of ``level`` fitted by :func:`fit_tokenizer`.  ``resume``: continue the run in
-    ``out`` (the caller passes the run's tokenizer, model config and options).  ``ss_prob`` and
+    ``out`` (the caller passes the run's tokenizer, model config and options).  ``bptt_jitter``:
+AWD-LSTM's random window lengths (:class:`LMTask`).  ``ss_prob`` and
     ``feedback``: scheduled sampling of the output-recurrent model.  ``reserve_s``: seconds of a
     time budget kept for the caller's own work.  ``echo(line)``: the trainer's progress;
     ``announce(line)``: one line describing the model and data before training; ``warn(message)``:
@@ -94,6 +96,8 @@ def train_lm(texts: dict, out, *, model: LMConfig | ORConfig, tokenizer=None,
     rng = np.random.default_rng(train.seed)
     common = dict(batch_size=batch_size, bptt=bptt, eval_batch_size=eval_batch_size,
                   data_info=info)
+    if bptt_jitter and isinstance(cfg, ORConfig):
+        raise ConfigError("--bptt-jitter is not available with --cell output-recurrent")
     try:
         if isinstance(cfg, ORConfig):
             net = OutputRecurrentLM(cfg, rng=rng)
@@ -103,7 +107,7 @@ def train_lm(texts: dict, out, *, model: LMConfig | ORConfig, tokenizer=None,
         else:
             net = LanguageModel(cfg, rng=rng)
             task = LMTask(net, tokenizer, ids["train"], ids.get("valid"), ids.get("test"),
-                          **common)
+                          bptt_jitter=bptt_jitter, seed=train.seed, **common)
     except DataError as e:
         raise DataError(f"{info.get('source', 'data')}: {e}") from None
     if announce is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from ...train.options import (
+    add_awd_arguments,
     add_train_arguments,
     fraction,
     nonneg_float,
@@ -66,6 +67,7 @@ def add_arguments(p) -> None:
     m.add_argument("--input-feed", action="store_true",
                    help="feed the previous attentional vector to the decoder (step by step)")
     m.add_argument("--dropout", type=float, default=0.0)
+    add_awd_arguments(m)
     m.add_argument("--init", choices=("default", "uniform"), default="default")
     m.add_argument("--init-scale", type=float, default=0.1)
     m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -156,6 +158,7 @@ def load_splits(args) -> tuple[dict, dict]:
 
 def run(args) -> int:
     """Map the options to :func:`~rnnkit.tasks.seq2seq.train.train_seq2seq` and report."""
+    from ...errors import ConfigError
     from ...train.checkpoint import load_checkpoint
     from .data import SentenceTokenizer, write_pairs
     from .model import Seq2SeqConfig
@@ -197,7 +200,11 @@ def run(args) -> int:
             decoder_hidden_size=args.decoder_hidden, num_layers=args.layers,
             bidirectional=args.bidirectional, bridge=args.bridge, attention=args.attention,
             attention_size=args.attention_size, input_feed=args.input_feed,
-            dropout=args.dropout, init=args.init, init_scale=args.init_scale, dtype=args.dtype)
+            dropout=args.dropout, init=args.init, init_scale=args.init_scale, dtype=args.dtype,
+            dropout_embed=args.dropout_embed, weight_drop=args.weight_drop, locked=args.locked)
+        if args.sampling != "none" and (args.weight_drop or args.locked):
+            raise ConfigError("--weight-drop and --locked are not available with --sampling, "
+                              "which decodes step by step")
         k = args.sampling_k if args.sampling_k is not None else {
             "exponential": 0.9999, "inverse-sigmoid": 1000.0}.get(args.sampling, 1.0)
         schedule = SamplingSchedule(args.sampling, k, args.sampling_c, args.sampling_min)

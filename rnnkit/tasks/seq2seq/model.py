@@ -82,6 +82,9 @@ class Seq2SeqConfig:
     init: str = "default"  # "default" (Xavier / orthogonal) | "uniform" (+-init_scale)
     init_scale: float = 0.1
     dtype: str = "float32"
+    dropout_embed: float = 0.0  # whole words of both embeddings, one draw per batch
+    weight_drop: float = 0.0  # DropConnect on every W_h of encoder and decoder, per batch
+    locked: bool = False  # each dropout mask over time drawn once per sequence
 
     def __post_init__(self):  # noqa: C901 -- one flat check per option, read top to bottom
         if self.cell not in ("rnn", "gru", "lstm"):
@@ -101,8 +104,12 @@ class Seq2SeqConfig:
                               f"{self.attention!r}")
         if self.bridge not in ("auto", "concat", "linear", "zero"):
             raise ConfigError(f"bridge must be auto, concat, linear or zero, got {self.bridge!r}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for k in ("dropout", "dropout_embed", "weight_drop"):
+            if not 0 <= getattr(self, k) < 1:
+                raise ConfigError(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
+        if self.input_feed and (self.weight_drop or self.locked):
+            raise ConfigError("weight_drop and locked need the decoder that reads the whole "
+                              "target at once; input_feed decodes step by step")
         if self.init not in ("default", "uniform"):
             raise ConfigError(f"init must be 'default' or 'uniform', got {self.init!r}")
         if np.dtype(self.dtype) not in (np.float32, np.float64):
@@ -182,7 +189,8 @@ class Seq2Seq(Module):
         emb = {"init": "uniform" if uni else "normal", "init_scale": cfg.init_scale,
                "dtype": dt, "rng": rng}
         rec = {"init": "uniform" if uni else "default", "init_scale": cfg.init_scale,
-               "dtype": dt, "rng": rng, "dropout": cfg.dropout}
+               "dtype": dt, "rng": rng, "dropout": cfg.dropout,
+               "weight_drop": cfg.weight_drop, "locked": cfg.locked}
         lin = {"init": "uniform" if uni else "xavier", "init_scale": cfg.init_scale,
                "dtype": dt, "rng": rng}
         self.src_embed = self.add_module("src_embed", Embedding(cfg.src_vocab_size, E, **emb))
@@ -231,8 +239,8 @@ class Seq2Seq(Module):
     def _encode(self, src, lengths, rng):
         cfg = self.cfg
         p = cfg.dropout if self.training else 0.0
-        x, ecache = self.src_embed.forward(src)
-        x, m_src = dropout(x, p, rng)
+        x, ecache = self.src_embed.forward(src, cfg.dropout_embed, rng)
+        x, m_src = dropout(x, p, rng, locked=cfg.locked)
         memory, final, rcache = self.encoder.forward(x, lengths=lengths, rng=rng)
         mask = np.arange(src.shape[1])[None, :] < lengths[:, None]  # (B, S)
         keys = kcache = None
@@ -331,12 +339,13 @@ class Seq2Seq(Module):
 
     # -- decoder drivers ------------------------------------------------------------------
     def _decode_parallel(self, tgt_in, enc, state0, rng):
-        p = self.cfg.dropout if self.training else 0.0
-        x, ecache = self.tgt_embed.forward(tgt_in)
-        x, m_tgt = dropout(x, p, rng)
+        cfg = self.cfg
+        p = cfg.dropout if self.training else 0.0
+        x, ecache = self.tgt_embed.forward(tgt_in, cfg.dropout_embed, rng)
+        x, m_tgt = dropout(x, p, rng, locked=cfg.locked)
         h, _, rcache = self.decoder.forward(x, state0.rnn, rng=rng)
         ht, a, acache = self._attend(h, enc)
-        hd, m_out = dropout(ht, p, rng)
+        hd, m_out = dropout(ht, p, rng, locked=cfg.locked)
         logits, ocache = self.out.forward(hd)
         return logits, a, ("parallel", ecache, m_tgt, rcache, acache, m_out, ocache)
 
@@ -346,12 +355,16 @@ class Seq2Seq(Module):
         B, T = tgt_in.shape
         fed = tgt_in.copy()  # the tokens actually fed (scheduled sampling replaces some)
         state, feed = state0
+        scale = None  # embedding dropout: one row scale per word for the whole batch
+        if self.training and self.cfg.dropout_embed:
+            scale = self.tgt_embed.row_scale(self.cfg.dropout_embed, rng)  # (V,)
         steps, logits, HD, masks, weights = [], [], [], [], []
         for t in range(T):
             if t > 0 and sample_prob > 0:
                 own = rng.random(B) < sample_prob
                 fed[own, t] = logits[-1][own].argmax(axis=-1)
-            x, m_tgt = dropout(W_e[fed[:, t]], p, rng)  # (B, E)
+            x = W_e[fed[:, t]] if scale is None else W_e[fed[:, t]] * scale[fed[:, t], None]
+            x, m_tgt = dropout(x, p, rng)  # (B, E)
             if feed is not None:
                 x = np.concatenate([x, feed], axis=-1)
             h, state, rcache = self.decoder.forward(x[:, None], state, rng=rng)
@@ -367,7 +380,7 @@ class Seq2Seq(Module):
         logits = np.stack(logits, axis=1)  # (B, T, V)
         HD = np.stack(HD, axis=1)  # (B, T, Hd)
         a = None if self.attention is None else np.concatenate(weights, axis=1)  # (B, T, S)
-        return logits, a, ("steps", fed, steps, masks, HD)
+        return logits, a, ("steps", fed if scale is None else (fed, scale), steps, masks, HD)
 
     def _decode_backward(self, dlogits, cache, enc):
         """-> ``(dmemory, dkeys, dstate0)``."""
@@ -419,6 +432,9 @@ class Seq2Seq(Module):
         rng = initializers.as_rng(rng)
         enc, state0, ecache = self._encode(src, lengths, rng)
         if self.cfg.input_feed or (sample_prob > 0 and self.training):
+            if self.training and (self.cfg.weight_drop or self.cfg.locked):
+                raise ConfigError("weight_drop and locked are not available with scheduled "
+                                  "sampling, which decodes step by step")
             logits, a, dcache = self._decode_steps(tgt_in, enc, state0, rng,
                                                    sample_prob if self.training else 0.0)
         else:

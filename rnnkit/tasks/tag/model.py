@@ -74,6 +74,9 @@ class TaggerConfig:
     char_embed_size: int = 32
     char_hidden_size: int = 32
     dtype: str = "float32"
+    dropout_embed: float = 0.0  # whole words: rows of the embedding matrix, per batch
+    weight_drop: float = 0.0  # DropConnect on every W_h, one mask per batch
+    locked: bool = False  # every dropout mask over time drawn once per sequence
 
     def __post_init__(self):
         check_common(self, "TaggerConfig")
@@ -177,15 +180,15 @@ class SequenceTagger(WordRNN):
         rng = rng if rng is not None else np.random.default_rng()
         if self.training:
             ids = word_dropout(ids, lengths, cfg.word_dropout, rng)
-        x, emb_cache = self.embed.forward(ids)  # (B, T, E)
+        x, emb_cache = self.embed.forward(ids, cfg.dropout_embed, rng)  # (B, T, E)
         char_cache = None
         if chars is not None:
             c, enc_cache = self.chars.forward(chars.ids, chars.lengths)  # (U, 2Hc)
             x = np.concatenate([x, c[chars.index]], axis=-1)  # (B, T, E + 2Hc)
             char_cache = (enc_cache, chars.index, c.shape)
-        x, m_e = self.drop_e.forward(x, rng)
+        x, m_e = self.drop_e.forward(x, rng, cfg.locked)
         h, _, rnn_cache = self.rnn.forward(x, lengths=lengths, rng=rng)  # (B, T, dirs*H)
-        h, m_o = self.drop_o.forward(h, rng)
+        h, m_o = self.drop_o.forward(h, rng, cfg.locked)
         logits, out_cache = self.out.forward(h)  # (B, T, K)
         return logits, (emb_cache, char_cache, m_e, rnn_cache, m_o, out_cache, lengths)
 
