@@ -37,7 +37,9 @@ SHARED = ("errors", "checks", "cells", "nn.cells", "recurrent", "nn.recurrent", 
           "nn._blas", "text.io", "text.vocab", "text.tokenizers", "text.datasets", "text.vectors",
           "text.batching", "optim", "train.optim", "train.schedules", "train.ema", "runlog",
           "train.runlog", "train.runlock", "plotting", "train.plotting", "distributed",
-          "nn.factory", "nn.lstmp", "nn.minrnn", "nn.quant", "metrics", "sampling", "decode",
+          "nn.factory", "nn.lstmp", "nn.minrnn", "nn.layernorm_rnn", "nn.adaptive_softmax",
+          "nn.penalties", "nn.quant", "train.ntasgd", "train.memory", "metrics", "sampling",
+          "decode",
           "inspect")
 
 
