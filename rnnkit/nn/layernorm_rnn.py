@@ -31,6 +31,7 @@ before normalising and adds it after, and its backward adds the correction
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def _input_part(xp, p):
     return X_hat * p["g_x"] + p["b"], X_hat, inv_x
 
 
-def lstm_forward(xp, state0, p, mask=None, full=None):
+def lstm_forward(xp, state0, p, mask=None, full=None, *, grad=True):
     T, B, G = xp.shape
     H = G // 4
     dt = xp.dtype
@@ -118,7 +119,7 @@ def lstm_forward(xp, state0, p, mask=None, full=None):
     cache = {"A": A, "X_hat": X_hat, "inv_x": inv_x, "Uh_hat": Uh_hat, "inv_h": inv_h,
              "C_hat": C_hat, "inv_c": inv_c, "TY": TY, "Hs": Hs, "Cs": Cs, "mask": mask,
              "full": full, "p": p}
-    return Hs, Cs, cache
+    return Hs, LSTMState(Hs[-1], Cs[-1]), (cache if grad else None)
 
 
 def _finish(dA, dAh, DUh, cache, dparams):
@@ -136,7 +137,7 @@ def _finish(dA, dAh, DUh, cache, dparams):
     return dxp, dparams
 
 
-def lstm_backward(dHs, dstateT, cache):
+def lstm_backward(dHs, dstateT, cache, consume=False):
     A, Hs, Cs, TY = cache["A"], cache["Hs"], cache["Cs"], cache["TY"]
     C_hat, inv_c, p, mask, full = cache["C_hat"], cache["inv_c"], cache["p"], cache["mask"], \
         cache["full"]
@@ -173,11 +174,11 @@ def lstm_backward(dHs, dstateT, cache):
 
 
 def lstm_step(xp_t, state, p):
-    Hs, Cs, _ = lstm_forward(xp_t[None].copy(), state, p)
-    return LSTMState(Hs[1], Cs[1])
+    return lstm_forward(xp_t[None].copy(), state, p, grad=False)[1]
 
 
-def gru_forward(xp, h0, p, mask=None, full=None):
+def gru_forward(xp, h0, p, mask=None, full=None, *, grad=True, reset_after=True):
+    # reset_after: always True here (the layer refuses False); taken as the GRU cells take it
     T, B, G = xp.shape
     H = G // 3
     dt = xp.dtype
@@ -202,10 +203,10 @@ def gru_forward(xp, h0, p, mask=None, full=None):
                 np.copyto(Hs[t + 1], Hs[t], where=~mask[t])
     cache = {"A": A, "X_hat": X_hat, "inv_x": inv_x, "Uh_hat": Uh_hat, "inv_h": inv_h, "Q": Q,
              "Hs": Hs, "mask": mask, "full": full, "p": p}
-    return Hs, cache
+    return Hs, Hs[-1], (cache if grad else None)
 
 
-def gru_backward(dHs, dhT, cache):
+def gru_backward(dHs, dhT, cache, consume=False):
     A, Hs, Q, p, mask, full = cache["A"], cache["Hs"], cache["Q"], cache["p"], cache["mask"], \
         cache["full"]
     T, B, H = dHs.shape
@@ -237,9 +238,8 @@ def gru_backward(dHs, dhT, cache):
     return dxp, dh, dparams
 
 
-def gru_step(xp_t, h, p):
-    Hs, _ = gru_forward(xp_t[None].copy(), h, p)
-    return Hs[1]
+def gru_step(xp_t, h, p, reset_after=True):
+    return gru_forward(xp_t[None].copy(), h, p, grad=False)[1]
 
 
 # -- the layers -----------------------------------------------------------------------------------
@@ -261,6 +261,12 @@ def _directions(layer, cfg: LayerNormConfig, rng):
                 unit.add_param("b_c", np.zeros(H, dt))
             row.append(unit)
         layer.dirs.append(row)
+
+
+# the two cells in the contract of rnnkit.nn.cells (forward, backward, step), as the layers'
+# driver calls them
+LSTM_CELL = SimpleNamespace(forward=lstm_forward, backward=lstm_backward, step=lstm_step)
+GRU_CELL = SimpleNamespace(forward=gru_forward, backward=gru_backward, step=gru_step)
 
 
 class _LayerNorm:
@@ -294,26 +300,12 @@ class _LayerNorm:
 class LayerNormLSTM(_LayerNorm, LSTM):
     """LayerNorm LSTM (see the module docstring); the API of :class:`LSTM`."""
 
-    def _cell_forward(self, xp, state0, p, mask, full, grad=True):
-        Hs, Cs, cache = lstm_forward(xp, state0, p, mask, full)
-        return Hs, (Hs[-1], Cs[-1]), cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return lstm_backward(dhs, dT, cache)
-
-    def _cell_step(self, xp, state, p):
-        return lstm_step(xp, state, p)
+    def _cell(self, dtype):
+        return LSTM_CELL
 
 
 class LayerNormGRU(_LayerNorm, GRU):
     """LayerNorm GRU (see the module docstring); the API of :class:`GRU`."""
 
-    def _cell_forward(self, xp, h0, p, mask, full, grad=True):
-        Hs, cache = gru_forward(xp, h0, p, mask, full)
-        return Hs, Hs[-1], cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return gru_backward(dhs, dT, cache)
-
-    def _cell_step(self, xp, h, p):
-        return gru_step(xp, h, p)
+    def _cell(self, dtype):
+        return GRU_CELL

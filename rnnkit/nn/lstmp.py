@@ -32,6 +32,7 @@ still the cell's ``H``.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,10 +82,12 @@ def _activate(a, H):
     sigmoid_(a[:, 3 * H :])
 
 
-def forward(xp, state0, p, mask=None, full=None):
+def forward(xp, state0, p, mask=None, full=None, *, grad=True):
     """Run over ``xp`` (T, B, 4H) = ``x W_x + b`` from ``state0 = (r0 (B, P), c0 (B, H))``.
 
-    Returns ``(Rs (T+1, B, P), Cs (T+1, B, H), cache)``; ``xp`` becomes the gate activations."""
+    Returns ``(Rs (T+1, B, P), LSTMState(r_T, c_T), cache)``, the contract of
+    :mod:`rnnkit.nn.cells` (``cache`` None with ``grad=False``); ``xp`` becomes the gate
+    activations."""
     T, B, G = xp.shape
     H = G // 4
     W_h, W_hr = p["W_h"], p["W_hr"]
@@ -113,10 +116,10 @@ def forward(xp, state0, p, mask=None, full=None):
                 np.copyto(Cs[t + 1], Cs[t], where=inv)
     cache = {"A": xp, "Rs": Rs, "Cs": Cs, "TC": TC, "Ms": Ms, "mask": mask, "full": full,
              "p": p}
-    return Rs, Cs, cache
+    return Rs, LSTMState(Rs[-1], Cs[-1]), (cache if grad else None)
 
 
-def backward(dHs, dstateT, cache):
+def backward(dHs, dstateT, cache, consume=False):
     """Backpropagate ``dHs`` (T, B, P) and ``dstateT``; returns ``(dA (T, B, 4H), dstate0,
     {"W_h", "W_hr"})``.  At a padded step the state's gradient passes through unchanged."""
     A, Rs, Cs, TC, Ms = cache["A"], cache["Rs"], cache["Cs"], cache["TC"], cache["Ms"]
@@ -246,12 +249,5 @@ class LSTMP(LSTM):
         c = check_array(name, "c0", state[1], (S, B, self.cfg.hidden_size), finite=finite)
         return LSTMState(h.astype(self.np_dtype, copy=False), c.astype(self.np_dtype, copy=False))
 
-    def _cell_forward(self, xp, state0, p, mask, full, grad=True):
-        Rs, Cs, cache = forward(xp, state0, p, mask, full)
-        return Rs, (Rs[-1], Cs[-1]), cache
-
-    def _cell_backward(self, dhs, dT, cache, consume=False):
-        return backward(dhs, dT, cache)
-
-    def _cell_step(self, xp, state, p):
-        return step(xp, state, p)
+    def _cell(self, dtype):
+        return sys.modules[__name__]  # this module's forward, backward and step

@@ -18,6 +18,10 @@ about direction).  A state is one (B, H) array, or ``LSTMState(h, c)`` for the L
 ``step(xp_t, state, p, **options) -> state``
     One step for generation (no cache, O(1) per token).
 
+The optional layers' cells (the projection LSTM in :mod:`rnnkit.nn.lstmp`, the LayerNorm
+LSTM and GRU in :mod:`rnnkit.nn.layernorm_rnn`) keep the same contract; their layers return
+them from ``Recurrent._cell``, so one driver runs every cell.
+
 ``options`` are the cell's equation options, :data:`OPTIONS`: ``nonlinearity`` ("tanh" |
 "relu") for the RNN, ``reset_after`` for the GRU; the LSTM's peepholes are the parameters
 ``p_i, p_f, p_o`` when present.  :func:`rnnkit.nn.cells.dispatch.cell_module` picks the
