@@ -23,12 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchutil import machine_line
 
 BASE = ["--data", "ptb", "--level", "word", "--cell", "lstm", "--layers", "2", "--dropout",
         "0.5", "--tie-weights", "--bptt", "35", "--batch-size", "20", "--eval-batch-size", "10",
@@ -80,28 +81,6 @@ def parse(stdout: str) -> dict:
     return out
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    blas = "unknown"
-    try:
-        import numpy as np
-        from threadpoolctl import threadpool_info
-
-        np.ones((8, 8)) @ np.ones((8, 8))
-        info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-        if info:
-            blas = f"{info[0].get('internal_api')} {info[0].get('version')} " \
-                   f"({info[0].get('architecture')})"
-    except ImportError:
-        pass
-    return f"{cpu}; BLAS {blas}; {os.cpu_count()} cores"
-
-
 def table(results: dict, args) -> str:
     base = results.get("baseline", {}).get("test_ppl")
     lines = [f"PTB word level, {args.minutes:g} minutes per configuration, embedding = hidden = "
@@ -141,7 +120,7 @@ def main() -> None:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(args.threads)}
     env.setdefault("RNNKIT_DATA", str(Path(__file__).resolve().parents[1] / ".." / "shared"
                                       / "data"))
-    print(f"# {machine()}; load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"# {machine_line()}; load average {os.getloadavg()[0]:.2f}", flush=True)
     for name in names:
         if "test_ppl" in results.get(name, {}):
             print(f"{name}: done (test ppl {results[name]['test_ppl']})", flush=True)

@@ -43,6 +43,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchutil import machine_line
+
 # name: (vocab, embed, hidden, layers, global batch B, bptt T)
 MODELS = {
     "ptb-small": (10000, 200, 200, 2, 20, 20),       # Zaremba et al. 2014 "small"
@@ -147,29 +149,6 @@ def _mpiexec() -> str:
     sys.exit("bench_mpi: no mpiexec found (pip install 'rnnkit[mpi]', or set RNNKIT_MPIEXEC)")
 
 
-def describe() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    kernel = "unknown"
-    try:
-        import numpy as np
-        from threadpoolctl import threadpool_info
-
-        np.ones((8, 8)) @ np.ones((8, 8))
-        info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-        if info:
-            kernel = f"{info[0].get('internal_api')} {info[0].get('architecture')}"
-    except ImportError:
-        pass
-    load = os.getloadavg()
-    return (f"CPU: {cpu}, {os.cpu_count()} cores | BLAS: {kernel} | load average "
-            f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-
-
 def fit_compute(points: list[tuple[int, float]]) -> tuple[float, float]:
     """Least-squares ``a + c * b`` through ``(b, seconds)``, with ``a, c >= 0``."""
     n = len(points)
@@ -219,7 +198,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.worker:
         return worker(args.worker, args.steps, args.batch)
-    print(describe())
+    load = os.getloadavg()
+    print(f"{machine_line()} | load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"python {platform.python_version()}, mpiexec {_mpiexec()}")
     print("\n## measured: tokens/s (median step; N = 2 is the slower rank's step)")
     print(f"{'model':12} {'params':>10} {'N=1,1thr':>10} {'N=2,1thr':>10} {'eff':>6} "

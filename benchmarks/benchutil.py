@@ -155,6 +155,15 @@ def blas_description() -> list[dict]:
             for d in threadpool_info() if d.get("user_api") == "blas"]
 
 
+def machine_line() -> str:
+    """One line for a results table: the CPU, its core count, every BLAS with the kernel
+    (core type) it runs, and the Python version."""
+    cpu, _ = cpu_description()
+    blas = ", ".join(f"{b['api']} {b['version']} {b['core']} x{b['threads']}"
+                     for b in blas_description()) or "unknown (threadpoolctl absent)"
+    return f"{cpu}, {os.cpu_count()} cores; BLAS: {blas}; Python {platform.python_version()}"
+
+
 def kernels_description() -> dict:
     """Which cell functions rnnkit runs (``RNNKIT_KERNELS``), with numba's version and
     threads where the compiled kernels run."""

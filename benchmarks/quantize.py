@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from benchutil import machine_line
 
 
 def train(out: Path, data: Path, minutes: float) -> dict:
@@ -154,24 +155,6 @@ def size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.iterdir() if not f.name.startswith("train_state"))
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} "
-                         f"{i.get('architecture')} x{i.get('num_threads')}"
-                         for i in threadpool_info() if i.get("user_api") == "blas")
-    except ImportError:
-        blas = "unknown (threadpoolctl absent)"
-    return f"{cpu}, {os.cpu_count()} cores; BLAS: {blas}; Python {platform.python_version()}"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -217,7 +200,7 @@ def main(argv=None) -> int:
         print(name, {k: round(v, 4) for k, v in value.items()}, flush=True)
     load1 = os.getloadavg()
     print()
-    print(f"Machine: {machine()}")
+    print(f"Machine: {machine_line()}")
     under = "measured under load" if max(load0[0], load1[0]) > 0.5 * (os.cpu_count() or 1) \
         else "idle machine"
     print(f"Load average (1 min) {load0[0]:.1f} before, {load1[0]:.1f} after: {under}")
