@@ -68,6 +68,23 @@ def rel_error(num: np.ndarray, ana: np.ndarray) -> float:
     return float(np.abs(num - ana).max()) / scale
 
 
+def numeric_grad(f: Callable[[], float], arr: np.ndarray, eps: float) -> np.ndarray:
+    """Central differences of the scalar ``f()`` with respect to every element of ``arr``,
+    which ``f`` reads (changed in place one element at a time, then restored)."""
+    num = np.zeros(arr.shape)
+    flat, nflat = arr.reshape(-1), num.reshape(-1)
+    assert np.shares_memory(flat, arr) or arr.size == 0
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        up = f()
+        flat[i] = old - eps
+        down = f()
+        flat[i] = old
+        nflat[i] = (up - down) / (2 * eps)
+    return num
+
+
 def check_module_grads(
     forward_fn: Callable,
     backward_fn: Callable,
@@ -138,17 +155,7 @@ def check_module_grads(
     # Central differences, one element at a time.
     errors: dict[str, float] = {}
     for name, arr in [*inputs.items(), *params.items()]:
-        num = np.zeros(arr.shape)
-        flat, nflat = arr.reshape(-1), num.reshape(-1)
-        assert np.shares_memory(flat, arr) or arr.size == 0
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + eps
-            up = loss()
-            flat[i] = old - eps
-            down = loss()
-            flat[i] = old
-            nflat[i] = (up - down) / (2 * eps)
+        num = numeric_grad(loss, arr, eps)
         assert analytic[name].shape == arr.shape, (
             f"gradient of {name} has shape {analytic[name].shape}, expected {arr.shape}"
         )

@@ -190,7 +190,7 @@ def test_lm_objective_gradient_by_finite_differences(cell, tie, locked, extra):
     """The gradient ``loss(..., backward=True)`` accumulates is that of the objective
     (cross-entropy + AR + TAR) it returns with ``objective=True``, dropouts and weight drop
     included (each forward redraws the same masks from a fresh Generator)."""
-    from gradcheck import rel_error
+    from gradcheck import numeric_grad, rel_error
 
     lm = _lm(cell, tie, locked, **AWD, **extra)
     data = np.random.default_rng(1)
@@ -207,16 +207,7 @@ def test_lm_objective_gradient_by_finite_differences(cell, tie, locked, extra):
     assert value > plain  # the penalties are in the objective, not in the reported loss
     eps = 1e-6
     for name, p in lm.parameters().items():
-        num = np.zeros(p.shape)
-        flat = p.reshape(-1)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + eps
-            up = objective()
-            flat[i] = old - eps
-            down = objective()
-            flat[i] = old
-            num.reshape(-1)[i] = (up - down) / (2 * eps)
+        num = numeric_grad(objective, p, eps)
         err = rel_error(num, lm.grads()[name])
         assert err <= 1e-6, f"{name}: relative error {err:.2e}"
 
