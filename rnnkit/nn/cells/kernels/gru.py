@@ -12,7 +12,7 @@ from numba import njit, prange
 
 from ..._blas import blas_threads
 from .. import gru as ref
-from .common import PY_LOOP_MIN, as_c, carried, mask_rows, row_chunks
+from .common import PY_LOOP_MIN, as_c, carried, gemm, mask_rows, row_chunks
 from .vmath import sigmoid, tanh
 
 _JIT = {"cache": True, "error_model": "numpy"}
@@ -48,7 +48,7 @@ def _forward(xp, Hs, HN, W_h, b_hn, mask, full, grad, bounds):
     hw = np.empty((B, W_h.shape[1]), xp.dtype)  # (B, 3H)
     par = len(bounds) > 2
     for t in range(T):
-        np.dot(Hs[t], W_h, hw)
+        gemm(Hs[t], W_h, hw)
         masked = t >= full
         m = mask[t] if masked else mask[0]
         hn = HN[t] if grad else HN[0]
@@ -114,7 +114,7 @@ def _backward(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, mask, full, bounds):
         else:
             _backward_rows(A[t], Hs[t], HN[t], dHs[t], dh, dHP[t], dxp[t], m, masked,
                            bounds[0], bounds[-1])
-        np.dot(dHP[t], W_hT, back)
+        gemm(dHP[t], W_hT, back)
         _carry(dh, back, A[t], m, masked)
 
 

@@ -1,14 +1,15 @@
 """Compiled LSTM time loops: the equations, cache and results of :mod:`rnnkit.nn.cells.lstm`
 (the readable reference), with each step's gate arithmetic fused into one pass.
 
-Per step the forward makes one BLAS call, ``h_{t-1} @ W_h`` (``np.dot`` inside numba), then one
+Per step the forward makes one BLAS call, ``h_{t-1} @ W_h`` (:func:`.common.gemm`), then one
 pass over the (B, H) block that forms the four gates (``exp``-based sigmoid and tanh from
 :mod:`.vmath`), ``c'``, ``tanh(c')`` and ``h'``, and writes the gate values over ``xp``.  The
 backward makes one pass per step that forms ``da = [da_i, da_f, da_g, da_o]`` and ``dc`` from
 the stored gates (docs/derivations.md#lstm) and one BLAS call, ``da @ W_h^T``.  From
 ``B * H >= PARALLEL_MIN`` the element-wise pass is split over the batch rows with ``prange``.
-From ``B * H >= PY_LOOP_MIN`` the step loop runs in Python around the same compiled passes
-(see :func:`_forward_py`); its cost per step is then negligible.
+Where NumPy's BLAS cannot be linked (:data:`.common.PY_LOOP_MIN`), steps from
+``B * H >= PY_LOOP_MIN`` run the loop in Python around the same compiled passes
+(see :func:`_forward_py`).
 Without peepholes the peephole vectors are zeros, which leaves every sum exact.
 """
 
@@ -20,7 +21,7 @@ from numba import njit, prange
 from ..._blas import blas_threads
 from .. import lstm as ref
 from ..lstm import LSTMState
-from .common import PY_LOOP_MIN, as_c, carried, mask_rows, row_chunks
+from .common import PY_LOOP_MIN, as_c, carried, gemm, mask_rows, row_chunks
 from .vmath import sigmoid, tanh
 
 
@@ -67,7 +68,7 @@ def _forward(xp, Hs, Cs, TC, W_h, p_i, p_f, p_o, mask, full, grad, bounds):
             ci, co, ti = t, t + 1, t
         else:  # c_t in row (t + T + 1) % 2, so that c_T ends in Cs[-1]
             ci, co, ti = (t + T + 1) % 2, (t + T + 2) % 2, 0
-        np.dot(Hs[t], W_h, hw)
+        gemm(Hs[t], W_h, hw)
         masked = t >= full
         m = mask[t] if masked else mask[0]
         if par:
@@ -128,15 +129,15 @@ def _backward(A, Cs, TC, dHs, dh, dc, dA, W_hT, p_i, p_f, p_o, mask, full, bound
         else:
             _backward_rows(A[t], Cs[t], TC[t], dHs[t], dh, dc, dA[t], p_i, p_f, p_o, m,
                            masked, bounds[0], bounds[-1])
-        np.dot(dA[t], W_hT, back)
+        gemm(dA[t], W_hT, back)
         for b in range(B):
             if not masked or m[b]:
                 dh[b] = back[b]
 
 
 def _forward_py(xp, Hs, Cs, TC, W_h, p_i, p_f, p_o, mask, full, grad, bounds):
-    """:func:`_forward` with the loop in Python, for large steps: NumPy's BLAS, which
-    measures faster than the one numba's ``np.dot`` reaches, and the same compiled passes."""
+    """:func:`_forward` with the loop in Python, for large steps where :func:`.common.gemm`
+    falls back to numba's ``np.dot``: NumPy's BLAS, and the same compiled passes."""
     T, B, _ = xp.shape
     hw = np.empty((B, W_h.shape[1]), xp.dtype)  # (B, 4H)
     rows = _forward_rows_par if len(bounds) > 2 else _forward_rows

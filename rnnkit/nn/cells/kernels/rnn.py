@@ -10,7 +10,7 @@ from numba import njit, prange
 
 from ..._blas import blas_threads
 from .. import rnn as ref
-from .common import PY_LOOP_MIN, as_c, carried, mask_rows, row_chunks
+from .common import PY_LOOP_MIN, as_c, carried, gemm, mask_rows, row_chunks
 from .vmath import tanh
 
 _JIT = {"cache": True, "error_model": "numpy"}
@@ -42,7 +42,7 @@ def _forward(xp, Hs, W_h, relu, mask, full, bounds):
     T = xp.shape[0]
     par = len(bounds) > 2
     for t in range(T):
-        np.dot(Hs[t], W_h, Hs[t + 1])
+        gemm(Hs[t], W_h, Hs[t + 1])
         masked = t >= full
         m = mask[t] if masked else mask[0]
         if par:
@@ -87,7 +87,7 @@ def _backward(Hs, dHs, dh, dA, W_hT, relu, mask, full, bounds):
         else:
             _backward_rows(Hs[t + 1], dHs[t], dh, dA[t], relu, m, masked, bounds[0],
                            bounds[-1])
-        np.dot(dA[t], W_hT, back)
+        gemm(dA[t], W_hT, back)
         for b in range(B):
             if not masked or m[b]:
                 dh[b] = back[b]
