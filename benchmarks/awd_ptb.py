@@ -5,7 +5,10 @@ Every configuration is one ``rnnkit train`` run of ``--minutes`` (validation inc
 test perplexity of its best checkpoint.  ``baseline`` is the 2 x 650 tied LSTM of the
 project's notes (dropout 0.5, SGD lr 35, clip 0.15, decay 0.6 after epoch 5); each ``+name``
 row adds one option to it; ``awd`` is AWD-LSTM's recipe scaled to a CPU (the ``README``'s
-"AWD-LSTM options" command).  All runs validate every ``--eval-every`` steps, which are also
+"AWD-LSTM options" command).  ``untied`` drops the weight tying, and
+``untied+adaptive-softmax`` then swaps the full softmax for an adaptive one (cut-offs 2000,
+5000), which has no tied form: the pair compares the two output layers at one budget.
+All runs validate every ``--eval-every`` steps, which are also
 NT-ASGD's checks.
 
     RNNKIT_DATA=../shared/data python benchmarks/awd_ptb.py --minutes 60 --out runs/awd-ptb
@@ -50,6 +53,8 @@ CONFIGS = {  # name -> options on top of BASE (or the whole recipe for "awd")
     "+bptt-jitter": ["--bptt-jitter"],
     "+nt-asgd": ["--optimizer", "nt-asgd", "--nonmono", "5"],
     "awd": None,
+    "untied": ["--no-tie"],
+    "untied+adaptive-softmax": ["--no-tie", "--adaptive-softmax", "2000,5000"],
 }
 
 
@@ -58,6 +63,10 @@ def command(name: str, args, out: Path) -> list[str]:
     if (out / "last").exists():  # cut off earlier: the exact resume keeps its options
         return [*cli, "--out", str(out), "--resume", "--no-progress", "--sample-length", "0"]
     opts = list(AWD) if CONFIGS[name] is None else BASE + CONFIGS[name]
+    if "--no-tie" in opts:  # the adaptive softmax has no tied form: compare it untied
+        opts = [o for o in opts if o not in ("--no-tie", "--tie-weights")]
+    if args.dropout is not None and CONFIGS[name] is not None:
+        opts[opts.index("--dropout") + 1] = str(args.dropout)
     size = str(args.hidden)
     return [*cli, *opts, "--embed", size, "--hidden", size, "--minutes", str(args.minutes),
             "--eval-every", str(args.eval_every), "--seed", str(args.seed), "--out", str(out),
@@ -84,7 +93,7 @@ def parse(stdout: str) -> dict:
 def table(results: dict, args) -> str:
     base = results.get("baseline", {}).get("test_ppl")
     lines = [f"PTB word level, {args.minutes:g} minutes per configuration, embedding = hidden = "
-             f"{args.hidden}, seed {args.seed}.", "",
+             f"{args.hidden}, baseline dropout {args.dropout or 0.5:g}, seed {args.seed}.", "",
              "| configuration | steps | best valid ppl | test ppl | vs baseline | load |",
              "|---|---|---|---|---|---|"]
     for name in CONFIGS:
@@ -103,6 +112,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=60.0, help="budget per configuration")
     ap.add_argument("--hidden", type=int, default=650, help="embedding and hidden size")
+    ap.add_argument("--dropout", type=float, default=None,
+                    help="the baseline's dropout (default 0.5, for 650 units)")
     ap.add_argument("--eval-every", type=int, default=200, help="steps between validations")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads of each run")

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -368,3 +369,21 @@ def test_help_lists_every_option_with_its_default(command, capsys):
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
             assert action.option_strings[-1] in text
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "ptb").is_dir(), reason=f"shared data not found at {SHARED}")
+def test_budget_spent_before_the_first_step_names_minutes_even_with_a_test_split(
+        tmp_path, capsys, monkeypatch):
+    """With a test split (PTB has one), the end of training used to evaluate best/, which a
+    budget spent in setup never wrote: the error named the missing checkpoint, not --minutes."""
+    monkeypatch.setenv("RNNKIT_DATA", str(SHARED))
+    rc = main(["train", "--data", "ptb", "--out", str(tmp_path / "run"), "--hidden", "6",
+               "--embed", "4", "--layers", "1", "--bptt", "5", "--minutes", "0.00001",
+               "--sample-length", "0", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "--minutes 1e-05: the time budget ended before the first training step" in err
+    assert "no such checkpoint" not in err

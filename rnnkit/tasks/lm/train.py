@@ -119,7 +119,8 @@ AWD-LSTM's random window lengths (:class:`LMTask`).  ``ss_prob`` and
     step_before = trainer.step
     summary = trainer.fit()
     test = None
-    if ids.get("test") is not None:
+    # a budget spent before the first step saved no best/: the caller says so
+    if ids.get("test") is not None and (trainer.out / "best").exists():
         from .inference import load_lm
 
         best, _, _ = load_lm(trainer.out / "best")
