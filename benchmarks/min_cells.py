@@ -64,6 +64,10 @@ def main(argv=None) -> int:
           f"load average before: {load_average():.2f}")
     rows = []
     for cell in args.cells.split(","):
+        done = finished(Path(args.out) / cell, B * T)
+        if done is not None:  # a run that ended earlier: read back, not repeated
+            rows.append((cell, *done))
+            continue
         model = LMConfig(vocab_size=1, cell=cell, embed_size=64, hidden_size=H,
                          num_layers=args.layers, dropout=0.2)
         train = TrainConfig(minutes=minutes, epochs=10**6, lr=2e-3, clip=1.0, seed=1,
@@ -81,6 +85,24 @@ def main(argv=None) -> int:
     for cell, n, tps, best, wall, load in rows:
         print(f"{cell:8s} {n:10,d} {tps:9,.0f} {best:16.4f} {wall:7.0f} {load:5.2f}")
     return 0
+
+
+def finished(run: Path, tokens_per_step: int):
+    """``(params, tokens/s, best valid loss, wall s, load)`` of a run in ``run`` that
+    reached its end, from its metrics.jsonl; None for a run that did not."""
+    import json
+
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    end = next((r for r in records if r.get("event") == "end"), None)
+    start = next((r for r in records if r.get("event") == "start"), None)
+    if end is None or start is None:
+        return None
+    best = min((r["valid_loss"] for r in records if "valid_loss" in r), default=float("nan"))
+    seconds = max(end["time"], 1e-9)  # as for a live run: steps x B x T over the run's clock
+    return start["params"], end["step"] * tokens_per_step / seconds, best, seconds, float("nan")
 
 
 def layer_speed(args) -> int:

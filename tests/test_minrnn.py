@@ -24,7 +24,7 @@ def make(klass, num_layers=1, bidirectional=False, dtype="float64", seed=0):
 
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])
 @pytest.mark.parametrize("steps", [50, 2000])
-def test_scan_equals_the_step_loop_where_the_product_underflows(cell, steps):
+def test_scan_equals_the_step_loop_where_the_product_underflows(cell, steps, kernels):
     rng = np.random.default_rng(0)
     G = len(GATES[cell])
     xp = rng.standard_normal((steps, 2, G * H))
@@ -58,7 +58,7 @@ def _gradcheck(layer, x, h0, lengths=None, dropout_seed=None):
 @pytest.mark.parametrize("klass", CELLS)
 @pytest.mark.parametrize("num_layers,bidirectional,lengths", [
     (1, False, None), (2, False, [6, 2, 4]), (1, True, [3, 6, 1]), (2, True, None)])
-def test_gradcheck_through_the_scan(klass, num_layers, bidirectional, lengths):
+def test_gradcheck_through_the_scan(klass, num_layers, bidirectional, lengths, kernels):
     layer = make(klass, num_layers, bidirectional)
     rng = np.random.default_rng(1)
     h0 = rng.uniform(-1.5, 1.5, (num_layers * layer.cfg.dirs, B, H))
@@ -68,7 +68,7 @@ def test_gradcheck_through_the_scan(klass, num_layers, bidirectional, lengths):
 
 @pytest.mark.parametrize("locked", [False, True], ids=["unlocked", "locked"])
 @pytest.mark.parametrize("klass", CELLS)
-def test_gradcheck_from_the_zero_state_with_dropout(klass, locked):
+def test_gradcheck_from_the_zero_state_with_dropout(klass, locked, kernels):
     layer = make(klass, 2)
     layer.cfg.dropout, layer.cfg.locked = 0.3, locked
     x = np.random.default_rng(2).standard_normal((B, T, D))
@@ -91,7 +91,7 @@ def test_windows_carry_the_state_and_step_equals_forward(klass):
 
 
 @pytest.mark.parametrize("klass", CELLS)
-def test_lengths_equal_running_each_row_alone(klass):
+def test_lengths_equal_running_each_row_alone(klass, kernels):
     layer = make(klass, 2, bidirectional=True)
     x = np.random.default_rng(4).standard_normal((B, T, D))
     lengths = [6, 2, 4]
@@ -116,7 +116,7 @@ def test_config_and_bad_state():
 
 
 @pytest.mark.parametrize("klass", CELLS)
-def test_float32_is_close_to_float64_and_finite_at_extremes(klass):
+def test_float32_is_close_to_float64_and_finite_at_extremes(klass, kernels):
     layer64 = make(klass, 2)
     layer32 = make(klass, 2, dtype="float32")
     x = np.random.default_rng(5).standard_normal((B, 64, D))
@@ -126,3 +126,44 @@ def test_float32_is_close_to_float64_and_finite_at_extremes(klass):
     huge, _, cache = layer64.forward(1e4 * x)
     dx, _ = layer64.backward(np.ones_like(huge), cache)
     assert np.isfinite(huge).all() and np.isfinite(dx).all()
+
+
+def _both_backends(layer, x, h0, dout, dhT, monkeypatch, backends=("numpy", "numba")):
+    runs = []
+    for backend in backends:
+        monkeypatch.setenv("RNNKIT_KERNELS", backend)
+        out, hT, cache = layer.forward(x.astype(layer.cfg.dtype), h0.astype(layer.cfg.dtype),
+                                       [400, 123, 7])
+        layer.zero_grad()
+        dx, dh0 = layer.backward(dout.astype(layer.cfg.dtype), cache,
+                                 dhT.astype(layer.cfg.dtype))
+        runs.append([out, hT, dx, dh0, *(g.copy() for g in layer.grads().values())])
+    return runs
+
+
+def _max_rel_error(got, want):
+    return max(float(np.abs(g.astype(np.float64) - w).max()) / max(float(np.abs(w).max()), 1.0)
+               for g, w in zip(got, want))
+
+
+@pytest.mark.parametrize("klass", CELLS)
+def test_compiled_recurrence_equals_the_log_space_scan(klass, monkeypatch):
+    """The compiled pass against the NumPy reference: outputs, final states and every
+    gradient, stacked, bidirectional and with lengths, over a window where the plain product
+    of the a_t underflows.  float64: the two agree to 1e-12.  float32: both are held to the
+    float64 result, and the compiled pass is the closer one (the log-space scan carries
+    ``A_t``, a sum over 400 steps, whose rounding grows with the window)."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(7)
+    x, h0 = rng.standard_normal((B, 400, D)), rng.uniform(0, 1, (4, B, H))
+    dout, dhT = rng.standard_normal((B, 400, 2 * H)), rng.standard_normal((4, B, H))
+    layer64 = make(klass, num_layers=2, bidirectional=True, dtype="float64")
+    ref, compiled = _both_backends(layer64, x, h0, dout, dhT, monkeypatch)
+    assert _max_rel_error(compiled, ref) < 1e-12
+    layer32 = make(klass, num_layers=2, bidirectional=True, dtype="float32")
+    truth = _both_backends(layer64.load_state_dict(layer32.state_dict()) or layer64, x, h0,
+                           dout, dhT, monkeypatch, ("numpy",))[0]
+    ref32, compiled32 = _both_backends(layer32, x, h0, dout, dhT, monkeypatch)
+    assert all(a.dtype == np.float32 for a in compiled32)
+    assert _max_rel_error(compiled32, truth) < 1e-5  # weight gradients sum 1,200 steps
+    assert _max_rel_error(compiled32, truth) <= _max_rel_error(ref32, truth)

@@ -1,7 +1,10 @@
 """minGRU and minLSTM (Feng et al. 2024, "Were RNNs All We Needed?"): gates and candidate are
 functions of ``x_t`` alone, so a whole window is one linear recurrence ``h_t = a_t h_{t-1} + b_t``
 with every ``a_t, b_t`` known in advance, evaluated by a log-space parallel scan (Heinsen
-2023): a cumulative sum and a cumulative log-sum-exp, no Python time loop.
+2023): a cumulative sum and a cumulative log-sum-exp, no Python time loop.  Where numba runs
+the cells (``RNNKIT_KERNELS``), the same recurrence runs as one compiled pass over the window
+instead (:mod:`rnnkit.nn.cells.kernels.scan`, several times faster than NumPy's
+``logaddexp.accumulate``); the log-space scan stays the reference both are tested against.
 
 ::
 
@@ -155,10 +158,17 @@ def _reverse_logcumsumexp(x):
 def scan_backward(dHs, dhT, A, log_a, Hs):
     """Gradients of the recurrence: ``(da, db, dh0)``.  ``g_t = dHs_t + a_{t+1} g_{t+1}`` is
     ``exp(-A_t) sum_{k>=t} exp(A_k) d_k``, summed in log space for ``d > 0`` and ``d < 0``
-    apart."""
-    d = np.array(dHs, dtype=A.dtype)  # (T, B, H)
+    apart.  ``A`` may be None (a compiled forward does not form it)."""
+    d = np.array(dHs, dtype=log_a.dtype)  # (T, B, H)
     if dhT is not None:
         d[-1] += dhT
+    if _compiled(d.dtype):
+        from .cells.kernels import scan as kscan
+
+        G = kscan.backward(d, log_a)
+        return G * Hs[:-1], G, np.exp(log_a[0]) * G[0]
+    if A is None:
+        A = np.cumsum(log_a, axis=0)
     with np.errstate(divide="ignore"):
         ld = np.log(np.abs(d)) + A
     neg = -np.inf
@@ -176,10 +186,25 @@ def _dsigmoid(x):
     return s, s * (1 - s)
 
 
+def _compiled(dtype) -> bool:
+    """Whether the recurrence runs compiled (:mod:`rnnkit.nn.cells.kernels.scan`): the
+    ``RNNKIT_KERNELS`` choice, for float32 and float64."""
+    from .cells.dispatch import backend
+
+    return np.dtype(dtype) in (np.float32, np.float64) and backend() == "numba"
+
+
 def forward(xp, h0, cell: str, mask=None):
-    """Run the recurrence over ``xp`` (T, B, G*H) from ``h0`` (B, H); ``(Hs, cache)``."""
+    """Run the recurrence over ``xp`` (T, B, G*H) from ``h0`` (B, H); ``(Hs, cache)``.  The
+    log-space :func:`scan` on NumPy, the same recurrence in one compiled pass where numba runs
+    the cells (``A`` is then left out of the cache)."""
     log_a, log_b = log_coefficients(xp, cell, mask)
-    Hs, A = scan(log_a, log_b, h0)
+    if _compiled(log_a.dtype):
+        from .cells.kernels import scan as kscan
+
+        Hs, A = kscan.forward(log_a, log_b, h0), None
+    else:
+        Hs, A = scan(log_a, log_b, h0)
     return Hs, {"xp": xp, "log_a": log_a, "A": A, "Hs": Hs, "mask": mask, "cell": cell}
 
 

@@ -1,5 +1,6 @@
 """Compiled (numba) time loops of the cells, one module per cell beside its NumPy reference
-in :mod:`rnnkit.nn.cells`: same functions, same arguments, same cache, same results.
+in :mod:`rnnkit.nn.cells`: same functions, same arguments, same cache, same results; and
+:mod:`.scan`, the linear recurrence of the min cells (:mod:`rnnkit.nn.minrnn`).
 
 Imported only by :mod:`rnnkit.nn.cells.dispatch` on first use (importing numba takes about a
 second); every kernel is compiled on its first call for a dtype and kept in numba's on-disk
