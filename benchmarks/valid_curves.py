@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     ap.add_argument("--metric", default="ppl", help="ppl (word level) or loss (nats/char)")
     ap.add_argument("--point", action="append", default=[],
                     help="LABEL=MINUTES,VALUE: a reference result drawn as a marker")
+    ap.add_argument("--series", action="append", default=[],
+                    help="LABEL=M1,V1;M2,V2;...: a reference curve measured elsewhere (dashed)")
     ap.add_argument("--title", default="")
     ap.add_argument("--out", type=Path, required=True, help="the PNG to write")
     args = ap.parse_args(argv)
@@ -81,6 +83,14 @@ def main(argv=None) -> int:
         best_at = min(points, key=lambda p: p[1])
         rows.append((label, best_at[1], best_at[0], xs[-1],
                      test_figure(Path(log) if log else run / "train.log"), rate))
+    for spec in args.series:
+        label, _, pts = spec.partition("=")
+        try:
+            xy = [tuple(float(v) for v in p.split(",")) for p in pts.split(";")]
+            xs, ys = zip(*xy)
+        except ValueError:
+            sys.exit(f"valid_curves.py: --series: expected LABEL=M1,V1;M2,V2;..., got {spec!r}")
+        ax.plot(xs, ys, ls="--", marker=".", lw=1.0, label=label)
     for spec in args.point:
         label, _, xy = spec.partition("=")
         try:

@@ -165,3 +165,26 @@ def test_kernels_are_cached_on_disk():
     for f in jitted:
         assert f._cache.__class__.__name__ == "FunctionCache", f.__name__
     assert kernels.__doc__
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_in_compiled_code_equals_numpy(dtype):
+    """The recurrent product of the kernels (NumPy's own BLAS where it can be linked, else
+    numba's np.dot), on the shapes a step uses and on a view that is not C-contiguous."""
+    from numba import njit
+
+    @njit
+    def product(a, b, out):
+        common.gemm(a, b, out)
+
+    rng = np.random.default_rng(0)
+    for M, K, N in ((1, 3, 12), (20, 65, 260), (7, 1, 5)):
+        a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+        out = np.full((M, N), np.nan, dtype)
+        product(a, b, out)
+        np.testing.assert_allclose(out, a @ b, rtol=1e-5 if dtype == "float32" else 1e-12)
+    wide = rng.standard_normal((6, 10)).astype(dtype)
+    out = np.empty((6, 4), dtype)
+    product(wide, np.ascontiguousarray(wide[:, :4].T @ wide[:, :4]), out)  # C-contiguous
+    product(wide[:, ::2][:, :4], np.eye(4, dtype=dtype), out)  # a strided view: np.dot
+    np.testing.assert_allclose(out, wide[:, ::2][:, :4], rtol=1e-6)

@@ -29,11 +29,9 @@ def rescan() -> None:
     _api = None
 
 
-def _find():
-    global _api
-    if _api is not None:
-        return _api
-    found = []
+def openblas_paths() -> list[str] | None:
+    """The files of the OpenBLAS libraries loaded in this process, NumPy's (64-bit integers)
+    first; None where the process's mappings cannot be read."""
     try:
         import numpy  # noqa: F401  (loads the BLAS)
 
@@ -41,9 +39,19 @@ def _find():
             paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()
                             and "/" in line})
     except OSError:
+        return None
+    return sorted(paths, key=lambda p: "openblas64" not in p)
+
+
+def _find():
+    global _api
+    if _api is not None:
+        return _api
+    found = []
+    paths = openblas_paths()
+    if paths is None:
         _api = False
         return _api
-    paths.sort(key=lambda p: "openblas64" not in p)  # NumPy's (64-bit integers) first
     for path in paths:
         try:
             lib = ctypes.CDLL(path)

@@ -18,7 +18,7 @@ import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls)
 from numba import types
 from numba.extending import overload
 
-from ..._blas import rescan
+from ..._blas import openblas_paths, rescan
 
 rescan()  # so that blas_threads also sets SciPy's OpenBLAS
 
@@ -31,12 +31,7 @@ _ROW_MAJOR, _NO_TRANS = 101, 111
 
 def _numpy_blas_path() -> str | None:
     """The file of the loaded OpenBLAS that exports NumPy's ``cblas_?gemm`` names, or None."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln})
-    except OSError:
-        return None
-    for path in paths:
+    for path in openblas_paths() or ():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
