@@ -264,11 +264,17 @@ def test_the_readme_awd_command_and_the_ablation_parse():
         sys.path.pop(0)
 
     class Opts:
-        hidden, minutes, eval_every, seed = 200, 1.0, 200, 1
+        hidden, minutes, eval_every, seed, dropout = 200, 1.0, 200, 1, None
 
-    for name in awd_ptb.CONFIGS:
-        cmd = awd_ptb.command(name, Opts, Path("/nonexistent") / name)
-        parser.parse_args(cmd[4:])
+    for dropout in (None, 0.2):
+        Opts.dropout = dropout
+        for name in awd_ptb.CONFIGS:
+            cmd = awd_ptb.command(name, Opts, Path("/nonexistent") / name)
+            parsed = parser.parse_args(cmd[4:])
+            assert parsed.tie_weights == (not name.startswith("untied"))
+            assert bool(parsed.adaptive_softmax) == ("adaptive" in name)
+            if dropout is not None and name != "awd":
+                assert parsed.dropout == dropout
     assert set(awd_ptb.AWD) <= set(argv)  # the recipe is the README command
 
 
