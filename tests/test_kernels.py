@@ -24,6 +24,7 @@ from rnnkit.nn.cells import kernels  # noqa: E402
 from rnnkit.nn.cells.kernels import common  # noqa: E402
 from rnnkit.nn.cells.kernels import gru as kgru  # noqa: E402
 from rnnkit.nn.cells.kernels import lstm as klstm  # noqa: E402
+from rnnkit.nn.cells.kernels import packed  # noqa: E402
 from rnnkit.nn.cells.kernels import rnn as krnn  # noqa: E402
 
 TOL = {"float64": 1e-12, "float32": 1e-6}
@@ -77,16 +78,39 @@ def _case(layer, dtype, rng):
     return x, dout, dstate
 
 
+@pytest.mark.parametrize("gemm", ["packed", "blas"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("lengths", [None, [5, 2, 4]], ids=["equal", "lengths"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("cell, opts", CELLS)
-def test_compiled_equals_numpy(cell, opts, bidirectional, lengths, dtype, monkeypatch):
+def test_compiled_equals_numpy(cell, opts, bidirectional, lengths, dtype, gemm, monkeypatch):
+    """Both recurrent products (packed weights, and BLAS) in every case."""
+    monkeypatch.setenv("RNNKIT_GEMM", gemm)
     layer = _layer(cell, opts, dtype, bidirectional=bidirectional)
     x, dout, dstate = _case(layer, dtype, np.random.default_rng(3))
     want = _run(layer, x, lengths, dout, dstate, "numpy", monkeypatch)
     got = _run(layer, x, lengths, dout, dstate, "numba", monkeypatch)
     _agree(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_packed_product_in_the_loops_at_panel_sizes(cell, dtype, monkeypatch):
+    """Sizes where the packed product has whole panels, a partial one and a partial block of
+    rows (B 13 = 6 + 6 + 1), forward and backward, against the NumPy cells."""
+    monkeypatch.setenv("RNNKIT_GEMM", "auto")
+    layer = make_recurrent(cell, 5, 40, 1, dtype=dtype, rng=0)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((13, 7, 5)).astype(dtype)
+    dout = rng.standard_normal((13, 7, 40)).astype(dtype)
+    runs = []
+    for backend in ("numpy", "numba"):
+        monkeypatch.setenv("RNNKIT_KERNELS", backend)
+        layer.zero_grad()
+        out, _, cache = layer.forward(x, None, [7] * 6 + [4] * 7)
+        dx, _ = layer.backward(dout, cache)
+        runs.append([out, dx, *(g.copy() for g in layer.grads().values())])
+    _agree(runs[1], runs[0], dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -159,9 +183,9 @@ def test_without_numba_auto_falls_back_and_numba_is_an_error(monkeypatch):
 def test_kernels_are_cached_on_disk():
     """``cache=True`` on every compiled function: a new process loads them instead of
     compiling again."""
-    jitted = [f for mod in (klstm, kgru, krnn) for f in vars(mod).values()
+    jitted = [f for mod in (klstm, kgru, krnn, packed) for f in vars(mod).values()
               if hasattr(f, "py_func")]
-    assert len(jitted) >= 18
+    assert len(jitted) >= 21
     for f in jitted:
         assert f._cache.__class__.__name__ == "FunctionCache", f.__name__
     assert kernels.__doc__
@@ -188,3 +212,40 @@ def test_gemm_in_compiled_code_equals_numpy(dtype):
     product(wide, np.ascontiguousarray(wide[:, :4].T @ wide[:, :4]), out)  # C-contiguous
     product(wide[:, ::2][:, :4], np.eye(4, dtype=dtype), out)  # a strided view: np.dot
     np.testing.assert_allclose(out, wide[:, ::2][:, :4], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_packed_product_equals_numpy(dtype):
+    """pack() lays the panels out as documented, and product() on them gives ``a @ W`` for
+    every remainder of rows (1-6) and of columns, and for K = 1; an empty P means BLAS."""
+    rng = np.random.default_rng(0)
+    width = packed.panel_width(dtype)
+    W = rng.standard_normal((9, 2 * width + 3)).astype(dtype)
+    P = packed.pack(W)
+    assert P.shape == (3, 9, width)
+    np.testing.assert_array_equal(P[1, 4], W[4, width:2 * width])
+    np.testing.assert_array_equal(P[2, :, :3], W[:, 2 * width:])
+    assert not P[2, :, 3:].any()
+    tol = 1e-5 if dtype == "float32" else 1e-13
+    for M, K, N in ((1, 1, 1), (5, 7, width), (7, 13, 2 * width + 5), (13, 64, 3 * width),
+                    (20, 33, 4 * width - 1), (6, 3, 1)):
+        a, W = (rng.standard_normal(s).astype(dtype) for s in ((M, K), (K, N)))
+        want = a.astype(np.float64) @ W.astype(np.float64)
+        for P in (packed.pack(W), packed.prepare(W, 1)):
+            out = np.full((M, N), np.nan, dtype)
+            packed.product(a, W, P, out)
+            assert np.abs(out - want).max() <= tol * max(1.0, np.abs(want).max()), (M, K, N)
+
+
+def test_gemm_switch(monkeypatch):
+    W = np.ones((4, 8), np.float32)
+    monkeypatch.delenv("RNNKIT_GEMM", raising=False)
+    assert packed.prepare(W, 2).shape[0] == 1 and packed.prepare(W, 1).shape[0] == 0
+    monkeypatch.setenv("RNNKIT_GEMM", " Packed ")
+    assert packed.prepare(W, 1).shape[0] == 1
+    monkeypatch.setenv("RNNKIT_GEMM", "blas")
+    assert packed.prepare(W, 100).shape[0] == 0
+    monkeypatch.setenv("RNNKIT_GEMM", "mkl")
+    with pytest.raises(ValueError, match="RNNKIT_GEMM must be 'auto', 'packed' or 'blas', "
+                                         "got 'mkl'"):
+        packed.prepare(W, 2)

@@ -1,7 +1,7 @@
 """Compiled GRU time loops for the PyTorch/cuDNN placement of the reset gate
 (``reset_after=True``): the equations, cache and results of :mod:`rnnkit.nn.cells.gru`, with
-each step's gate arithmetic fused into one pass after the BLAS call ``h_{t-1} @ W_h``
-(backward: one pass, then ``[da_r, da_z, dhn] @ W_h^T``).  Large steps run the loop in Python
+each step's gate arithmetic fused into one pass after the product ``h_{t-1} @ W_h``
+(:func:`.packed.product`; backward: one pass, then ``[da_r, da_z, dhn] @ W_h^T``).  Large steps run the loop in Python
 around the same passes, as in :mod:`.lstm`.  ``reset_after=False`` runs on NumPy (see
 :func:`rnnkit.nn.cells.dispatch.cell_module`)."""
 
@@ -12,7 +12,8 @@ from numba import njit, prange
 
 from ..._blas import blas_threads
 from .. import gru as ref
-from .common import PY_LOOP_MIN, as_c, carried, gemm, mask_rows, row_chunks
+from .common import PY_LOOP_MIN, as_c, carried, mask_rows, row_chunks
+from .packed import prepare, product
 from .vmath import sigmoid, tanh
 
 _JIT = {"cache": True, "error_model": "numpy"}
@@ -48,12 +49,12 @@ def _forward_rows_par(a, hw, hn, hp, h, b_hn, m, masked, bounds):
 
 
 @njit(**_JIT)
-def _forward(xp, Hs, HN, W_h, b_hn, mask, full, grad, bounds):
+def _forward(xp, Hs, HN, W_h, P, b_hn, mask, full, grad, bounds):
     T, B, _ = xp.shape
     hw = np.empty((B, W_h.shape[1]), xp.dtype)  # (B, 3H)
     par = len(bounds) > 2
     for t in range(T):
-        gemm(Hs[t], W_h, hw)
+        product(Hs[t], W_h, P, hw)
         masked = t >= full
         m = mask[t] if masked else mask[0]
         hn = HN[t] if grad else HN[0]
@@ -106,7 +107,7 @@ def _carry(dh, back, a, m, masked):
 
 
 @njit(**_JIT)
-def _backward(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, mask, full, bounds):
+def _backward(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, P, mask, full, bounds):
     T, B, H = dHs.shape
     back = np.empty((B, H), dh.dtype)
     par = len(bounds) > 2
@@ -119,11 +120,11 @@ def _backward(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, mask, full, bounds):
         else:
             _backward_rows(A[t], Hs[t], HN[t], dHs[t], dh, dHP[t], dxp[t], m, masked,
                            bounds[0], bounds[-1])
-        gemm(dHP[t], W_hT, back)
+        product(dHP[t], W_hT, P, back)
         _carry(dh, back, A[t], m, masked)
 
 
-def _forward_py(xp, Hs, HN, W_h, b_hn, mask, full, grad, bounds):
+def _forward_py(xp, Hs, HN, W_h, P, b_hn, mask, full, grad, bounds):
     """:func:`_forward` with the loop in Python: NumPy's BLAS for large steps."""
     T, B, _ = xp.shape
     hw = np.empty((B, W_h.shape[1]), xp.dtype)
@@ -140,7 +141,7 @@ def _forward_py(xp, Hs, HN, W_h, b_hn, mask, full, grad, bounds):
                           bounds[-1])
 
 
-def _backward_py(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, mask, full, bounds):
+def _backward_py(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, P, mask, full, bounds):
     """:func:`_backward` with the loop in Python."""
     back = np.empty_like(dh)
     par = len(bounds) > 2
@@ -170,8 +171,9 @@ def forward(xp, h0, p, mask=None, full=None, *, grad=True, reset_after=True):
     Hs[0] = h0
     HN = np.empty((T if grad else 1, B, H), dt)  # h W_hn + b_hn
     loop = _forward_py if B * H >= PY_LOOP_MIN else _forward
+    W_h = as_c(p["W_h"], dt)
     with blas_threads(1):
-        loop(a, Hs, HN, as_c(p["W_h"], dt), as_c(p["b_hn"], dt), mask_rows(mask, T, B), full,
+        loop(a, Hs, HN, W_h, prepare(W_h, T), as_c(p["b_hn"], dt), mask_rows(mask, T, B), full,
              grad, row_chunks(B, H))
     if not grad:
         return Hs, Hs[-1], None
@@ -189,10 +191,10 @@ def backward(dHs, dhT, cache, consume=False):
     dHP = np.empty((T, B, 3 * H), dt)  # [da_r, da_z, dhn]
     dxp = np.empty((T, B, 3 * H), dt)  # [da_r, da_z, da_n]
     loop = _backward_py if B * H >= PY_LOOP_MIN else _backward
+    W_hT = np.ascontiguousarray(cache["W_h"].T, dtype=dt)
     with blas_threads(1):
         loop(as_c(cache["A"], dt), Hs, as_c(cache["HN"], dt), as_c(dHs, dt), dh, dHP, dxp,
-             np.ascontiguousarray(cache["W_h"].T, dtype=dt), mask_rows(mask, T, B), full,
-             row_chunks(B, H))
+             W_hT, prepare(W_hT, T), mask_rows(mask, T, B), full, row_chunks(B, H))
     return dxp, dh, ref.param_grads(dHP, cache)
 
 

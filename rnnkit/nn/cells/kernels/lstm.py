@@ -1,11 +1,11 @@
 """Compiled LSTM time loops: the equations, cache and results of :mod:`rnnkit.nn.cells.lstm`
 (the readable reference), with each step's gate arithmetic fused into one pass.
 
-Per step the forward makes one BLAS call, ``h_{t-1} @ W_h`` (:func:`.common.gemm`), then one
-pass over the (B, H) block that forms the four gates (``exp``-based sigmoid and tanh from
+Per step the forward makes one product, ``h_{t-1} @ W_h`` (:func:`.packed.product`: on
+``W_h`` packed once per call, or with BLAS), then one pass over the (B, H) block that forms the four gates (``exp``-based sigmoid and tanh from
 :mod:`.vmath`), ``c'``, ``tanh(c')`` and ``h'``, and writes the gate values over ``xp``.  The
 backward makes one pass per step that forms ``da = [da_i, da_f, da_g, da_o]`` and ``dc`` from
-the stored gates (docs/derivations.md#lstm) and one BLAS call, ``da @ W_h^T``.  From
+the stored gates (docs/derivations.md#lstm) and one product, ``da @ W_h^T``.  From
 ``B * H >= PARALLEL_MIN`` the element-wise pass is split over the batch rows with ``prange``.
 Where NumPy's BLAS cannot be linked (:data:`.common.PY_LOOP_MIN`), steps from
 ``B * H >= PY_LOOP_MIN`` run the loop in Python around the same compiled passes
@@ -21,7 +21,8 @@ from numba import njit, prange
 from ..._blas import blas_threads
 from .. import lstm as ref
 from ..lstm import LSTMState
-from .common import PY_LOOP_MIN, as_c, carried, gemm, mask_rows, row_chunks
+from .common import PY_LOOP_MIN, as_c, carried, mask_rows, row_chunks
+from .packed import prepare, product
 from .vmath import sigmoid, tanh
 
 
@@ -64,7 +65,7 @@ def _forward_rows_par(a, hw, cp, c, tc, hp, h, p_i, p_f, p_o, m, masked, bounds)
 
 
 @njit(cache=True, error_model="numpy")
-def _forward(xp, Hs, Cs, TC, W_h, p_i, p_f, p_o, mask, full, grad, bounds):
+def _forward(xp, Hs, Cs, TC, W_h, P, p_i, p_f, p_o, mask, full, grad, bounds):
     T, B, _ = xp.shape
     hw = np.empty((B, W_h.shape[1]), xp.dtype)  # (B, 4H)
     par = len(bounds) > 2
@@ -73,7 +74,7 @@ def _forward(xp, Hs, Cs, TC, W_h, p_i, p_f, p_o, mask, full, grad, bounds):
             ci, co, ti = t, t + 1, t
         else:  # c_t in row (t + T + 1) % 2, so that c_T ends in Cs[-1]
             ci, co, ti = (t + T + 1) % 2, (t + T + 2) % 2, 0
-        gemm(Hs[t], W_h, hw)
+        product(Hs[t], W_h, P, hw)
         masked = t >= full
         m = mask[t] if masked else mask[0]
         if par:
@@ -121,7 +122,7 @@ def _backward_rows_par(a, cp, tc, dhs, dh, dc, da, p_i, p_f, p_o, m, masked, bou
 
 
 @njit(cache=True, error_model="numpy")
-def _backward(A, Cs, TC, dHs, dh, dc, dA, W_hT, p_i, p_f, p_o, mask, full, bounds):
+def _backward(A, Cs, TC, dHs, dh, dc, dA, W_hT, P, p_i, p_f, p_o, mask, full, bounds):
     T, B, H = dHs.shape
     back = np.empty((B, H), dh.dtype)
     par = len(bounds) > 2
@@ -134,13 +135,13 @@ def _backward(A, Cs, TC, dHs, dh, dc, dA, W_hT, p_i, p_f, p_o, mask, full, bound
         else:
             _backward_rows(A[t], Cs[t], TC[t], dHs[t], dh, dc, dA[t], p_i, p_f, p_o, m,
                            masked, bounds[0], bounds[-1])
-        gemm(dA[t], W_hT, back)
+        product(dA[t], W_hT, P, back)
         for b in range(B):
             if not masked or m[b]:
                 dh[b] = back[b]
 
 
-def _forward_py(xp, Hs, Cs, TC, W_h, p_i, p_f, p_o, mask, full, grad, bounds):
+def _forward_py(xp, Hs, Cs, TC, W_h, P, p_i, p_f, p_o, mask, full, grad, bounds):
     """:func:`_forward` with the loop in Python, for large steps where :func:`.common.gemm`
     falls back to numba's ``np.dot``: NumPy's BLAS, and the same compiled passes."""
     T, B, _ = xp.shape
@@ -155,7 +156,7 @@ def _forward_py(xp, Hs, Cs, TC, W_h, p_i, p_f, p_o, mask, full, grad, bounds):
              mask[t] if masked else mask[0], masked, *span)
 
 
-def _backward_py(A, Cs, TC, dHs, dh, dc, dA, W_hT, p_i, p_f, p_o, mask, full, bounds):
+def _backward_py(A, Cs, TC, dHs, dh, dc, dA, W_hT, P, p_i, p_f, p_o, mask, full, bounds):
     """:func:`_backward` with the loop in Python (see :func:`_forward_py`)."""
     T, B, H = dHs.shape
     back = np.empty((B, H), dh.dtype)
@@ -193,9 +194,10 @@ def forward(xp, state0, p, mask=None, full=None, *, grad=True):
     Cs[0 if grad else (T + 1) % 2] = state0[1]
     p_i, p_f, p_o = _peepholes(p, H, dt)
     loop = _forward_py if B * H >= PY_LOOP_MIN else _forward
+    W_h = as_c(p["W_h"], dt)
     with blas_threads(1):
-        loop(a, Hs, Cs, TC, as_c(p["W_h"], dt), p_i, p_f, p_o, mask_rows(mask, T, B), full, grad,
-             row_chunks(B, H))
+        loop(a, Hs, Cs, TC, W_h, prepare(W_h, T), p_i, p_f, p_o, mask_rows(mask, T, B), full,
+             grad, row_chunks(B, H))
     final = LSTMState(Hs[-1], Cs[-1])
     if not grad:
         return Hs, final, None
@@ -214,9 +216,10 @@ def backward(dHs, dstateT, cache, consume=False):
     dc = carried(None if dstateT is None else dstateT[1], B, H, dt)
     p_i, p_f, p_o = _peepholes(p, H, dt)
     loop = _backward_py if B * H >= PY_LOOP_MIN else _backward
+    W_hT = np.ascontiguousarray(p["W_h"].T, dtype=dt)
     with blas_threads(1):
-        loop(A, Cs, TC, as_c(dHs, dt), dh, dc, dA, np.ascontiguousarray(p["W_h"].T), p_i, p_f,
-             p_o, mask_rows(mask, T, B), full, row_chunks(B, H))
+        loop(A, Cs, TC, as_c(dHs, dt), dh, dc, dA, W_hT, prepare(W_hT, T), p_i, p_f, p_o,
+             mask_rows(mask, T, B), full, row_chunks(B, H))
     return dA, LSTMState(dh, dc), ref.param_grads(dA, Hs, Cs, p)
 
 

@@ -1,6 +1,6 @@
 """Compiled Elman RNN time loops: the equations, cache and results of
 :mod:`rnnkit.nn.cells.rnn`, with the non-linearity (and its derivative, in the backward) fused
-into one pass per step after the BLAS call ``h_{t-1} @ W_h``.  Large steps run the loop in
+into one pass per step after the product ``h_{t-1} @ W_h`` (:func:`.packed.product`).  Large steps run the loop in
 Python around the same passes, as in :mod:`.lstm`."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from numba import njit, prange
 
 from ..._blas import blas_threads
 from .. import rnn as ref
-from .common import PY_LOOP_MIN, as_c, carried, gemm, mask_rows, row_chunks
+from .common import PY_LOOP_MIN, as_c, carried, mask_rows, row_chunks
+from .packed import prepare, product
 from .vmath import tanh
 
 _JIT = {"cache": True, "error_model": "numpy"}
@@ -38,11 +39,11 @@ def _forward_rows_par(a, hp, h, relu, m, masked, bounds):
 
 
 @njit(**_JIT)
-def _forward(xp, Hs, W_h, relu, mask, full, bounds):
+def _forward(xp, Hs, W_h, P, relu, mask, full, bounds):
     T = xp.shape[0]
     par = len(bounds) > 2
     for t in range(T):
-        gemm(Hs[t], W_h, Hs[t + 1])
+        product(Hs[t], W_h, P, Hs[t + 1])
         masked = t >= full
         m = mask[t] if masked else mask[0]
         if par:
@@ -75,7 +76,7 @@ def _backward_rows_par(h, dhs, dh, da, relu, m, masked, bounds):
 
 
 @njit(**_JIT)
-def _backward(Hs, dHs, dh, dA, W_hT, relu, mask, full, bounds):
+def _backward(Hs, dHs, dh, dA, W_hT, P, relu, mask, full, bounds):
     T, B, H = dHs.shape
     back = np.empty((B, H), dh.dtype)
     par = len(bounds) > 2
@@ -87,13 +88,13 @@ def _backward(Hs, dHs, dh, dA, W_hT, relu, mask, full, bounds):
         else:
             _backward_rows(Hs[t + 1], dHs[t], dh, dA[t], relu, m, masked, bounds[0],
                            bounds[-1])
-        gemm(dA[t], W_hT, back)
+        product(dA[t], W_hT, P, back)
         for b in range(B):
             if not masked or m[b]:
                 dh[b] = back[b]
 
 
-def _forward_py(xp, Hs, W_h, relu, mask, full, bounds):
+def _forward_py(xp, Hs, W_h, P, relu, mask, full, bounds):
     """:func:`_forward` with the loop in Python: NumPy's BLAS for large steps."""
     par = len(bounds) > 2
     for t in range(xp.shape[0]):
@@ -106,7 +107,7 @@ def _forward_py(xp, Hs, W_h, relu, mask, full, bounds):
             _forward_rows(xp[t], Hs[t], Hs[t + 1], relu, m, masked, bounds[0], bounds[-1])
 
 
-def _backward_py(Hs, dHs, dh, dA, W_hT, relu, mask, full, bounds):
+def _backward_py(Hs, dHs, dh, dA, W_hT, P, relu, mask, full, bounds):
     """:func:`_backward` with the loop in Python."""
     back = np.empty_like(dh)
     par = len(bounds) > 2
@@ -134,8 +135,9 @@ def forward(xp, h0, p, mask=None, full=None, *, grad=True, nonlinearity="tanh"):
     Hs = np.empty((T + 1, B, H), dt)  # (T+1, B, H)
     Hs[0] = h0
     loop = _forward_py if B * H >= PY_LOOP_MIN else _forward
+    W_h = as_c(p["W_h"], dt)
     with blas_threads(1):
-        loop(as_c(xp, dt), Hs, as_c(p["W_h"], dt), relu, mask_rows(mask, T, B), full,
+        loop(as_c(xp, dt), Hs, W_h, prepare(W_h, T), relu, mask_rows(mask, T, B), full,
              row_chunks(B, H))
     if not grad:
         return Hs, Hs[-1], None
@@ -150,9 +152,10 @@ def backward(dHs, dhT, cache, consume=False):
     dh = carried(dhT, B, H, dt)
     dA = np.empty((T, B, H), dt)
     loop = _backward_py if B * H >= PY_LOOP_MIN else _backward
+    W_hT = np.ascontiguousarray(cache["W_h"].T, dtype=dt)
     with blas_threads(1):
-        loop(Hs, as_c(dHs, dt), dh, dA, np.ascontiguousarray(cache["W_h"].T, dtype=dt),
-             cache["relu"], mask_rows(mask, T, B), full, row_chunks(B, H))
+        loop(Hs, as_c(dHs, dt), dh, dA, W_hT, prepare(W_hT, T), cache["relu"],
+             mask_rows(mask, T, B), full, row_chunks(B, H))
     return dA, dh, ref.param_grads(dA, Hs)
 
 
