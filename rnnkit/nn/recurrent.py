@@ -519,6 +519,9 @@ class Recurrent(Module):
             s = self._cell_step(xp, self._cell_state(state, layer), p)
             new.append(s)
             inp = s[0] if self.cell == "lstm" else s
+        if len(new) == 1:  # the step's fresh arrays, as (1, B, H) views
+            return inp, (LSTMState(new[0][0][None], new[0][1][None]) if self.cell == "lstm"
+                         else new[0][None])
         if self.cell == "lstm":
             return inp, LSTMState(np.stack([s[0] for s in new]), np.stack([s[1] for s in new]))
         return inp, np.stack(new)

@@ -83,6 +83,10 @@ def _gemm(a, b, out):
     return impl
 
 
+NO_MASK = np.ones(1, np.bool_)  # the mask argument of an unmasked step (never read)
+STEP_BLAS_MIN = 1 << 20  # multiply-adds of one step from which its product is kept on one thread
+
+
 def as_c(a, dt):
     """``a`` itself when it already is C-contiguous of dtype ``dt``, else a copy that is."""
     return np.ascontiguousarray(a, dtype=dt)

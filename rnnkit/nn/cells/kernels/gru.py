@@ -12,7 +12,8 @@ from numba import njit, prange
 
 from ..._blas import blas_threads
 from .. import gru as ref
-from .common import PY_LOOP_MIN, as_c, carried, mask_rows, row_chunks
+from .common import (NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows,
+                     row_chunks)
 from .packed import prepare, product
 from .vmath import sigmoid, tanh
 
@@ -198,7 +199,26 @@ def backward(dHs, dhT, cache, consume=False):
     return dxp, dh, ref.param_grads(dHP, cache)
 
 
+@njit(**_JIT)
+def _step(a, hp, W_h, b_hn, h):
+    hw = np.empty_like(a)
+    gemm(hp, W_h, hw)
+    _forward_rows(a, hw, np.empty_like(h), hp, h, b_hn, NO_MASK, False, 0, a.shape[0])
+
+
 def step(xp_t, h, p, *, reset_after=True):
-    """One step for generation (:func:`rnnkit.nn.cells.gru.step`)."""
-    xp = np.array(xp_t[None], dtype=h.dtype)  # (1, B, 3H)
-    return forward(xp, h, p, grad=False, reset_after=reset_after)[1]
+    """One step for generation (:func:`rnnkit.nn.cells.gru.step`): one compiled call."""
+    if not reset_after:
+        raise ValueError("GRU kernels: reset_after=False runs on NumPy")
+    dt = h.dtype
+    a = np.array(xp_t, dtype=dt, order="C")  # (B, 3H), a copy: the gates are written here
+    hp = as_c(h, dt)
+    out = np.empty_like(hp)
+    W_h = as_c(p["W_h"], dt)
+    args = (a, hp, W_h, as_c(p["b_hn"], dt), out)
+    if a.shape[0] * W_h.size < STEP_BLAS_MIN:
+        _step(*args)
+    else:
+        with blas_threads(1):
+            _step(*args)
+    return out

@@ -21,7 +21,8 @@ from numba import njit, prange
 from ..._blas import blas_threads
 from .. import lstm as ref
 from ..lstm import LSTMState
-from .common import PY_LOOP_MIN, as_c, carried, mask_rows, row_chunks
+from .common import (NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows,
+                     row_chunks)
 from .packed import prepare, product
 from .vmath import sigmoid, tanh
 
@@ -223,8 +224,26 @@ def backward(dHs, dstateT, cache, consume=False):
     return dA, LSTMState(dh, dc), ref.param_grads(dA, Hs, Cs, p)
 
 
+@njit(**{"cache": True, "error_model": "numpy"})
+def _step(a, hp, cp, W_h, p_i, p_f, p_o, h, c):
+    hw = np.empty_like(a)
+    gemm(hp, W_h, hw)
+    _forward_rows(a, hw, cp, c, np.empty_like(c), hp, h, p_i, p_f, p_o, NO_MASK, False, 0,
+                  a.shape[0])
+
+
 def step(xp_t, state, p):
-    """One step for generation (:func:`rnnkit.nn.cells.lstm.step`)."""
-    xp = np.array(xp_t[None], dtype=state[0].dtype)  # (1, B, 4H), a copy: overwritten
-    return forward(xp, state, p, grad=False)[1]
+    """One step for generation (:func:`rnnkit.nn.cells.lstm.step`): one compiled call."""
+    dt = state[0].dtype
+    a = np.array(xp_t, dtype=dt, order="C")  # (B, 4H), a copy: the gates are written here
+    hp, cp = as_c(state[0], dt), as_c(state[1], dt)
+    h, c = np.empty_like(hp), np.empty_like(cp)
+    W_h = as_c(p["W_h"], dt)
+    args = (a, hp, cp, W_h, *_peepholes(p, hp.shape[1], dt), h, c)
+    if a.shape[0] * W_h.size < STEP_BLAS_MIN:
+        _step(*args)
+    else:
+        with blas_threads(1):
+            _step(*args)
+    return LSTMState(h, c)
 

@@ -10,7 +10,8 @@ from numba import njit, prange
 
 from ..._blas import blas_threads
 from .. import rnn as ref
-from .common import PY_LOOP_MIN, as_c, carried, mask_rows, row_chunks
+from .common import (NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows,
+                     row_chunks)
 from .packed import prepare, product
 from .vmath import tanh
 
@@ -159,7 +160,22 @@ def backward(dHs, dhT, cache, consume=False):
     return dA, dh, ref.param_grads(dA, Hs)
 
 
+@njit(**_JIT)
+def _step(a, hp, W_h, relu, h):
+    gemm(hp, W_h, h)
+    _forward_rows(a, hp, h, relu, NO_MASK, False, 0, a.shape[0])
+
+
 def step(xp_t, h, p, *, nonlinearity="tanh"):
-    """One step for generation (:func:`rnnkit.nn.cells.rnn.step`)."""
-    xp = np.array(xp_t[None], dtype=h.dtype)  # (1, B, H)
-    return forward(xp, h, p, grad=False, nonlinearity=nonlinearity)[1]
+    """One step for generation (:func:`rnnkit.nn.cells.rnn.step`): one compiled call."""
+    dt = h.dtype
+    hp = as_c(h, dt)
+    out = np.empty_like(hp)
+    W_h = as_c(p["W_h"], dt)
+    args = (as_c(xp_t, dt), hp, W_h, nonlinearity == "relu", out)
+    if hp.shape[0] * W_h.size < STEP_BLAS_MIN:
+        _step(*args)
+    else:
+        with blas_threads(1):
+            _step(*args)
+    return out
