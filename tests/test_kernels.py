@@ -21,10 +21,12 @@ pytest.importorskip("numba")
 pytest.importorskip("scipy")
 
 from rnnkit.nn.cells import kernels  # noqa: E402
-from rnnkit.nn.cells.kernels import common  # noqa: E402
+from rnnkit.nn.cells.kernels import (
+    common,  # noqa: E402
+    packed,  # noqa: E402
+)
 from rnnkit.nn.cells.kernels import gru as kgru  # noqa: E402
 from rnnkit.nn.cells.kernels import lstm as klstm  # noqa: E402
-from rnnkit.nn.cells.kernels import packed  # noqa: E402
 from rnnkit.nn.cells.kernels import rnn as krnn  # noqa: E402
 
 TOL = {"float64": 1e-12, "float32": 1e-6}

@@ -1,9 +1,9 @@
 """Compiled GRU time loops for the PyTorch/cuDNN placement of the reset gate
 (``reset_after=True``): the equations, cache and results of :mod:`rnnkit.nn.cells.gru`, with
 each step's gate arithmetic fused into one pass after the product ``h_{t-1} @ W_h``
-(:func:`.packed.product`; backward: one pass, then ``[da_r, da_z, dhn] @ W_h^T``).  Large steps run the loop in Python
-around the same passes, as in :mod:`.lstm`.  ``reset_after=False`` runs on NumPy (see
-:func:`rnnkit.nn.cells.dispatch.cell_module`)."""
+(:func:`.packed.product`; backward: one pass, then ``[da_r, da_z, dhn] @ W_h^T``).  Large
+steps run the loop in Python around the same passes, as in :mod:`.lstm`.
+``reset_after=False`` runs on NumPy (see :func:`rnnkit.nn.cells.dispatch.cell_module`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from numba import njit, prange
 
 from ..._blas import blas_threads
 from .. import gru as ref
-from .common import (NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows,
-                     row_chunks)
+from .common import NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows, row_chunks
 from .packed import prepare, product
 from .vmath import sigmoid, tanh
 

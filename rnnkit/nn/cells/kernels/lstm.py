@@ -2,8 +2,9 @@
 (the readable reference), with each step's gate arithmetic fused into one pass.
 
 Per step the forward makes one product, ``h_{t-1} @ W_h`` (:func:`.packed.product`: on
-``W_h`` packed once per call, or with BLAS), then one pass over the (B, H) block that forms the four gates (``exp``-based sigmoid and tanh from
-:mod:`.vmath`), ``c'``, ``tanh(c')`` and ``h'``, and writes the gate values over ``xp``.  The
+``W_h`` packed once per call, or with BLAS), then one pass over the (B, H) block that forms
+the four gates (``exp``-based sigmoid and tanh from :mod:`.vmath`), ``c'``, ``tanh(c')`` and
+``h'``, and writes the gate values over ``xp``.  The
 backward makes one pass per step that forms ``da = [da_i, da_f, da_g, da_o]`` and ``dc`` from
 the stored gates (docs/derivations.md#lstm) and one product, ``da @ W_h^T``.  From
 ``B * H >= PARALLEL_MIN`` the element-wise pass is split over the batch rows with ``prange``.
@@ -21,8 +22,7 @@ from numba import njit, prange
 from ..._blas import blas_threads
 from .. import lstm as ref
 from ..lstm import LSTMState
-from .common import (NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows,
-                     row_chunks)
+from .common import NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows, row_chunks
 from .packed import prepare, product
 from .vmath import sigmoid, tanh
 

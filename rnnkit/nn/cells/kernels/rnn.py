@@ -1,7 +1,7 @@
 """Compiled Elman RNN time loops: the equations, cache and results of
 :mod:`rnnkit.nn.cells.rnn`, with the non-linearity (and its derivative, in the backward) fused
-into one pass per step after the product ``h_{t-1} @ W_h`` (:func:`.packed.product`).  Large steps run the loop in
-Python around the same passes, as in :mod:`.lstm`."""
+into one pass per step after the product ``h_{t-1} @ W_h`` (:func:`.packed.product`).  Large
+steps run the loop in Python around the same passes, as in :mod:`.lstm`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from numba import njit, prange
 
 from ..._blas import blas_threads
 from .. import rnn as ref
-from .common import (NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows,
-                     row_chunks)
+from .common import NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows, row_chunks
 from .packed import prepare, product
 from .vmath import tanh
 
