@@ -155,18 +155,20 @@ def _reverse_logcumsumexp(x):
     return np.logaddexp.accumulate(x[::-1], axis=0)[::-1]
 
 
-def scan_backward(dHs, dhT, A, log_a, Hs):
+def scan_backward(dHs, dhT, A, log_a, Hs, a=None):
     """Gradients of the recurrence: ``(da, db, dh0)``.  ``g_t = dHs_t + a_{t+1} g_{t+1}`` is
     ``exp(-A_t) sum_{k>=t} exp(A_k) d_k``, summed in log space for ``d > 0`` and ``d < 0``
-    apart.  ``A`` may be None (a compiled forward does not form it)."""
+    apart.  ``A`` may be None (a compiled forward does not form it); ``a`` is ``exp(log_a)``
+    where the caller has it (the compiled recurrence uses it)."""
     d = np.array(dHs, dtype=log_a.dtype)  # (T, B, H)
     if dhT is not None:
         d[-1] += dhT
     if _compiled(d.dtype):
         from .cells.kernels import scan as kscan
 
-        G = kscan.backward(d, log_a)
-        return G * Hs[:-1], G, np.exp(log_a[0]) * G[0]
+        a = np.exp(log_a) if a is None else a
+        G = kscan.backward(d, a)
+        return G * Hs[:-1], G, a[0] * G[0]
     if A is None:
         A = np.cumsum(log_a, axis=0)
     with np.errstate(divide="ignore"):
@@ -211,13 +213,13 @@ def forward(xp, h0, cell: str, mask=None):
 def backward(dHs, dhT, cache):
     """``(dxp (T, B, G*H), dh0, {})`` (no recurrent weights)."""
     xp, log_a, cell, mask = cache["xp"], cache["log_a"], cache["cell"], cache["mask"]
-    da, db, dh0 = scan_backward(dHs, dhT, cache["A"], log_a, cache["Hs"])
+    a = np.exp(log_a)
+    da, db, dh0 = scan_backward(dHs, dhT, cache["A"], log_a, cache["Hs"], a)
     H = dHs.shape[-1]
     u = xp[..., -H:]
     su, dsu = _dsigmoid(u)
     cand = np.where(u >= 0, u + 0.5, su)  # g(u)
     dxp = np.empty(xp.shape, da.dtype)  # (T, B, G*H)
-    a = np.exp(log_a)
     if cell == "mingru":  # a = 1 - z, b = z g(u)
         z = 1 - a
         dxp[..., :H] = (db * cand - da) * z * a

@@ -44,11 +44,11 @@ def forward(log_a, log_b, h0):
     return Hs
 
 
-def backward(d, log_a):
+def backward(d, a):
     """``G`` (T, B, H): ``g_t = d_t + a_{t+1} g_{t+1}``, ``d`` the gradient reaching each
-    ``h_t`` (the final state's included)."""
+    ``h_t`` (the final state's included), ``a`` the coefficients (not their logarithms)."""
     T, B, H = d.shape
     G = np.empty((T, B, H), d.dtype)
-    _backward(np.ascontiguousarray(d).reshape(T, B * H), np.exp(log_a).reshape(T, B * H),
-              G.reshape(T, B * H))
+    _backward(np.ascontiguousarray(d).reshape(T, B * H),
+              np.ascontiguousarray(a, dtype=d.dtype).reshape(T, B * H), G.reshape(T, B * H))
     return G
