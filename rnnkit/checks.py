@@ -28,7 +28,10 @@ def check_array(
     )
     if not ok:
         raise ShapeError(f"{owner}: expected {name} of shape {_fmt(want)}, got {_fmt(x.shape)}")
-    if finite and x.dtype.kind == "f" and not np.isfinite(x).all():
+    # A finite sum proves every element finite (NaN and inf propagate); only a sum that is not
+    # (an overflow, or a bad value) needs the element-wise test.
+    if finite and x.dtype.kind == "f" and not np.isfinite(np.sum(x)) \
+            and not np.isfinite(x).all():
         bad = "NaN" if np.isnan(x).any() else "inf"
         raise ShapeError(f"{owner}: {name} contains {bad}; expected finite values")
     return x

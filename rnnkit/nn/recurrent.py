@@ -314,11 +314,7 @@ class Recurrent(Module):
             if mask is not None:
                 inp = inp * mask  # never in place: outs[0] may be a view of the cache
         out = np.ascontiguousarray(inp.transpose(1, 0, 2))  # (B, T, dirs*H), owned by caller
-        if self.cell == "lstm":
-            final_state = LSTMState(np.stack([f[0] for f in finals]),
-                                    np.stack([f[1] for f in finals]))
-        else:
-            final_state = np.stack(finals)
+        final_state = _stack_states(finals, self.cell == "lstm", copy=True)
         if not grad:
             return out, final_state, None
         cache = {"layers": layers, "mask": mask, "gather": gather, "B": B, "T": T,
@@ -519,12 +515,21 @@ class Recurrent(Module):
             s = self._cell_step(xp, self._cell_state(state, layer), p)
             new.append(s)
             inp = s[0] if self.cell == "lstm" else s
-        if len(new) == 1:  # the step's fresh arrays, as (1, B, H) views
-            return inp, (LSTMState(new[0][0][None], new[0][1][None]) if self.cell == "lstm"
-                         else new[0][None])
-        if self.cell == "lstm":
-            return inp, LSTMState(np.stack([s[0] for s in new]), np.stack([s[1] for s in new]))
-        return inp, np.stack(new)
+        return inp, _stack_states(new, self.cell == "lstm")
+
+
+def _stack_states(finals: list, lstm: bool, copy: bool = False):
+    """The final states of every layer and direction as one (L*dirs, B, H) array (a pair for
+    the LSTM).  A single one becomes a (1, B, H) view, copied where ``copy`` (states that are
+    views of a cache: the caller may change the state it gets in place)."""
+    if len(finals) == 1:
+        one = finals[0]
+        if lstm:
+            return LSTMState(*(np.array(a[None]) if copy else a[None] for a in one))
+        return np.array(one[None]) if copy else one[None]
+    if lstm:
+        return LSTMState(np.stack([f[0] for f in finals]), np.stack([f[1] for f in finals]))
+    return np.stack(finals)
 
 
 class HookHandle:

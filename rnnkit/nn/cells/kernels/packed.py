@@ -56,9 +56,12 @@ V = 4 if AVX512 else 2
 PANEL = {k: v * V for k, v in LANES.items()}  # columns per panel
 
 
+_PANEL_BY_SIZE = {4: PANEL["float32"], 8: PANEL["float64"]}
+
+
 def panel_width(dtype) -> int:
     """Columns per panel for ``dtype`` (float32 or float64)."""
-    return PANEL[np.dtype(dtype).name]
+    return _PANEL_BY_SIZE[np.dtype(dtype).itemsize]
 
 
 def _microkernel(rows: int):
