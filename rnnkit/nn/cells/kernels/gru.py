@@ -24,20 +24,17 @@ def _forward_rows(a, hw, hn, hp, h, b_hn, m, masked, b0, b1):
     # One loop per gate, so that LLVM vectorises each (see .lstm._forward_rows).
     H = h.shape[1]
     for b in range(b0, b1):
-        ab, wb, hnb, hpb, hb = a[b], hw[b], hn[b], hp[b], h[b]
-        a_r, a_z, a_n = ab[:H], ab[H:2 * H], ab[2 * H:]
-        w_r, w_z, w_n = wb[:H], wb[H:2 * H], wb[2 * H:]
         for j in range(H):
-            a_r[j] = sigmoid(a_r[j] + w_r[j])
+            a[b, j] = sigmoid(a[b, j] + hw[b, j])
         for j in range(H):
-            a_z[j] = sigmoid(a_z[j] + w_z[j])
+            a[b, H + j] = sigmoid(a[b, H + j] + hw[b, H + j])
         for j in range(H):
-            hnb[j] = w_n[j] + b_hn[j]
+            hn[b, j] = hw[b, 2 * H + j] + b_hn[j]
         for j in range(H):
-            a_n[j] = tanh(a_n[j] + a_r[j] * hnb[j])
+            a[b, 2 * H + j] = tanh(a[b, 2 * H + j] + a[b, j] * hn[b, j])
         for j in range(H):
-            n = a_n[j]
-            hb[j] = n + a_z[j] * (hpb[j] - n)
+            n = a[b, 2 * H + j]
+            h[b, j] = n + a[b, H + j] * (hp[b, j] - n)
         if masked and not m[b]:  # padded: the state is carried unchanged
             h[b] = hp[b]
 

@@ -33,26 +33,24 @@ from .vmath import sigmoid, tanh
 def _forward_rows(a, hw, cp, c, tc, hp, h, p_i, p_f, p_o, m, masked, b0, b1):
     # One loop per gate: LLVM vectorises each of these short loops, where the single loop
     # that formed every value of a unit (eight arrays read and written) ran scalar, at about
-    # twice the time per unit (H 128 and 512, float32).
+    # twice the time per unit (H 128 and 512, float32).  Indexing the 2-D arrays directly,
+    # rather than through row views, measured 1.3-1.7x faster again (H 32-512).
     H = h.shape[1]
     for b in range(b0, b1):
-        ab, hb, cpb, cb, tcb, hh = a[b], hw[b], cp[b], c[b], tc[b], h[b]
-        a_i, a_f, a_g, a_o = ab[:H], ab[H:2 * H], ab[2 * H:3 * H], ab[3 * H:]
-        w_i, w_f, w_g, w_o = hb[:H], hb[H:2 * H], hb[2 * H:3 * H], hb[3 * H:]
         for j in range(H):
-            a_i[j] = sigmoid(a_i[j] + w_i[j] + p_i[j] * cpb[j])
+            a[b, j] = sigmoid(a[b, j] + hw[b, j] + p_i[j] * cp[b, j])
         for j in range(H):
-            a_f[j] = sigmoid(a_f[j] + w_f[j] + p_f[j] * cpb[j])
+            a[b, H + j] = sigmoid(a[b, H + j] + hw[b, H + j] + p_f[j] * cp[b, j])
         for j in range(H):
-            a_g[j] = tanh(a_g[j] + w_g[j])
+            a[b, 2 * H + j] = tanh(a[b, 2 * H + j] + hw[b, 2 * H + j])
         for j in range(H):
-            cb[j] = a_f[j] * cpb[j] + a_i[j] * a_g[j]
+            c[b, j] = a[b, H + j] * cp[b, j] + a[b, j] * a[b, 2 * H + j]
         for j in range(H):
-            a_o[j] = sigmoid(a_o[j] + w_o[j] + p_o[j] * cb[j])
+            a[b, 3 * H + j] = sigmoid(a[b, 3 * H + j] + hw[b, 3 * H + j] + p_o[j] * c[b, j])
         for j in range(H):
-            tcn = tanh(cb[j])
-            tcb[j] = tcn
-            hh[j] = a_o[j] * tcn
+            tcn = tanh(c[b, j])
+            tc[b, j] = tcn
+            h[b, j] = a[b, 3 * H + j] * tcn
         if masked and not m[b]:  # padded: the state is carried unchanged
             h[b] = hp[b]
             c[b] = cp[b]
