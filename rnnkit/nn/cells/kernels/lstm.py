@@ -84,33 +84,35 @@ def _forward(xp, Hs, Cs, TC, W_h, P, p_i, p_f, p_o, mask, full, grad, bounds):
                           m, masked, bounds[0], bounds[-1])
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _backward_rows(a, cp, tc, dhs, dh, dc, da, p_i, p_f, p_o, m, masked, b0, b1):
-    """``dh`` in: the carried gradient; out: ``g^h`` (the caller adds ``da W_h^T``)."""
+    """``dh`` in: the carried gradient; out: ``g^h`` (the caller adds ``da W_h^T``).  Three
+    loops per row, as in :func:`_forward_rows` (1.1-1.4x faster than one, H 32-512): ``g^h``,
+    ``da_o`` and ``g^c`` (left in ``dc``); ``da_i`` and ``da_g``; ``da_f`` and the new ``dc``."""
     H = dh.shape[1]
     for b in range(b0, b1):
         if masked and not m[b]:  # padded: no gate gradient, the state gradient passes
             for j in range(H):
                 dh[b, j] += dhs[b, j]
+            for j in range(4 * H):
                 da[b, j] = 0
-                da[b, H + j] = 0
-                da[b, 2 * H + j] = 0
-                da[b, 3 * H + j] = 0
             continue
         for j in range(H):
-            i, f, g, o = a[b, j], a[b, H + j], a[b, 2 * H + j], a[b, 3 * H + j]
-            tcj = tc[b, j]
             gh = dh[b, j] + dhs[b, j]
-            dao = gh * (tcj * (o * (1 - o)))
-            gc = dc[b, j] + gh * (o * (1 - tcj * tcj)) + dao * p_o[j]
-            dai = gc * (g * (i * (1 - i)))
-            daf = gc * (cp[b, j] * (f * (1 - f)))
-            da[b, j] = dai
-            da[b, H + j] = daf
-            da[b, 2 * H + j] = gc * (i * (1 - g * g))
-            da[b, 3 * H + j] = dao
-            dc[b, j] = gc * f + dai * p_i[j] + daf * p_f[j]
             dh[b, j] = gh
+            o, tcj = a[b, 3 * H + j], tc[b, j]
+            dao = gh * (tcj * (o * (1 - o)))
+            da[b, 3 * H + j] = dao
+            dc[b, j] += gh * (o * (1 - tcj * tcj)) + dao * p_o[j]
+        for j in range(H):
+            i, g, gc = a[b, j], a[b, 2 * H + j], dc[b, j]
+            da[b, j] = gc * (g * (i * (1 - i)))
+            da[b, 2 * H + j] = gc * (i * (1 - g * g))
+        for j in range(H):
+            f, gc = a[b, H + j], dc[b, j]
+            daf = gc * (cp[b, j] * (f * (1 - f)))
+            da[b, H + j] = daf
+            dc[b, j] = gc * f + da[b, j] * p_i[j] + daf * p_f[j]
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
