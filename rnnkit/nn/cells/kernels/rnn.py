@@ -54,18 +54,23 @@ def _forward(xp, Hs, W_h, P, relu, mask, full, bounds):
 
 @njit(nogil=True, **_JIT)
 def _backward_rows(h, dhs, dh, da, relu, m, masked, b0, b1):
-    """``dh`` in: the carried gradient; out: ``g`` (kept at padded rows)."""
+    """``dh`` in: the carried gradient; out: ``g`` (kept at padded rows).  The branches are
+    taken per row, so that each loop vectorises."""
     H = dh.shape[1]
     for b in range(b0, b1):
-        real = not masked or m[b]
-        for j in range(H):
-            g = dh[b, j] + dhs[b, j]
-            dh[b, j] = g
-            if not real:
+        if masked and not m[b]:
+            for j in range(H):
+                dh[b, j] += dhs[b, j]
                 da[b, j] = 0
-            elif relu:
+        elif relu:
+            for j in range(H):
+                g = dh[b, j] + dhs[b, j]
+                dh[b, j] = g
                 da[b, j] = g if h[b, j] > 0 else 0
-            else:
+        else:
+            for j in range(H):
+                g = dh[b, j] + dhs[b, j]
+                dh[b, j] = g
                 da[b, j] = g * (1 - h[b, j] * h[b, j])
 
 
