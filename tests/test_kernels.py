@@ -224,7 +224,7 @@ def test_packed_product_equals_numpy(dtype):
     width = packed.panel_width(dtype)
     W = rng.standard_normal((9, 2 * width + 3)).astype(dtype)
     P = packed.pack(W)
-    assert P.shape == (3, 9, width)
+    assert P.shape == (3, 9, width) and P.ctypes.data % 64 == 0
     np.testing.assert_array_equal(P[1, 4], W[4, width:2 * width])
     np.testing.assert_array_equal(P[2, :, :3], W[:, 2 * width:])
     assert not P[2, :, 3:].any()
