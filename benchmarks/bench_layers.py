@@ -2,8 +2,8 @@
 
 What it measures, in one process, float32, batch-first, one direction:
 
-* **inference**: ``layer.forward(x)`` with ``layer.eval()`` against ``module(x)`` under
-  ``torch.no_grad()``;
+* **inference**: ``layer.forward(x, grad=False)`` with ``layer.eval()`` (rnnkit's no-grad
+  forward: no history kept for a backward) against ``module(x)`` under ``torch.no_grad()``;
 * **training**: forward plus backward with an upstream gradient of ones on the output; rnnkit
   ``zero_grad(); forward(x); backward(ones, cache)``, torch ``zero_grad(); module(x)[0]
   .backward(ones)`` with the weights and the input requiring gradients (the input's gradient
@@ -126,7 +126,7 @@ def inference_fns(cell, B, T, D, H, L):
     theirs.eval()
 
     def run_ours():
-        ours.forward(x)
+        ours.forward(x, grad=False)
 
     def run_theirs():
         with torch.no_grad():

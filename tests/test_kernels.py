@@ -119,12 +119,14 @@ def test_packed_product_in_the_loops_at_panel_sizes(cell, dtype, monkeypatch):
 @pytest.mark.parametrize("cell, opts", [c for c in CELLS if c.values[1].get("reset_after", True)])
 def test_python_loop_and_parallel_rows_equal_numpy(cell, opts, dtype, monkeypatch):
     """The paths taken at large B * H, forced at a small size: the step loop in Python
-    (NumPy's BLAS) and the element-wise passes split over the rows with prange."""
+    (NumPy's BLAS), and the element-wise passes split over the rows with prange together with
+    the packed product split over its panels."""
     layer = _layer(cell, opts, dtype, bidirectional=True)
     x, dout, dstate = _case(layer, dtype, np.random.default_rng(4))
     lengths = [5, 2, 4]
     want = _run(layer, x, lengths, dout, dstate, "numpy", monkeypatch)
     monkeypatch.setattr(common, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(common, "PRODUCT_PARALLEL_MIN", 0)
     if common.row_chunks(B, H).size < 3:
         pytest.skip("numba runs one thread here: no parallel split")
     for py_loop in (0, 10**9):
@@ -237,6 +239,20 @@ def test_packed_product_equals_numpy(dtype):
             out = np.full((M, N), np.nan, dtype)
             packed.product(a, W, P, out)
             assert np.abs(out - want).max() <= tol * max(1.0, np.abs(want).max()), (M, K, N)
+
+
+def test_packed_product_over_threads_equals_one_thread():
+    """The panels split over numba's threads give the same bits as one thread."""
+    rng = np.random.default_rng(1)
+    for dtype in ("float32", "float64"):
+        width = packed.panel_width(dtype)
+        a = rng.standard_normal((13, 40)).astype(dtype)
+        W = rng.standard_normal((40, 5 * width + 7)).astype(dtype)
+        P = packed.pack(W)
+        one, many = (np.full((13, W.shape[1]), np.nan, dtype) for _ in range(2))
+        packed.product(a, W, P, one, False)
+        packed.product(a, W, P, many, True)
+        np.testing.assert_array_equal(many, one)
 
 
 def test_gemm_switch(monkeypatch):

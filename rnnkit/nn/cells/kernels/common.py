@@ -23,6 +23,9 @@ from ..._blas import openblas_paths, rescan
 rescan()  # so that blas_threads also sets SciPy's OpenBLAS
 
 PARALLEL_MIN = 1 << 15  # B * H from which the element-wise passes are split over the rows
+# multiply-adds of a step's product from which, where the element-wise passes are split too,
+# the packed product's panels are split over the threads as well
+PRODUCT_PARALLEL_MIN = 1 << 24
 
 # NumPy >= 2 wheels ship OpenBLAS with 64-bit integers and these prefixed names.
 _CBLAS = {"float32": "scipy_cblas_sgemm64_", "float64": "scipy_cblas_dgemm64_"}
@@ -106,6 +109,11 @@ def row_chunks(B: int, H: int):
     if n == 1:
         return np.array([0, B], np.int64)
     return (np.arange(n + 1) * B // n).astype(np.int64)
+
+
+def split_min() -> int:
+    """:data:`PRODUCT_PARALLEL_MIN`, read at each call (a test lowers it)."""
+    return PRODUCT_PARALLEL_MIN
 
 
 def carried(grad, B: int, H: int, dt):

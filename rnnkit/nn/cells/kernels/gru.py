@@ -12,7 +12,17 @@ from numba import njit, prange
 
 from ..._blas import blas_threads
 from .. import gru as ref
-from .common import NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows, row_chunks
+from .common import (
+    NO_MASK,
+    PY_LOOP_MIN,
+    STEP_BLAS_MIN,
+    as_c,
+    carried,
+    gemm,
+    mask_rows,
+    row_chunks,
+    split_min,
+)
 from .packed import prepare, product
 from .vmath import sigmoid, tanh
 
@@ -46,12 +56,13 @@ def _forward_rows_par(a, hw, hn, hp, h, b_hn, m, masked, bounds):
 
 
 @njit(**_JIT)
-def _forward(xp, Hs, HN, W_h, P, b_hn, mask, full, grad, bounds):
+def _forward(xp, Hs, HN, W_h, P, b_hn, mask, full, grad, bounds, pmin):
     T, B, _ = xp.shape
     hw = np.empty((B, W_h.shape[1]), xp.dtype)  # (B, 3H)
     par = len(bounds) > 2
+    ppar = par and B * W_h.size >= pmin
     for t in range(T):
-        product(Hs[t], W_h, P, hw)
+        product(Hs[t], W_h, P, hw, ppar)
         masked = t >= full
         m = mask[t] if masked else mask[0]
         hn = HN[t] if grad else HN[0]
@@ -109,10 +120,11 @@ def _carry(dh, back, a, m, masked):
 
 
 @njit(**_JIT)
-def _backward(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, P, mask, full, bounds):
+def _backward(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, P, mask, full, bounds, pmin):
     T, B, H = dHs.shape
     back = np.empty((B, H), dh.dtype)
     par = len(bounds) > 2
+    ppar = par and B * W_hT.size >= pmin
     for t in range(T - 1, -1, -1):
         masked = t >= full
         m = mask[t] if masked else mask[0]
@@ -122,11 +134,11 @@ def _backward(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, P, mask, full, bounds):
         else:
             _backward_rows(A[t], Hs[t], HN[t], dHs[t], dh, dHP[t], dxp[t], m, masked,
                            bounds[0], bounds[-1])
-        product(dHP[t], W_hT, P, back)
+        product(dHP[t], W_hT, P, back, ppar)
         _carry(dh, back, A[t], m, masked)
 
 
-def _forward_py(xp, Hs, HN, W_h, P, b_hn, mask, full, grad, bounds):
+def _forward_py(xp, Hs, HN, W_h, P, b_hn, mask, full, grad, bounds, pmin):
     """:func:`_forward` with the loop in Python: NumPy's BLAS for large steps."""
     T, B, _ = xp.shape
     hw = np.empty((B, W_h.shape[1]), xp.dtype)
@@ -143,7 +155,7 @@ def _forward_py(xp, Hs, HN, W_h, P, b_hn, mask, full, grad, bounds):
                           bounds[-1])
 
 
-def _backward_py(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, P, mask, full, bounds):
+def _backward_py(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, P, mask, full, bounds, pmin):
     """:func:`_backward` with the loop in Python."""
     back = np.empty_like(dh)
     par = len(bounds) > 2
@@ -176,7 +188,7 @@ def forward(xp, h0, p, mask=None, full=None, *, grad=True, reset_after=True):
     W_h = as_c(p["W_h"], dt)
     with blas_threads(1):
         loop(a, Hs, HN, W_h, prepare(W_h, T), as_c(p["b_hn"], dt), mask_rows(mask, T, B), full,
-             grad, row_chunks(B, H))
+             grad, row_chunks(B, H), split_min())
     if not grad:
         return Hs, Hs[-1], None
     cache = {"A": a, "Hs": Hs, "mask": mask, "full": full, "W_h": p["W_h"], "after": True,
@@ -196,7 +208,7 @@ def backward(dHs, dhT, cache, consume=False):
     W_hT = np.ascontiguousarray(cache["W_h"].T, dtype=dt)
     with blas_threads(1):
         loop(as_c(cache["A"], dt), Hs, as_c(cache["HN"], dt), as_c(dHs, dt), dh, dHP, dxp,
-             W_hT, prepare(W_hT, T), mask_rows(mask, T, B), full, row_chunks(B, H))
+             W_hT, prepare(W_hT, T), mask_rows(mask, T, B), full, row_chunks(B, H), split_min())
     return dxp, dh, ref.param_grads(dHP, cache)
 
 

@@ -22,7 +22,17 @@ from numba import njit, prange
 from ..._blas import blas_threads
 from .. import lstm as ref
 from ..lstm import LSTMState
-from .common import NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows, row_chunks
+from .common import (
+    NO_MASK,
+    PY_LOOP_MIN,
+    STEP_BLAS_MIN,
+    as_c,
+    carried,
+    gemm,
+    mask_rows,
+    row_chunks,
+    split_min,
+)
 from .packed import prepare, product
 from .vmath import sigmoid, tanh
 
@@ -64,16 +74,17 @@ def _forward_rows_par(a, hw, cp, c, tc, hp, h, p_i, p_f, p_o, m, masked, bounds)
 
 
 @njit(cache=True, error_model="numpy")
-def _forward(xp, Hs, Cs, TC, W_h, P, p_i, p_f, p_o, mask, full, grad, bounds):
+def _forward(xp, Hs, Cs, TC, W_h, P, p_i, p_f, p_o, mask, full, grad, bounds, pmin):
     T, B, _ = xp.shape
     hw = np.empty((B, W_h.shape[1]), xp.dtype)  # (B, 4H)
     par = len(bounds) > 2
+    ppar = par and B * W_h.size >= pmin
     for t in range(T):
         if grad:
             ci, co, ti = t, t + 1, t
         else:  # c_t in row (t + T + 1) % 2, so that c_T ends in Cs[-1]
             ci, co, ti = (t + T + 1) % 2, (t + T + 2) % 2, 0
-        product(Hs[t], W_h, P, hw)
+        product(Hs[t], W_h, P, hw, ppar)
         masked = t >= full
         m = mask[t] if masked else mask[0]
         if par:
@@ -123,10 +134,11 @@ def _backward_rows_par(a, cp, tc, dhs, dh, dc, da, p_i, p_f, p_o, m, masked, bou
 
 
 @njit(cache=True, error_model="numpy")
-def _backward(A, Cs, TC, dHs, dh, dc, dA, W_hT, P, p_i, p_f, p_o, mask, full, bounds):
+def _backward(A, Cs, TC, dHs, dh, dc, dA, W_hT, P, p_i, p_f, p_o, mask, full, bounds, pmin):
     T, B, H = dHs.shape
     back = np.empty((B, H), dh.dtype)
     par = len(bounds) > 2
+    ppar = par and B * W_hT.size >= pmin
     for t in range(T - 1, -1, -1):
         masked = t >= full
         m = mask[t] if masked else mask[0]
@@ -136,13 +148,13 @@ def _backward(A, Cs, TC, dHs, dh, dc, dA, W_hT, P, p_i, p_f, p_o, mask, full, bo
         else:
             _backward_rows(A[t], Cs[t], TC[t], dHs[t], dh, dc, dA[t], p_i, p_f, p_o, m,
                            masked, bounds[0], bounds[-1])
-        product(dA[t], W_hT, P, back)
+        product(dA[t], W_hT, P, back, ppar)
         for b in range(B):
             if not masked or m[b]:
                 dh[b] = back[b]
 
 
-def _forward_py(xp, Hs, Cs, TC, W_h, P, p_i, p_f, p_o, mask, full, grad, bounds):
+def _forward_py(xp, Hs, Cs, TC, W_h, P, p_i, p_f, p_o, mask, full, grad, bounds, pmin):
     """:func:`_forward` with the loop in Python, for large steps where :func:`.common.gemm`
     falls back to numba's ``np.dot``: NumPy's BLAS, and the same compiled passes."""
     T, B, _ = xp.shape
@@ -157,7 +169,7 @@ def _forward_py(xp, Hs, Cs, TC, W_h, P, p_i, p_f, p_o, mask, full, grad, bounds)
              mask[t] if masked else mask[0], masked, *span)
 
 
-def _backward_py(A, Cs, TC, dHs, dh, dc, dA, W_hT, P, p_i, p_f, p_o, mask, full, bounds):
+def _backward_py(A, Cs, TC, dHs, dh, dc, dA, W_hT, P, p_i, p_f, p_o, mask, full, bounds, pmin):
     """:func:`_backward` with the loop in Python (see :func:`_forward_py`)."""
     T, B, H = dHs.shape
     back = np.empty((B, H), dh.dtype)
@@ -198,7 +210,7 @@ def forward(xp, state0, p, mask=None, full=None, *, grad=True):
     W_h = as_c(p["W_h"], dt)
     with blas_threads(1):
         loop(a, Hs, Cs, TC, W_h, prepare(W_h, T), p_i, p_f, p_o, mask_rows(mask, T, B), full,
-             grad, row_chunks(B, H))
+             grad, row_chunks(B, H), split_min())
     final = LSTMState(Hs[-1], Cs[-1])
     if not grad:
         return Hs, final, None
@@ -220,7 +232,7 @@ def backward(dHs, dstateT, cache, consume=False):
     W_hT = np.ascontiguousarray(p["W_h"].T, dtype=dt)
     with blas_threads(1):
         loop(A, Cs, TC, as_c(dHs, dt), dh, dc, dA, W_hT, prepare(W_hT, T), p_i, p_f, p_o,
-             mask_rows(mask, T, B), full, row_chunks(B, H))
+             mask_rows(mask, T, B), full, row_chunks(B, H), split_min())
     return dA, LSTMState(dh, dc), ref.param_grads(dA, Hs, Cs, p)
 
 

@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -161,35 +161,51 @@ def _block(A, r0, rows, P, p, C, c_row, c_col):
 
 
 @njit(cache=True, nogil=True)
-def gemm_packed(A, P, C):
-    """``C = A @ W`` for ``P = pack(W)``: ``A`` (M, K), ``C`` (M, N), C-contiguous, one dtype;
-    ``N`` at most ``P.shape[0] * P.shape[2]``."""
+def _panel(A, P, C, p, tmp):
+    """Columns ``p * PW ...`` of ``C = A @ W``; a partial last panel goes through ``tmp``."""
     M, N = C.shape
-    npan, _, width = P.shape
-    whole = min(N // width, npan)
-    tmp = np.empty((R, width), C.dtype)  # a last, partial panel
-    for p in range(npan):
-        col = p * width
-        if col >= N:
-            break
-        for r0 in range(0, M, R):
-            rows = min(R, M - r0)
-            if p < whole:
-                _block(A, r0, rows, P, p, C, r0, col)
-            else:
-                _block(A, r0, rows, P, p, tmp, 0, 0)
-                for r in range(rows):
-                    for j in range(N - col):
-                        C[r0 + r, col + j] = tmp[r, j]
+    width = P.shape[2]
+    col = p * width
+    whole = col + width <= N
+    for r0 in range(0, M, R):
+        rows = min(R, M - r0)
+        if whole:
+            _block(A, r0, rows, P, p, C, r0, col)
+        else:
+            _block(A, r0, rows, P, p, tmp, 0, 0)
+            for r in range(rows):
+                for j in range(N - col):
+                    C[r0 + r, col + j] = tmp[r, j]
 
 
 @njit(cache=True, nogil=True)
-def product(A, W, P, C):
-    """``C = A @ W``: packed (``P = pack(W)``) where ``P`` has panels, else BLAS."""
-    if P.shape[0] > 0:
-        gemm_packed(A, P, C)
-    else:
+def gemm_packed(A, P, C):
+    """``C = A @ W`` for ``P = pack(W)``: ``A`` (M, K), ``C`` (M, N), C-contiguous, one dtype;
+    ``N`` at most ``P.shape[0] * P.shape[2]``."""
+    width = P.shape[2]
+    tmp = np.empty((R, width), C.dtype)
+    for p in range(min(P.shape[0], -(-C.shape[1] // width))):
+        _panel(A, P, C, p, tmp)
+
+
+@njit(cache=True, parallel=True)
+def gemm_packed_par(A, P, C):
+    """:func:`gemm_packed` with the panels split over numba's threads."""
+    width = P.shape[2]
+    for p in prange(min(P.shape[0], -(-C.shape[1] // width))):
+        _panel(A, P, C, p, np.empty((R, width), C.dtype))
+
+
+@njit(cache=True, nogil=True)
+def product(A, W, P, C, par=False):
+    """``C = A @ W``: packed (``P = pack(W)``; the panels over numba's threads where ``par``)
+    where ``P`` has panels, else BLAS."""
+    if P.shape[0] == 0:
         gemm(A, W, C)
+    elif par:
+        gemm_packed_par(A, P, C)
+    else:
+        gemm_packed(A, P, C)
 
 
 def mode() -> str:

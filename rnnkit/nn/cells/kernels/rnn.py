@@ -10,7 +10,17 @@ from numba import njit, prange
 
 from ..._blas import blas_threads
 from .. import rnn as ref
-from .common import NO_MASK, PY_LOOP_MIN, STEP_BLAS_MIN, as_c, carried, gemm, mask_rows, row_chunks
+from .common import (
+    NO_MASK,
+    PY_LOOP_MIN,
+    STEP_BLAS_MIN,
+    as_c,
+    carried,
+    gemm,
+    mask_rows,
+    row_chunks,
+    split_min,
+)
 from .packed import prepare, product
 from .vmath import tanh
 
@@ -39,11 +49,12 @@ def _forward_rows_par(a, hp, h, relu, m, masked, bounds):
 
 
 @njit(**_JIT)
-def _forward(xp, Hs, W_h, P, relu, mask, full, bounds):
-    T = xp.shape[0]
+def _forward(xp, Hs, W_h, P, relu, mask, full, bounds, pmin):
+    T, B = xp.shape[:2]
     par = len(bounds) > 2
+    ppar = par and B * W_h.size >= pmin
     for t in range(T):
-        product(Hs[t], W_h, P, Hs[t + 1])
+        product(Hs[t], W_h, P, Hs[t + 1], ppar)
         masked = t >= full
         m = mask[t] if masked else mask[0]
         if par:
@@ -81,10 +92,11 @@ def _backward_rows_par(h, dhs, dh, da, relu, m, masked, bounds):
 
 
 @njit(**_JIT)
-def _backward(Hs, dHs, dh, dA, W_hT, P, relu, mask, full, bounds):
+def _backward(Hs, dHs, dh, dA, W_hT, P, relu, mask, full, bounds, pmin):
     T, B, H = dHs.shape
     back = np.empty((B, H), dh.dtype)
     par = len(bounds) > 2
+    ppar = par and B * W_hT.size >= pmin
     for t in range(T - 1, -1, -1):
         masked = t >= full
         m = mask[t] if masked else mask[0]
@@ -93,13 +105,13 @@ def _backward(Hs, dHs, dh, dA, W_hT, P, relu, mask, full, bounds):
         else:
             _backward_rows(Hs[t + 1], dHs[t], dh, dA[t], relu, m, masked, bounds[0],
                            bounds[-1])
-        product(dA[t], W_hT, P, back)
+        product(dA[t], W_hT, P, back, ppar)
         for b in range(B):
             if not masked or m[b]:
                 dh[b] = back[b]
 
 
-def _forward_py(xp, Hs, W_h, P, relu, mask, full, bounds):
+def _forward_py(xp, Hs, W_h, P, relu, mask, full, bounds, pmin):
     """:func:`_forward` with the loop in Python: NumPy's BLAS for large steps."""
     par = len(bounds) > 2
     for t in range(xp.shape[0]):
@@ -112,7 +124,7 @@ def _forward_py(xp, Hs, W_h, P, relu, mask, full, bounds):
             _forward_rows(xp[t], Hs[t], Hs[t + 1], relu, m, masked, bounds[0], bounds[-1])
 
 
-def _backward_py(Hs, dHs, dh, dA, W_hT, P, relu, mask, full, bounds):
+def _backward_py(Hs, dHs, dh, dA, W_hT, P, relu, mask, full, bounds, pmin):
     """:func:`_backward` with the loop in Python."""
     back = np.empty_like(dh)
     par = len(bounds) > 2
@@ -143,7 +155,7 @@ def forward(xp, h0, p, mask=None, full=None, *, grad=True, nonlinearity="tanh"):
     W_h = as_c(p["W_h"], dt)
     with blas_threads(1):
         loop(as_c(xp, dt), Hs, W_h, prepare(W_h, T), relu, mask_rows(mask, T, B), full,
-             row_chunks(B, H))
+             row_chunks(B, H), split_min())
     if not grad:
         return Hs, Hs[-1], None
     return Hs, Hs[-1], {"Hs": Hs, "mask": mask, "full": full, "W_h": p["W_h"], "relu": relu}
@@ -160,7 +172,7 @@ def backward(dHs, dhT, cache, consume=False):
     W_hT = np.ascontiguousarray(cache["W_h"].T, dtype=dt)
     with blas_threads(1):
         loop(Hs, as_c(dHs, dt), dh, dA, W_hT, prepare(W_hT, T), cache["relu"],
-             mask_rows(mask, T, B), full, row_chunks(B, H))
+             mask_rows(mask, T, B), full, row_chunks(B, H), split_min())
     return dA, dh, ref.param_grads(dA, Hs)
 
 
