@@ -18,7 +18,7 @@ import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls)
 from numba import types
 from numba.extending import overload
 
-from ..._blas import openblas_paths, rescan
+from ..._blas import blas_threads, openblas_paths, rescan
 
 rescan()  # so that blas_threads also sets SciPy's OpenBLAS
 
@@ -88,6 +88,17 @@ def _gemm(a, b, out):
 
 NO_MASK = np.ones(1, np.bool_)  # the mask argument of an unmasked step (never read)
 STEP_BLAS_MIN = 1 << 20  # multiply-adds of one step from which its product is kept on one thread
+
+
+def run_step(step, args: tuple, work: int) -> None:
+    """``step(*args)``, a compiled generation step whose products make ``work`` multiply-adds:
+    on one BLAS thread from :data:`STEP_BLAS_MIN` (below, setting the thread count costs more
+    than the product)."""
+    if work < STEP_BLAS_MIN:
+        step(*args)
+    else:
+        with blas_threads(1):
+            step(*args)
 
 
 def as_c(a, dt):

@@ -15,12 +15,12 @@ from .. import gru as ref
 from .common import (
     NO_MASK,
     PY_LOOP_MIN,
-    STEP_BLAS_MIN,
     as_c,
     carried,
     gemm,
     mask_rows,
     row_chunks,
+    run_step,
     split_min,
 )
 from .packed import prepare, product
@@ -229,9 +229,5 @@ def step(xp_t, h, p, *, reset_after=True):
     out = np.empty_like(hp)
     W_h = as_c(p["W_h"], dt)
     args = (a, hp, W_h, as_c(p["b_hn"], dt), out)
-    if a.shape[0] * W_h.size < STEP_BLAS_MIN:
-        _step(*args)
-    else:
-        with blas_threads(1):
-            _step(*args)
+    run_step(_step, args, a.shape[0] * W_h.size)
     return out

@@ -25,12 +25,12 @@ from ..lstm import LSTMState
 from .common import (
     NO_MASK,
     PY_LOOP_MIN,
-    STEP_BLAS_MIN,
     as_c,
     carried,
     gemm,
     mask_rows,
     row_chunks,
+    run_step,
     split_min,
 )
 from .packed import prepare, product
@@ -252,10 +252,6 @@ def step(xp_t, state, p):
     h, c = np.empty_like(hp), np.empty_like(cp)
     W_h = as_c(p["W_h"], dt)
     args = (a, hp, cp, W_h, *_peepholes(p, hp.shape[1], dt), h, c)
-    if a.shape[0] * W_h.size < STEP_BLAS_MIN:
-        _step(*args)
-    else:
-        with blas_threads(1):
-            _step(*args)
+    run_step(_step, args, a.shape[0] * W_h.size)
     return LSTMState(h, c)
 

@@ -13,12 +13,12 @@ from .. import rnn as ref
 from .common import (
     NO_MASK,
     PY_LOOP_MIN,
-    STEP_BLAS_MIN,
     as_c,
     carried,
     gemm,
     mask_rows,
     row_chunks,
+    run_step,
     split_min,
 )
 from .packed import prepare, product
@@ -189,9 +189,5 @@ def step(xp_t, h, p, *, nonlinearity="tanh"):
     out = np.empty_like(hp)
     W_h = as_c(p["W_h"], dt)
     args = (as_c(xp_t, dt), hp, W_h, nonlinearity == "relu", out)
-    if hp.shape[0] * W_h.size < STEP_BLAS_MIN:
-        _step(*args)
-    else:
-        with blas_threads(1):
-            _step(*args)
+    run_step(_step, args, hp.shape[0] * W_h.size)
     return out
