@@ -292,7 +292,7 @@ class Recurrent(Module):
                 # locked: one (B, dirs*H) mask shared by every step
                 shape = (1, *inp.shape[1:]) if cfg.locked else inp.shape  # (T|1, B, dirs*H)
                 drop = np.empty(shape, self.np_dtype)
-                draw = _lend(scratch, ("drop", layer), shape, np.float64)
+                draw = lend(scratch, ("drop", layer), shape, np.float64)
                 np.less(rng.random(out=draw), keep, out=drop)  # 1 where kept, else 0
                 drop /= keep
                 inp = inp * drop
@@ -303,7 +303,7 @@ class Recurrent(Module):
                 wmask = self._weight_mask(unit, rng)
                 hs, final, cache = self._run_direction(unit, inp, self._cell_state(
                     state, layer * cfg.dirs + d), d, mask, full, gather, grad,
-                    _lend(scratch, ("xp", layer, d), (T * B, unit.param["W_x"].shape[1]),
+                    lend(scratch, ("xp", layer, d), (T * B, unit.param["W_x"].shape[1]),
                           self.np_dtype), wmask)
                 outs.append(hs)
                 finals.append(final)
@@ -585,7 +585,7 @@ class LSTM(Recurrent):
     cell = "lstm"
 
 
-def _lend(scratch: dict | None, key, shape, dtype):
+def lend(scratch: dict | None, key, shape, dtype):
     """An array of ``shape`` from ``scratch[key]`` (made and kept there if missing or of
     another shape), or a fresh one without ``scratch``; its contents are garbage."""
     if scratch is None:

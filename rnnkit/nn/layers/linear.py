@@ -37,14 +37,15 @@ class Linear(Module):
         if bias:
             self.add_param("b", np.zeros(out_features, dt))
 
-    def forward(self, x):
-        """``x`` (..., D) -> ``(y (..., O), cache)``."""
+    def forward(self, x, out=None):
+        """``x`` (..., D) -> ``(y (..., O), cache)``; ``out``: an (N, O) array (N the rows of
+        ``x``) to write ``y`` into, instead of a fresh one."""
         x = np.asarray(x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected x of shape (..., {self.in_features}), "
                              f"got {tuple(x.shape)}")
         # always a 2-D multiply: NumPy runs a stacked (3-D) matmul as many small ones
-        y = x.reshape(-1, self.in_features) @ self.param["W"]  # (N, O)
+        y = np.matmul(x.reshape(-1, self.in_features), self.param["W"], out=out)  # (N, O)
         if "b" in self.param:
             y += self.param["b"]
         return y.reshape(*x.shape[:-1], self.out_features), x

@@ -34,6 +34,7 @@ from ...nn.layers.dropout import dropout, dropout_backward
 from ...nn.losses import softmax_cross_entropy
 from ...nn.module import Module
 from ...nn.penalties import activation_penalty, temporal_penalty
+from ...nn.recurrent import lend
 
 
 @dataclass
@@ -205,14 +206,20 @@ class LanguageModel(Module):
             B, T, H = h.shape
             logits, out_cache = self.asm.log_prob(h.reshape(B * T, H))
             logits = logits.reshape(B, T, -1)
-        elif self.out is None:
-            B, T, H = h.shape
-            logits = h.reshape(B * T, H) @ self.embed.param["W"].T  # (B*T, V)
-            logits += self.param["b_out"]
-            logits = logits.reshape(B, T, -1)
-            out_cache = h
         else:
-            logits, out_cache = self.out.forward(h)
+            # with scratch (loss()), the logits of the previous call are written over: a
+            # fresh (B*T, V) array costs a page fault per 4 KiB at every step
+            B, T, H = h.shape
+            W = self.embed.param["W"].T if self.out is None else self.out.param["W"]
+            buf = None if scratch is None else lend(scratch, "logits", (B * T, W.shape[1]),
+                                                     np.result_type(h, W))
+            if self.out is None:
+                logits = np.matmul(h.reshape(B * T, H), W, out=buf)  # (B*T, V)
+                logits += self.param["b_out"]
+                logits = logits.reshape(B, T, -1)
+                out_cache = h
+            else:
+                logits, out_cache = self.out.forward(h, out=buf)
         return logits, state, (emb_cache, m_in, rnn_cache, m_out, h, h_raw, out_cache)
 
     def penalty(self, cache) -> tuple[float, np.ndarray | None, np.ndarray | None]:
