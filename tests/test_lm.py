@@ -76,6 +76,22 @@ def test_loss_is_manual_cross_entropy_and_its_gradient():
         assert abs((up - down) / 2e-6 - analytic[idx]) < 1e-8
 
 
+@pytest.mark.parametrize("tie", [False, True], ids=["untied", "tied"])
+def test_loss_calls_that_reuse_the_logits_buffer_equal_fresh_ones(tie):
+    """loss() writes its logits over those of its previous call: a second call's loss and
+    gradients equal those of a model that never made the first."""
+    used, fresh = _model(tie=tie), _model(tie=tie)
+    used.loss(_ids(seed=4), _ids(seed=5))
+    used.zero_grad()
+    got = used.loss(_ids(seed=6), _ids(seed=7))[0]
+    assert "logits" in used._scratch
+    fresh.zero_grad()
+    want = fresh.loss(_ids(seed=6), _ids(seed=7))[0]
+    assert got == want
+    for k, g in fresh.grads().items():
+        np.testing.assert_array_equal(used.grads()[k], g)
+
+
 def test_tied_weights_share_the_embedding():
     model = _model("lstm", tie=True)
     assert "out.W" not in model.parameters() and "b_out" in model.parameters()
