@@ -2,11 +2,11 @@
 (the readable reference), with each step's gate arithmetic fused into one pass.
 
 Per step the forward makes one product, ``h_{t-1} @ W_h`` (:func:`.packed.product`: on
-``W_h`` packed once per call, or with BLAS), then one pass over the (B, H) block that forms
-the four gates (``exp``-based sigmoid and tanh from :mod:`.vmath`), ``c'``, ``tanh(c')`` and
-``h'``, and writes the gate values over ``xp``.  The
-backward makes one pass per step that forms ``da = [da_i, da_f, da_g, da_o]`` and ``dc`` from
-the stored gates (docs/derivations.md#lstm) and one product, ``da @ W_h^T``.  From
+``W_h`` packed once per call, or with BLAS), then one compiled pass over the (B, H) block (a
+vectorised loop per gate and row) that forms the four gates (``exp``-based sigmoid and tanh
+from :mod:`.vmath`), ``c'``, ``tanh(c')`` and ``h'``, and writes the gate values over ``xp``.
+The backward makes one pass per step that forms ``da = [da_i, da_f, da_g, da_o]`` and ``dc``
+from the stored gates (docs/derivations.md#lstm) and one product, ``da @ W_h^T``.  From
 ``B * H >= PARALLEL_MIN`` the element-wise pass is split over the batch rows with ``prange``.
 Where NumPy's BLAS cannot be linked (:data:`.common.PY_LOOP_MIN`), steps from
 ``B * H >= PY_LOOP_MIN`` run the loop in Python around the same compiled passes
