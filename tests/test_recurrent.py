@@ -414,3 +414,17 @@ def test_bad_state():
     _, _, cache = lstm.forward(x)
     with _raises("LSTM: expected dout of shape (3, 5, 2), got (3, 4, 2)"):
         lstm.backward(np.zeros((3, 4, 2)), cache)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_final_state_of_one_layer_is_not_a_view_of_the_cache(cell):
+    """The caller may change the final state in place: it shares no memory with the arrays
+    the backward reads."""
+    from rnnkit.nn.recurrent import make_recurrent
+
+    layer = make_recurrent(cell, 3, 5, 1, dtype="float64", rng=0)
+    _, state, cache = layer.forward(np.random.default_rng(0).standard_normal((2, 4, 3)))
+    kept = [a for a in cache["layers"][0]["dirs"][0].values() if isinstance(a, np.ndarray)]
+    assert kept
+    for s in (state if isinstance(state, tuple) else (state,)):
+        assert not any(np.shares_memory(s, a) for a in kept)
