@@ -254,6 +254,24 @@ def test_two_ranks_take_the_single_process_steps(files, tmp_path, command, opt):
 
 
 @needs_mpi
+def test_a_schedule_over_the_time_budget_agrees_across_ranks(files, tmp_path):
+    """--schedule cosine over --minutes: each step's rate comes from rank 0's clock, so the
+    replicas stay equal (the weight checks every few steps would stop the run otherwise) and
+    the rate falls to near --min-lr by the end of the budget."""
+    argv = list(_argv("train", files, "sgd", tmp_path / "two"))
+    i = argv.index("--max-steps")
+    del argv[i:i + 2]
+    rc, out, err = _mpirun(2, [*argv, "--minutes", 0.15, "--schedule", "cosine",
+                               "--min-lr", 0.01, "--log-every", 1])
+    assert rc == 0, err
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "two/metrics.jsonl").open()
+           if json.loads(line)["event"] == "step"]
+    assert len(lrs) > 2 * distributed.CHECK_EVERY, len(lrs)
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] <= 0.5
+    assert lrs[-1] < 0.1 < lrs[len(lrs) // 4]
+
+
+@needs_mpi
 def test_resume_under_two_ranks_and_under_one(files, tmp_path):
     """A 2-rank run with dropout stopped after 25 steps and resumed by 2 ranks ends with the
     weights of an uninterrupted run (each rank's random stream is restored); resumed by one

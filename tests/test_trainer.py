@@ -218,6 +218,70 @@ def test_plateau_schedule(tmp_path):
     assert [r["lr"] for r in records] == pytest.approx([1.0, 1.0, 1.0, 0.1])
 
 
+def _step_lrs(out):
+    return [(r["step"], r["lr"]) for r in read_metrics(out / "metrics.jsonl")
+            if r["event"] == "step"]
+
+
+def test_cosine_schedule_with_warmup_over_max_steps(tmp_path):
+    """Step s (from 0) of 20 uses 0.05 + 0.45 (1 + cos(pi s / 20)) / 2, times (s + 1) / 3 in
+    the three warm-up steps; the 3 epochs of 13 batches would end later than max_steps."""
+    _train(tmp_path, _cfg(optimizer="sgd", lr=0.5, schedule="cosine", min_lr=0.05, warmup=3,
+                          max_steps=20, log_every=1))
+    got = _step_lrs(tmp_path)
+    assert [step for step, _ in got] == list(range(1, 21))
+    for step, lr in got:
+        s = step - 1
+        want = (0.05 + 0.45 * (1 + np.cos(np.pi * s / 20)) / 2) * min(1.0, (s + 1) / 3)
+        assert lr == pytest.approx(want, rel=1e-12), step
+
+
+def test_linear_schedule_over_the_epochs(tmp_path):
+    """Without max_steps or a budget, the epochs are the run: batch b of epoch e is at
+    ((e - 1) + b / 13) / 3."""
+    _train(tmp_path, _cfg(optimizer="sgd", lr=0.3, schedule="linear", log_every=1))
+    got = _step_lrs(tmp_path)
+    assert len(got) == 3 * N_BATCHES
+    for step, lr in got:
+        assert lr == pytest.approx(0.3 * (1 - (step - 1) / (3 * N_BATCHES)), rel=1e-12), step
+
+
+def test_linear_schedule_over_a_time_budget(tmp_path):
+    """One second per batch, three per validation, a 30-second budget.  The step after the
+    batch that ends at t seconds is at t / 30; from epoch 2 on the time counts the room kept
+    for the last validation (3 s, as the first one took), so the last step is nearly at 1."""
+    clock = FakeClock()
+    _train(tmp_path, _cfg(optimizer="sgd", lr=0.6, schedule="linear", minutes=0.5, epochs=100,
+                          log_every=1), clock=clock, eval_cost=3.0)
+    got = _step_lrs(tmp_path)
+    assert len(got) > N_BATCHES + 5
+    for step, lr in got:
+        if step <= N_BATCHES:
+            assert lr == pytest.approx(0.6 * (1 - step / 30), rel=1e-12), step
+        else:
+            assert lr == pytest.approx(0.6 * (1 - (step + 3 + 3) / 30), rel=1e-12), step
+    assert got[-1][1] <= 0.6 * 1 / 30 + 1e-12
+
+
+def test_warmup_multiplies_the_step_decay(tmp_path):
+    _train(tmp_path, _cfg(optimizer="sgd", lr=1.0, lr_decay=0.5, decay_after=1, warmup=20,
+                          log_every=1))
+    for step, lr in _step_lrs(tmp_path):
+        epoch = (step - 1) // N_BATCHES + 1
+        assert lr == pytest.approx(0.5 ** (epoch - 1) * min(1.0, step / 20), rel=1e-12)
+
+
+def test_cosine_schedule_resume_equals_an_uninterrupted_run(tmp_path):
+    cfg_kw = {"optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "schedule": "cosine",
+              "warmup": 4, "min_lr": 0.01}
+    full, _ = _train(tmp_path / "a", _cfg(**cfg_kw))
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "b", _cfg(**cfg_kw), sigint_at=N_BATCHES + 2)
+    second, _ = _train(tmp_path / "b", _cfg(**cfg_kw), resume=True)
+    _assert_same(_weights(full), _weights(second))
+    assert _step_lrs(tmp_path / "a")[-1] == _step_lrs(tmp_path / "b")[-1]
+
+
 @pytest.mark.parametrize("where", ["nan_at", "inf_grad_at"])
 def test_non_finite_loss_or_gradient_keeps_the_last_checkpoint(tmp_path, where):
     _train(tmp_path, _cfg(epochs=1))
@@ -318,12 +382,16 @@ def test_resume_refusals(tmp_path):
 
 def test_train_config_checks():
     with pytest.raises(ConfigError, match="unknown trainer config keys"):
-        TrainConfig.from_dict({"epochs": 2, "warmup": 3})
+        TrainConfig.from_dict({"epochs": 2, "warmup_steps": 3})
     with pytest.raises(ConfigError, match="trainer config must be a dict, got list"):
         TrainConfig.from_dict([2])
     for bad in ({"epochs": 0}, {"minutes": 0}, {"lr": -1}, {"optimizer": "rmsprop"},
                 {"lr_decay": 1.5}, {"patience": 0}, {"max_steps": 0}, {"clip": -1},
-                {"ema": 1.0}, {"ema": 0.0}):
+                {"ema": 1.0}, {"ema": 0.0}, {"schedule": "exp"},
+                {"schedule": "cosine", "lr_decay": 0.5},
+                {"schedule": "linear", "plateau_patience": 2},
+                {"warmup": -1}, {"warmup": 1.5}, {"min_lr": -0.1}, {"lr": 0.1, "min_lr": 0.1},
+                {"min_lr": float("nan")}):
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
 

@@ -61,6 +61,16 @@ def add_train_arguments(p: argparse.ArgumentParser, *, epochs=10, minutes=None, 
     g.add_argument("--plateau", type=positive_int, default=None, metavar="PATIENCE",
                    help="instead of step decay: multiply lr by --lr-decay (or 0.5) when "
                         "validation stalls for PATIENCE epochs (default: off)")
+    g.add_argument("--schedule", choices=("cosine", "linear"), default=None,
+                   help="anneal the learning rate from --lr to --min-lr over the whole run "
+                        "(the epochs, --max-steps or the --minutes budget, whichever ends "
+                        "first), at every step; instead of --lr-decay and --plateau "
+                        "(default: off)")
+    g.add_argument("--min-lr", type=nonneg_float, default=0.0,
+                   help="where --schedule ends")
+    g.add_argument("--warmup", type=nonneg_int, default=0, metavar="STEPS",
+                   help="raise the learning rate linearly from lr/STEPS to lr over the first "
+                        "STEPS steps (with any schedule)")
     g.add_argument("--patience", type=positive_int, default=None,
                    help="early stopping: epochs without validation improvement "
                         "(default: off)")
@@ -100,6 +110,8 @@ def train_config(args) -> TrainConfig:
         epochs=args.epochs, minutes=args.minutes, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, clip=args.clip or None,
         lr_decay=args.lr_decay, decay_after=args.decay_after, plateau_patience=args.plateau,
+        schedule=getattr(args, "schedule", None), warmup=getattr(args, "warmup", 0),
+        min_lr=getattr(args, "min_lr", 0.0),
         patience=args.patience, log_every=args.log_every, seed=args.seed,
         progress=not args.no_progress, max_steps=getattr(args, "max_steps", None),
         inspect_every=getattr(args, "inspect_every", None),

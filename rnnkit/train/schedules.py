@@ -1,9 +1,11 @@
-"""Learning-rate schedules: a stateless step decay and a plateau rule, both setting the live
-``lr`` of an optimiser from :mod:`rnnkit.train.optim`.
+"""Learning-rate schedules: a stateless step decay, an annealing over the whole run (cosine or
+linear, with a warm-up), and a plateau rule, each setting the live ``lr`` of an optimiser from
+:mod:`rnnkit.train.optim`.
 
 Where they sit in the training loop (as :class:`rnnkit.train.Trainer` runs them)::
 
     schedule.apply(opt, epoch)              # StepDecay: before the epoch's first step
+    opt.lr = anneal.lr_at(progress)         # Anneal: before every step
     ...                                     # the epoch's steps
     plateau.step(val_loss, opt)             # ReduceOnPlateau: after evaluating
 """
@@ -16,7 +18,7 @@ from ..checks import check_int, check_real
 from ..errors import CheckpointError
 from .optim import SGD, Adam
 
-__all__ = ["ReduceOnPlateau", "StepDecay"]
+__all__ = ["Anneal", "ReduceOnPlateau", "StepDecay", "warmup_factor"]
 
 
 class StepDecay:
@@ -51,6 +53,55 @@ class StepDecay:
             f"StepDecay(base_lr={self.base_lr!r}, factor={self.factor!r}, "
             f"start_epoch={self.start_epoch!r})"
         )
+
+
+class Anneal:
+    """The learning rate over the whole run: a cosine or linear decay from ``base_lr`` to
+    ``min_lr`` as the run's progress p goes from 0 to 1.
+
+    * ``"cosine"``: lr(p) = min_lr + (base_lr − min_lr) · (1 + cos(π·p)) / 2, the curve of
+      ``torch.optim.lr_scheduler.CosineAnnealingLR`` taken once over the run;
+    * ``"linear"``: lr(p) = min_lr + (base_lr − min_lr) · (1 − p).
+
+    p is what the trainer says: the larger of the fractions of the epochs, of ``max_steps``
+    and of the time budget used, so a run that ends by its budget anneals to ``min_lr`` at its
+    end.  Stateless: p alone decides the rate.
+
+    >>> a = Anneal(1.0, "cosine", min_lr=0.1)
+    >>> [round(a.lr_at(p), 3) for p in (0.0, 0.5, 1.0, 2.0)]
+    [1.0, 0.55, 0.1, 0.1]
+    >>> Anneal(1.0, "linear").lr_at(0.25)
+    0.75
+    """
+
+    SHAPES = ("cosine", "linear")
+
+    def __init__(self, base_lr: float, shape: str = "cosine", *, min_lr: float = 0.0) -> None:
+        o = "Anneal"
+        self.base_lr = check_real(o, "base_lr", base_lr)
+        if shape not in self.SHAPES:
+            raise ValueError(f"{o}: shape must be one of {', '.join(self.SHAPES)}, got {shape!r}")
+        self.shape = shape
+        self.min_lr = check_real(o, "min_lr", min_lr, 0.0, self.base_lr)
+
+    def lr_at(self, progress: float) -> float:
+        """The rate at ``progress`` (clamped to [0, 1])."""
+        p = min(max(float(progress), 0.0), 1.0)
+        frac = 0.5 * (1.0 + math.cos(math.pi * p)) if self.shape == "cosine" else 1.0 - p
+        return self.min_lr + (self.base_lr - self.min_lr) * frac
+
+    def __repr__(self) -> str:
+        return f"Anneal(base_lr={self.base_lr!r}, shape={self.shape!r}, min_lr={self.min_lr!r})"
+
+
+def warmup_factor(step: int, warmup: int) -> float:
+    """What a linear warm-up multiplies the rate of step ``step`` (from 0) by: (step + 1) /
+    warmup for the first ``warmup`` steps, then 1 (``transformers``' warm-up).
+
+    >>> [warmup_factor(s, 4) for s in range(5)]
+    [0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+    return (step + 1) / warmup if step < warmup else 1.0
 
 
 class ReduceOnPlateau:

@@ -79,7 +79,7 @@ from .ntasgd import NTASGD
 from .optim import clip_grad_norm, clip_grad_value, make_optimizer
 from .runlock import RunLock
 from .runlog import MetricsLog, Progress
-from .schedules import ReduceOnPlateau, StepDecay
+from .schedules import Anneal, ReduceOnPlateau, StepDecay, warmup_factor
 
 
 class Task(Protocol):
@@ -132,6 +132,9 @@ class TrainConfig:
     lr_decay: float = 1.0  # step decay factor per epoch ...
     decay_after: int = 0  # ... for epochs after this one
     plateau_patience: int | None = None  # reduce lr by lr_decay when valid stalls this long
+    schedule: str | None = None  # "cosine" / "linear": anneal lr to min_lr over the whole run
+    warmup: int = 0  # steps of linear warm-up (with any schedule)
+    min_lr: float = 0.0  # where the annealing ends
     patience: int | None = None  # early stopping: epochs without improvement
     log_every: int = 20  # steps between metrics-log lines
     seed: int = 0
@@ -171,10 +174,27 @@ class TrainConfig:
             raise ConfigError(f"ema must be in (0, 1), e.g. 0.999, got {self.ema}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        self._check_schedule()
         for name in ("clip", "clip_value"):
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ConfigError(f"{name} must be >= 0, got {v}")
+
+    def _check_schedule(self) -> None:
+        if self.schedule is not None:
+            if self.schedule not in Anneal.SHAPES:
+                raise ConfigError(f"schedule must be cosine or linear, got {self.schedule!r}")
+            if self.lr_decay != 1.0 or self.plateau_patience is not None:
+                raise ConfigError(f"the {self.schedule} schedule (--schedule) sets the learning "
+                                  "rate at every step; leave out lr_decay (--lr-decay) and "
+                                  "plateau_patience (--plateau)")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, np.integer)) \
+                or self.warmup < 0:
+            raise ConfigError(f"warmup (--warmup) must be a whole number of steps >= 0, got "
+                              f"{self.warmup!r}")
+        if not (math.isfinite(self.min_lr) and 0 <= self.min_lr < self.lr):
+            raise ConfigError(f"min_lr (--min-lr) must be >= 0 and below lr ({self.lr}), got "
+                              f"{self.min_lr}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -222,6 +242,7 @@ class Trainer:
             self.opt = make_optimizer(cfg.optimizer, self.params, **opt_kw)
         self.decay = StepDecay(cfg.lr, cfg.lr_decay, cfg.decay_after) if (
             cfg.lr_decay != 1.0 and cfg.plateau_patience is None) else None
+        self.anneal = Anneal(cfg.lr, cfg.schedule, min_lr=cfg.min_lr) if cfg.schedule else None
         self.plateau = ReduceOnPlateau(factor=cfg.lr_decay if cfg.lr_decay < 1 else 0.5,
                                        patience=cfg.plateau_patience) if (
             cfg.plateau_patience is not None) else None
@@ -244,6 +265,7 @@ class Trainer:
         self._saving = False
         self._quit_after_save = False
         self._agreed_stop: str | None = None  # what every rank agreed at the last step
+        self._agreed_used = 0.0  # rank 0's training time at the last step's reduction
         if resume:
             self._resume()
             self.world.broadcast_parameters(self.model)
@@ -499,9 +521,13 @@ class Trainer:
             self.clip_count += int(clipped)
             # step (a task may scale the learning rate of a batch: random window lengths);
             # clip_grad_norm checked the gradients are finite
+            if self.anneal is not None:
+                self.opt.lr = self.anneal.lr_at(self._progress(n_batches))
             scale = task.lr_scale(self.batch) if hasattr(task, "lr_scale") else 1.0
+            scale *= warmup_factor(self.step, cfg.warmup)
+            self._step_lr = self.opt.lr * scale  # the rate this step uses (logged)
             if scale != 1.0:
-                base, self.opt.lr = self.opt.lr, self.opt.lr * scale
+                base, self.opt.lr = self.opt.lr, self._step_lr
                 self.opt.step(self.grads, check_finite=False)
                 self.opt.lr = base
             else:
@@ -563,11 +589,33 @@ class Trainer:
         with the loss and the stop flags in the same call: a Ctrl-C on any rank, and the time
         budget as rank 0's clock sees it.  Returns the global mean loss and unit count."""
         time_up = self.lead and self._local_stop() == "time"
-        total, (loss_sum, interrupted, out_of_time) = self.world.allreduce_grads(
-            self.model, n, [loss * n, float(self._interrupted), float(time_up)])
+        used = self._budget_used() if self.lead and self.cfg.minutes is not None else 0.0
+        total, (loss_sum, interrupted, out_of_time, used) = self.world.allreduce_grads(
+            self.model, n, [loss * n, float(self._interrupted), float(time_up), used])
+        self._agreed_used = used
         interrupted = self._adopt_signal(interrupted)
         self._agreed_stop = "interrupted" if interrupted else "time" if out_of_time else None
         return loss_sum / max(total, 1.0), int(round(total))
+
+    def _progress(self, n_batches: int) -> float:
+        """How far the run is, for the annealed schedules: the largest of the fractions of the
+        epochs, of ``max_steps`` and of the time budget done (the time as rank 0's clock saw
+        it at this step's reduction, so every rank agrees).  The time counts the room kept
+        for the last validation, so the fraction nearly reaches 1 where the budget stops
+        training."""
+        cfg = self.cfg
+        done = (self.epoch - 1 + self.batch / max(n_batches, 1)) / cfg.epochs
+        if cfg.max_steps is not None:
+            done = max(done, self.step / cfg.max_steps)
+        if cfg.minutes is not None:
+            used = self._agreed_used if self.world.size > 1 else self._budget_used()
+            done = max(done, used / (cfg.minutes * 60.0))
+        return done
+
+    def _budget_used(self) -> float:
+        """The budget spent, with the room kept for the last validation once one has been
+        timed (before that, the first steps' cost would make an estimate jump)."""
+        return self.clock() - self.t_start + (self.eval_seconds or 0.0) + self.reserve_s
 
     def _stop_reason(self) -> str | None:
         if self.world.size > 1:  # every rank stops at the same step
@@ -603,7 +651,7 @@ class Trainer:
         mean = total / max(units, 1)
         tps = units / max(now - since, 1e-9)
         self.log.log("step", epoch=self.epoch, step=self.step, loss=mean, ppl=perplexity(mean),
-                     lr=self.opt.lr, grad_norm=norm, clipped=clipped, clip=self.cfg.clip,
+                     lr=self._step_lr, grad_norm=norm, clipped=clipped, clip=self.cfg.clip,
                      tokens_per_s=tps, time=now - self.t_start)
         bar.update(0, loss=mean, ppl=perplexity(mean), tokens_per_s=tps, grad_norm=norm)
         if self.cfg.progress and not self.show_bar and now - self._last_line >= PLAIN_PROGRESS_S:
