@@ -253,6 +253,20 @@ def test_two_ranks_take_the_single_process_steps(files, tmp_path, command, opt):
     assert out.count("checkpoint") <= 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["train", "train-classifier", "train-tagger",
+                                     "train-seq2seq"])
+def test_every_training_command_takes_the_schedule_options(files, tmp_path, command):
+    """--schedule linear --warmup 2 in one process: the logged rates rise over two steps, then
+    fall to near --min-lr by the last step."""
+    argv = [*_argv(command, files, "sgd", tmp_path / "o"), "--schedule", "linear",
+            "--warmup", 2, "--min-lr", 0.05, "--log-every", 1]
+    assert main(list(map(str, argv))) == 0
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "o/metrics.jsonl").open())
+           if r["event"] == "step"]
+    assert len(lrs) > 4 and lrs[0] == pytest.approx(lrs[1] / 2, rel=0.2)
+    assert lrs[1:] == sorted(lrs[1:], reverse=True) and 0.05 <= lrs[-1] < 0.1
+
+
 @needs_mpi
 def test_a_schedule_over_the_time_budget_agrees_across_ranks(files, tmp_path):
     """--schedule cosine over --minutes: each step's rate comes from rank 0's clock, so the
