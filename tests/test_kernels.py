@@ -96,12 +96,13 @@ def test_compiled_equals_numpy(cell, opts, bidirectional, lengths, dtype, gemm, 
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_packed_product_in_the_loops_at_panel_sizes(cell, dtype, monkeypatch):
+@pytest.mark.parametrize("cell, opts", [("lstm", {}), ("gru", {}),
+                                        ("gru", {"reset_after": False}), ("rnn", {})])
+def test_packed_product_in_the_loops_at_panel_sizes(cell, opts, dtype, monkeypatch):
     """Sizes where the packed product has whole panels, a partial one and a partial block of
     rows (B 13 = 6 + 6 + 1), forward and backward, against the NumPy cells."""
     monkeypatch.setenv("RNNKIT_GEMM", "auto")
-    layer = make_recurrent(cell, 5, 40, 1, dtype=dtype, rng=0)
+    layer = make_recurrent(cell, 5, 40, 1, dtype=dtype, rng=0, **opts)
     rng = np.random.default_rng(6)
     x = rng.standard_normal((13, 7, 5)).astype(dtype)
     dout = rng.standard_normal((13, 7, 40)).astype(dtype)
@@ -116,7 +117,7 @@ def test_packed_product_in_the_loops_at_panel_sizes(cell, dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("cell, opts", [c for c in CELLS if c.values[1].get("reset_after", True)])
+@pytest.mark.parametrize("cell, opts", CELLS)
 def test_python_loop_and_parallel_rows_equal_numpy(cell, opts, dtype, monkeypatch):
     """The paths taken at large B * H, forced at a small size: the step loop in Python
     (NumPy's BLAS), and the element-wise passes split over the rows with prange together with
@@ -163,8 +164,9 @@ def test_switch(monkeypatch):
         assert dispatch.backend() == "numba"
         assert dispatch.cell_module("lstm", np.float64) is klstm
         assert dispatch.cell_module("gru", reset_after=True) is kgru
-        assert dispatch.cell_module("gru", reset_after=False) is gru  # NumPy only
+        assert dispatch.cell_module("gru", reset_after=False) is kgru
         assert dispatch.cell_module("lstm", np.float16) is lstm
+        assert dispatch.cell_module("gru", np.float16, reset_after=False) is gru
     monkeypatch.delenv("RNNKIT_KERNELS")
     assert dispatch.backend() == "numba"
     monkeypatch.setenv("RNNKIT_KERNELS", "fast")

@@ -67,9 +67,7 @@ def cell_module(cell: str, dtype=np.float32, **options) -> ModuleType:
     """The module whose ``forward``, ``backward`` and ``step`` run ``cell`` ("rnn", "gru",
     "lstm") with ``options`` (:data:`rnnkit.nn.cells.OPTIONS`) on arrays of ``dtype``.
 
-    The compiled kernels cover float32 and float64, every RNN and LSTM option and the GRU
-    with ``reset_after=True``; the GRU of Cho et al. (``reset_after=False``) runs on NumPy."""
-    if (backend() == "numba" and np.dtype(dtype) in (np.float32, np.float64)
-            and options.get("reset_after", True)):
+    The compiled kernels cover float32 and float64 and every option of the three cells."""
+    if backend() == "numba" and np.dtype(dtype) in (np.float32, np.float64):
         return _compiled(cell)
     return _NUMPY[cell]

@@ -1,9 +1,15 @@
-"""Compiled GRU time loops for the PyTorch/cuDNN placement of the reset gate
-(``reset_after=True``): the equations, cache and results of :mod:`rnnkit.nn.cells.gru`, with
-each step's gate arithmetic fused into one pass after the product ``h_{t-1} @ W_h``
-(:func:`.packed.product`; backward: one pass, then ``[da_r, da_z, dhn] @ W_h^T``).  Large
-steps run the loop in Python around the same passes, as in :mod:`.lstm`.
-``reset_after=False`` runs on NumPy (see :func:`rnnkit.nn.cells.dispatch.cell_module`)."""
+"""Compiled GRU time loops: the equations, cache and results of :mod:`rnnkit.nn.cells.gru`.
+
+With the PyTorch/cuDNN placement of the reset gate (``reset_after=True``) each step's gate
+arithmetic is fused into one pass after the product ``h_{t-1} @ W_h`` (:func:`.packed.product`;
+backward: one pass, then ``[da_r, da_z, dhn] @ W_h^T``).  Large steps run the loop in Python
+around the same passes, as in :mod:`.lstm`.
+
+With the placement of Cho et al. (``reset_after=False``) ``n`` needs ``(r * h_{t-1}) W_hn``, so a
+step makes two products: ``h_{t-1} @ W_hrz``, a pass forming ``r``, ``z`` and ``r * h_{t-1}``,
+then ``(r * h_{t-1}) @ W_hn`` and a pass forming ``n`` and ``h``.  The backward mirrors it:
+``da_z`` and ``da_n``, ``d(rh) = da_n @ W_hn^T``, ``da_r``, then ``[da_r, da_z] @ W_hrz^T``.
+Its generation step runs on NumPy (:func:`rnnkit.nn.cells.gru.step`)."""
 
 from __future__ import annotations
 
@@ -172,10 +178,200 @@ def _backward_py(A, Hs, HN, dHs, dh, dHP, dxp, W_hT, P, mask, full, bounds, pmin
         _carry(dh, back, A[t], m, masked)
 
 
+# -- the reset gate before the product (Cho et al.) ------------------------------------------
+@njit(nogil=True, fastmath={"contract"}, **_JIT)
+def _rz_rows(a, hw, hp, rh, b0, b1):
+    """``r`` and ``z`` over ``a[:, :2H]``; ``rh = r * h_{t-1}``."""
+    H = hp.shape[1]
+    for b in range(b0, b1):
+        for j in range(2 * H):
+            a[b, j] = sigmoid(a[b, j] + hw[b, j])
+        for j in range(H):
+            rh[b, j] = a[b, j] * hp[b, j]
+
+
+@njit(parallel=True, **_JIT)
+def _rz_rows_par(a, hw, hp, rh, bounds):
+    for k in prange(len(bounds) - 1):
+        _rz_rows(a, hw, hp, rh, bounds[k], bounds[k + 1])
+
+
+@njit(nogil=True, fastmath={"contract"}, **_JIT)
+def _n_rows(a, rw, hp, h, m, masked, b0, b1):
+    """``n = tanh(a_n + (r * h_{t-1}) W_hn)`` over ``a[:, 2H:]``, and ``h``."""
+    H = h.shape[1]
+    for b in range(b0, b1):
+        for j in range(H):
+            a[b, 2 * H + j] = tanh(a[b, 2 * H + j] + rw[b, j])
+        for j in range(H):
+            n = a[b, 2 * H + j]
+            h[b, j] = n + a[b, H + j] * (hp[b, j] - n)
+        if masked and not m[b]:  # padded: the state is carried unchanged
+            h[b] = hp[b]
+
+
+@njit(parallel=True, **_JIT)
+def _n_rows_par(a, rw, hp, h, m, masked, bounds):
+    for k in prange(len(bounds) - 1):
+        _n_rows(a, rw, hp, h, m, masked, bounds[k], bounds[k + 1])
+
+
+@njit(**_JIT)
+def _forward_before(xp, Hs, RH, W_hrz, P_rz, W_hn, P_n, mask, full, grad, bounds, pmin):
+    T, B, _ = xp.shape
+    H = Hs.shape[2]
+    hw = np.empty((B, 2 * H), xp.dtype)  # h_{t-1} W_hrz
+    rw = np.empty((B, H), xp.dtype)  # (r * h_{t-1}) W_hn
+    par = len(bounds) > 2
+    ppar = par and B * W_hrz.size >= pmin
+    for t in range(T):
+        rh = RH[t] if grad else RH[0]
+        product(Hs[t], W_hrz, P_rz, hw, ppar)
+        if par:
+            _rz_rows_par(xp[t], hw, Hs[t], rh, bounds)
+        else:
+            _rz_rows(xp[t], hw, Hs[t], rh, bounds[0], bounds[-1])
+        product(rh, W_hn, P_n, rw, ppar)
+        masked = t >= full
+        m = mask[t] if masked else mask[0]
+        if par:
+            _n_rows_par(xp[t], rw, Hs[t], Hs[t + 1], m, masked, bounds)
+        else:
+            _n_rows(xp[t], rw, Hs[t], Hs[t + 1], m, masked, bounds[0], bounds[-1])
+
+
+@njit(nogil=True, fastmath={"contract"}, **_JIT)
+def _zn_back_rows(a, hp, dhs, dh, dan, dxp, m, masked, b0, b1):
+    """``g = dh + dhs`` (left in ``dh``); ``da_z`` into ``dxp``; ``da_n`` into ``dxp`` and
+    ``dan`` (the left side of the product with ``W_hn^T``).  Padded rows: zeros, ``g``
+    passes."""
+    H = dh.shape[1]
+    for b in range(b0, b1):
+        if masked and not m[b]:
+            for j in range(H):
+                dh[b, j] += dhs[b, j]
+                dan[b, j] = 0
+            for j in range(3 * H):
+                dxp[b, j] = 0
+            continue
+        for j in range(H):
+            g = dh[b, j] + dhs[b, j]
+            dh[b, j] = g
+            z, n = a[b, H + j], a[b, 2 * H + j]
+            d_n = g * ((1 - z) * (1 - n * n))
+            dxp[b, 2 * H + j] = d_n
+            dan[b, j] = d_n
+            dxp[b, H + j] = g * ((hp[b, j] - n) * (z * (1 - z)))
+
+
+@njit(parallel=True, **_JIT)
+def _zn_back_rows_par(a, hp, dhs, dh, dan, dxp, m, masked, bounds):
+    for k in prange(len(bounds) - 1):
+        _zn_back_rows(a, hp, dhs, dh, dan, dxp, m, masked, bounds[k], bounds[k + 1])
+
+
+@njit(nogil=True, fastmath={"contract"}, **_JIT)
+def _r_back_rows(a, hp, drh, dxp, darz, m, masked, b0, b1):
+    """``da_r = d(rh) h_{t-1} r (1 - r)`` into ``dxp``; ``darz = [da_r, da_z]`` (the left
+    side of the product with ``W_hrz^T``)."""
+    H = hp.shape[1]
+    for b in range(b0, b1):
+        if masked and not m[b]:
+            for j in range(2 * H):
+                darz[b, j] = 0
+            continue
+        for j in range(H):
+            r = a[b, j]
+            d_r = drh[b, j] * (hp[b, j] * (r * (1 - r)))
+            dxp[b, j] = d_r
+            darz[b, j] = d_r
+        for j in range(H):
+            darz[b, H + j] = dxp[b, H + j]
+
+
+@njit(parallel=True, **_JIT)
+def _r_back_rows_par(a, hp, drh, dxp, darz, m, masked, bounds):
+    for k in prange(len(bounds) - 1):
+        _r_back_rows(a, hp, drh, dxp, darz, m, masked, bounds[k], bounds[k + 1])
+
+
+@njit(nogil=True, **_JIT)
+def _carry_before(dh, back, drh, a, m, masked):
+    """``dh = g z + d(rh) r + back`` at real rows; ``g`` passes unchanged at padded ones."""
+    B, H = dh.shape
+    for b in range(B):
+        if not masked or m[b]:
+            for j in range(H):
+                dh[b, j] = dh[b, j] * a[b, H + j] + drh[b, j] * a[b, j] + back[b, j]
+
+
+@njit(**_JIT)
+def _backward_before(A, Hs, dHs, dh, dxp, W_hnT, P_nT, W_hrzT, P_rzT, mask, full, bounds,
+                     pmin):
+    T, B, H = dHs.shape
+    dan = np.empty((B, H), dh.dtype)
+    drh = np.empty((B, H), dh.dtype)
+    darz = np.empty((B, 2 * H), dh.dtype)
+    back = np.empty((B, H), dh.dtype)
+    par = len(bounds) > 2
+    ppar = par and B * W_hrzT.size >= pmin
+    for t in range(T - 1, -1, -1):
+        masked = t >= full
+        m = mask[t] if masked else mask[0]
+        if par:
+            _zn_back_rows_par(A[t], Hs[t], dHs[t], dh, dan, dxp[t], m, masked, bounds)
+        else:
+            _zn_back_rows(A[t], Hs[t], dHs[t], dh, dan, dxp[t], m, masked, bounds[0],
+                          bounds[-1])
+        product(dan, W_hnT, P_nT, drh, ppar)
+        if par:
+            _r_back_rows_par(A[t], Hs[t], drh, dxp[t], darz, m, masked, bounds)
+        else:
+            _r_back_rows(A[t], Hs[t], drh, dxp[t], darz, m, masked, bounds[0], bounds[-1])
+        product(darz, W_hrzT, P_rzT, back, ppar)
+        _carry_before(dh, back, drh, A[t], m, masked)
+
+
+def _forward_reset_before(xp, h0, p, mask, full, grad):
+    T, B, G = xp.shape
+    H = G // 3
+    dt = xp.dtype
+    full = T if full is None else full
+    a = as_c(xp, dt)  # the gate values end here (the cache's "A")
+    Hs = np.empty((T + 1, B, H), dt)
+    Hs[0] = h0
+    RH = np.empty((T if grad else 1, B, H), dt)  # r * h_{t-1}
+    W_h = p["W_h"]
+    W_hrz, W_hn = as_c(W_h[:, :2 * H], dt), as_c(W_h[:, 2 * H:], dt)
+    with blas_threads(1):
+        _forward_before(a, Hs, RH, W_hrz, prepare(W_hrz, T), W_hn, prepare(W_hn, T),
+                        mask_rows(mask, T, B), full, grad, row_chunks(B, H), split_min())
+    if not grad:
+        return Hs, Hs[-1], None
+    cache = {"A": a, "Hs": Hs, "mask": mask, "full": full, "W_h": W_h, "after": False,
+             "RH": RH}
+    return Hs, Hs[-1], cache
+
+
+def _backward_reset_before(dHs, dhT, cache):
+    Hs, mask, full, W_h = cache["Hs"], cache["mask"], cache["full"], cache["W_h"]
+    T, B, H = dHs.shape
+    dt = Hs.dtype
+    dh = carried(dhT, B, H, dt)
+    dxp = np.empty((T, B, 3 * H), dt)  # [da_r, da_z, da_n]
+    W_hnT = np.ascontiguousarray(W_h[:, 2 * H:].T, dtype=dt)
+    W_hrzT = np.ascontiguousarray(W_h[:, :2 * H].T, dtype=dt)
+    with blas_threads(1):
+        _backward_before(as_c(cache["A"], dt), Hs, as_c(dHs, dt), dh, dxp, W_hnT,
+                         prepare(W_hnT, T), W_hrzT, prepare(W_hrzT, T), mask_rows(mask, T, B),
+                         full, row_chunks(B, H), split_min())
+    return dxp, dh, ref.param_grads(dxp, cache)
+
+
 def forward(xp, h0, p, mask=None, full=None, *, grad=True, reset_after=True):
-    """:func:`rnnkit.nn.cells.gru.forward` (``reset_after=True``), compiled."""
+    """:func:`rnnkit.nn.cells.gru.forward`, compiled."""
     if not reset_after:
-        raise ValueError("GRU kernels: reset_after=False runs on NumPy")
+        return _forward_reset_before(xp, h0, p, mask, full, grad)
     T, B, G = xp.shape
     H = G // 3
     dt = xp.dtype
@@ -197,7 +393,9 @@ def forward(xp, h0, p, mask=None, full=None, *, grad=True, reset_after=True):
 
 
 def backward(dHs, dhT, cache, consume=False):
-    """:func:`rnnkit.nn.cells.gru.backward` (``reset_after=True``), compiled."""
+    """:func:`rnnkit.nn.cells.gru.backward`, compiled."""
+    if not cache["after"]:
+        return _backward_reset_before(dHs, dhT, cache)
     Hs, mask, full = cache["Hs"], cache["mask"], cache["full"]
     T, B, H = dHs.shape
     dt = Hs.dtype
@@ -220,9 +418,10 @@ def _step(a, hp, W_h, b_hn, h):
 
 
 def step(xp_t, h, p, *, reset_after=True):
-    """One step for generation (:func:`rnnkit.nn.cells.gru.step`): one compiled call."""
+    """One step for generation (:func:`rnnkit.nn.cells.gru.step`): one compiled call
+    (``reset_after=False``: NumPy's)."""
     if not reset_after:
-        raise ValueError("GRU kernels: reset_after=False runs on NumPy")
+        return ref.step(xp_t, h, p, reset_after=False)
     dt = h.dtype
     a = np.array(xp_t, dtype=dt, order="C")  # (B, 3H), a copy: the gates are written here
     hp = as_c(h, dt)
