@@ -42,7 +42,11 @@ threadpoolctl reports, ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE``, which cell 
 runs (``RNNKIT_KERNELS``) and the load average.  It then reports the first forward and
 backward of each cell (numba's compilation, or the load from its cache; ``--cold`` forces
 compilation) and, after the table, NumPy's sgemm GFLOP/s and the fraction of it that training
-reaches at H >= 512 (the FLOPs of the matrix products over the measured time).  Published
+reaches at H >= 512 (the FLOPs of the matrix products over the measured time).  With one
+thread it then gives each row's ceiling: the ratio rnnkit would reach if all its matrix
+products ran at the speed of its packed micro-kernel on operands in cache (this core's
+practical peak) and nothing else took any time; a target above the ceiling cannot be met on
+this CPU by any implementation of the same products.  Published
 figures: an idle machine, ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` on the command.
 """
 
@@ -55,6 +59,7 @@ import sys
 from benchutil import (
     cold_numba_cache,
     first_call_seconds,
+    fma_peak_gflops,
     load_average,
     measure,
     print_header,
@@ -276,6 +281,23 @@ def train_flops(cell: str, B, T, D, H, L) -> float:
     return sum(3 * 2 * B * T * ((D if k == 0 else H) + H) * G * H for k in range(L))
 
 
+def print_ceilings(rows: list, peak: float | None) -> None:
+    """The largest ratio each row could reach: torch's time over the time of the layer's
+    matrix products at ``peak`` GFLOP/s with nothing else taking any (one thread)."""
+    seq = [r for r in rows if r["mode"] != "generation"]
+    if peak is None or not seq:
+        return
+    print(f"\npacked micro-kernel on cached operands, one thread: {peak:.1f} GFLOP/s; the ceiling "
+          "is the ratio if every matrix product ran at that speed and nothing else took time")
+    for r in seq:
+        f = train_flops(r["cell"], r["B"], r["T"], r["D"], r["H"], r["L"])
+        if r["mode"] == "inference":
+            f /= 3  # the forward products alone
+        r["ceiling"] = r["torch_s"] / (f / (peak * 1e9))
+        print(f"{r['cell']:<5} {r['mode']:<9} {(r['B'], r['T'], r['D'], r['H'], r['L'])}: "
+              f"ratio {r['ratio']:.2f}, ceiling {r['ceiling']:.2f}")
+
+
 def print_efficiency(rows: list, gflops: float) -> None:
     big = [r for r in rows if r["mode"] == "training" and r["H"] >= 512]
     if not big:
@@ -304,6 +326,7 @@ def main(argv=None) -> int:
           "numba compiling, or loading its on-disk cache") + "): "
           + ", ".join(f"{c} {s:.2f} s" for c, s in first.items()))
     info["sgemm_gflops"] = sgemm_gflops(clock=clock)
+    info["fma_peak_gflops"] = fma_peak_gflops(clock=clock)
     print(f"median of {repeats} interleaved rounds (at least 3, at most ~{budget:g} s per case) "
           f"of ~{target:g} s per library, {args.clock} clock; ratio > 1: rnnkit faster")
 
@@ -326,6 +349,8 @@ def main(argv=None) -> int:
     info["load_after"] = load_average()
     print_rows(rows)
     print_efficiency(rows, info["sgemm_gflops"])
+    if info["numpy_blas_threads"] == 1:
+        print_ceilings(rows, info["fma_peak_gflops"])
     print(f"\n1-minute load average: {info['load_before']:.2f} before, "
           f"{info['load_after']:.2f} after ({info['logical_cpus']} logical CPUs)")  # fmt: skip
     if args.json:
