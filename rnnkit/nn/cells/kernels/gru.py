@@ -36,6 +36,19 @@ _JIT = {"cache": True, "error_model": "numpy"}
 
 
 @njit(nogil=True, fastmath={"contract"}, **_JIT)
+def _new_state(a, hp, h, m, masked, b):
+    """Row ``b`` of ``h' = n + z (h - n)`` from the gates in ``a``; at a padded row the state
+    is carried unchanged."""
+    H = h.shape[1]
+    if masked and not m[b]:
+        h[b] = hp[b]
+        return
+    for j in range(H):
+        n = a[b, 2 * H + j]
+        h[b, j] = n + a[b, H + j] * (hp[b, j] - n)
+
+
+@njit(nogil=True, fastmath={"contract"}, **_JIT)
 def _forward_rows(a, hw, hn, hp, h, b_hn, m, masked, b0, b1):
     # One loop per gate, so that LLVM vectorises each (see .lstm._forward_rows).
     H = h.shape[1]
@@ -48,11 +61,7 @@ def _forward_rows(a, hw, hn, hp, h, b_hn, m, masked, b0, b1):
             hn[b, j] = hw[b, 2 * H + j] + b_hn[j]
         for j in range(H):
             a[b, 2 * H + j] = tanh(a[b, 2 * H + j] + a[b, j] * hn[b, j])
-        for j in range(H):
-            n = a[b, 2 * H + j]
-            h[b, j] = n + a[b, H + j] * (hp[b, j] - n)
-        if masked and not m[b]:  # padded: the state is carried unchanged
-            h[b] = hp[b]
+        _new_state(a, hp, h, m, masked, b)
 
 
 @njit(parallel=True, **_JIT)
@@ -203,11 +212,7 @@ def _n_rows(a, rw, hp, h, m, masked, b0, b1):
     for b in range(b0, b1):
         for j in range(H):
             a[b, 2 * H + j] = tanh(a[b, 2 * H + j] + rw[b, j])
-        for j in range(H):
-            n = a[b, 2 * H + j]
-            h[b, j] = n + a[b, H + j] * (hp[b, j] - n)
-        if masked and not m[b]:  # padded: the state is carried unchanged
-            h[b] = hp[b]
+        _new_state(a, hp, h, m, masked, b)
 
 
 @njit(parallel=True, **_JIT)
