@@ -169,6 +169,27 @@ def test_time_budget_leaves_room_for_validation(tmp_path):
     assert clock.now <= 28.0
 
 
+def test_a_slow_first_step_does_not_end_a_budget_early(tmp_path):
+    """The first step costs 40 s (loading the kernels), the others 1 s, a 60-second budget:
+    estimated from the first step, the validation (32 tokens at 4 s a token, x 0.4) would
+    seem to need 51 s and stop the run after one step; from the later steps it needs 1.3 s."""
+
+    class SlowStart(Task):
+        def train_batch(self, i, rng):
+            if self.calls == 0:
+                self.clock.now += 39.0
+            return super().train_batch(i, rng)
+
+    clock = FakeClock()
+    task = SlowStart(clock=clock)
+    assert task.eval_size() * 4.0 * 0.4 > 60 - 40
+    trainer = Trainer(task, _cfg(minutes=1.0, epochs=10), tmp_path, echo=lambda s: None,
+                      clock=clock)
+    summary = trainer.fit()
+    assert summary["reason"] == "time" and trainer.step > N_BATCHES
+    assert clock.now <= 60.0
+
+
 def test_a_spent_budget_or_finished_run_does_nothing_on_resume(tmp_path):
     first, _ = _train(tmp_path, _cfg(epochs=1))
     again, summary = _train(tmp_path, _cfg(epochs=1), resume=True)

@@ -117,6 +117,15 @@ EVAL_COST = 0.4  # a validation token costs about this fraction of a training to
 PLAIN_PROGRESS_S = 10.0  # without a terminal: a progress line at most this often
 
 
+def _check_count(name: str, value, allow_none: bool = False, lo: int = 1) -> None:
+    """A whole number of at least ``lo`` (or None where allowed), else ConfigError."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        what = "a positive integer" if lo == 1 else f"an integer >= {lo}"
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+
+
 @dataclass
 class TrainConfig:
     """Trainer options (saved with every checkpoint)."""
@@ -146,20 +155,14 @@ class TrainConfig:
     nonmono: int = 5  # nt-asgd: average once validation has not improved for this many checks
 
     def __post_init__(self):
-        def positive_int(name, value, allow_none=False):
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-        positive_int("epochs", self.epochs)
-        positive_int("log_every", self.log_every)
-        positive_int("patience", self.patience, allow_none=True)
-        positive_int("plateau_patience", self.plateau_patience, allow_none=True)
-        positive_int("max_steps", self.max_steps, allow_none=True)
-        positive_int("inspect_every", self.inspect_every, allow_none=True)
-        positive_int("eval_every", self.eval_every, allow_none=True)
-        positive_int("nonmono", self.nonmono)
+        _check_count("epochs", self.epochs)
+        _check_count("log_every", self.log_every)
+        _check_count("patience", self.patience, allow_none=True)
+        _check_count("plateau_patience", self.plateau_patience, allow_none=True)
+        _check_count("max_steps", self.max_steps, allow_none=True)
+        _check_count("inspect_every", self.inspect_every, allow_none=True)
+        _check_count("eval_every", self.eval_every, allow_none=True)
+        _check_count("nonmono", self.nonmono)
         if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes must be positive, got {self.minutes}")
         if not self.lr > 0:
@@ -188,10 +191,7 @@ class TrainConfig:
                 raise ConfigError(f"the {self.schedule} schedule (--schedule) sets the learning "
                                   "rate at every step; leave out lr_decay (--lr-decay) and "
                                   "plateau_patience (--plateau)")
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, np.integer)) \
-                or self.warmup < 0:
-            raise ConfigError(f"warmup (--warmup) must be a whole number of steps >= 0, got "
-                              f"{self.warmup!r}")
+        _check_count("warmup", self.warmup, lo=0)
         if not (math.isfinite(self.min_lr) and 0 <= self.min_lr < self.lr):
             raise ConfigError(f"min_lr (--min-lr) must be >= 0 and below lr ({self.lr}), got "
                               f"{self.min_lr}")
@@ -433,8 +433,10 @@ class Trainer:
         else:
             self.log.log("start", params=self.model.num_parameters(), train=asdict(self.cfg))
         self.t_start = self.clock() - self.elapsed
-        # the throughput of this process (since the start or the resume)
+        # the throughput of this process (since the start or the resume), and its first step
+        # apart: that one also loads or compiles the kernels
         self._train_seconds, self._train_units = 0.0, 0
+        self._timed_first = False
         self._record: dict = {}
         previous = self._catch_signals()
         try:
@@ -545,8 +547,11 @@ class Trainer:
                              **spectrum_record(self.model, radius=False), **gates.record())
             self.epoch_loss += loss * n
             self.epoch_n += n
-            self._train_seconds += self.clock() - t0
-            self._train_units += n
+            if not self._timed_first:
+                self._timed_first = True
+            else:
+                self._train_seconds += self.clock() - t0
+                self._train_units += n
             # log
             self._interval[0] += loss * n
             self._interval[1] += n
@@ -589,7 +594,8 @@ class Trainer:
         with the loss and the stop flags in the same call: a Ctrl-C on any rank, and the time
         budget as rank 0's clock sees it.  Returns the global mean loss and unit count."""
         time_up = self.lead and self._local_stop() == "time"
-        used = self._budget_used() if self.lead and self.cfg.minutes is not None else 0.0
+        timed = self.lead and self.anneal is not None and self.cfg.minutes is not None
+        used = self._budget_used() if timed else 0.0
         total, (loss_sum, interrupted, out_of_time, used) = self.world.allreduce_grads(
             self.model, n, [loss * n, float(self._interrupted), float(time_up), used])
         self._agreed_used = used
@@ -636,7 +642,10 @@ class Trainer:
         return None
 
     def _reserve(self) -> float:
-        """Seconds to keep free in a time budget: the coming validation and ``reserve_s``."""
+        """Seconds to keep free in a time budget: the coming validation and ``reserve_s``.
+        Before a validation has been timed, the validation is estimated from the training
+        steps after the first (which also loads or compiles the kernels, and alone would
+        stop a short budget early)."""
         if self.eval_seconds is not None:
             return self.eval_seconds + self.reserve_s
         size = getattr(self.task, "eval_size", None)
